@@ -1,0 +1,43 @@
+"""Which architecture, its width, how it is initialised and which weights may be pruned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prunelab.specs.base import spec_field
+
+INITIALISERS = (
+    "kaiming_normal",
+    "kaiming_uniform",
+    "standard_normal",
+    "signed_constant",
+    "scaled_signed_constant",
+    "pytorch_default",
+)
+BN_INITIALISERS = ("ones", "uniform", "fixed_ones")
+PRUNABLE_KINDS = ("conv_linear", "conv", "linear")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = spec_field("lenet_300_100", help="registered architecture, e.g. lenet_300_100, cifar_resnet_20, vgg_16")
+    width: float = spec_field(1.0, help="width multiplier applied to every hidden layer")
+    init: str = spec_field("kaiming_normal", help=f"weight initialiser: {', '.join(INITIALISERS)}")
+    bn_init: str = spec_field("ones", help=f"batch-norm initialiser: {', '.join(BN_INITIALISERS)}")
+    prunable: str = spec_field("conv_linear", help=f"which layers' weights are prunable: {', '.join(PRUNABLE_KINDS)}")
+    prunable_exclude: tuple[str, ...] = spec_field((), help="glob patterns of parameter names never pruned")
+
+    def __post_init__(self) -> None:
+        from prunelab.specs.base import SpecError, closest
+
+        for value, valid, label in (
+            (self.init, INITIALISERS, "model.init"),
+            (self.bn_init, BN_INITIALISERS, "model.bn_init"),
+            (self.prunable, PRUNABLE_KINDS, "model.prunable"),
+        ):
+            if value not in valid:
+                near = closest(value, valid)
+                hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
+                raise SpecError(f"unknown {label} {value!r}.{hint} Valid: {', '.join(valid)}.")
+        if self.width <= 0:
+            raise ValueError(f"model.width must be positive, got {self.width}")

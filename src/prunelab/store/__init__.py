@@ -1,0 +1,1 @@
+"""Content-addressed run directories, atomic writes and locks."""
