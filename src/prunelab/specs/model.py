@@ -14,7 +14,7 @@ INITIALISERS = (
     "scaled_signed_constant",
     "pytorch_default",
 )
-BN_INITIALISERS = ("ones", "uniform", "fixed_ones")
+BN_INITIALISERS = ("ones", "uniform", "zero_residual")
 PRUNABLE_KINDS = ("conv_linear", "conv", "linear")
 
 

@@ -1,0 +1,1 @@
+"""Pruning: strategies are score functions; selection, scopes and schedules are shared."""
