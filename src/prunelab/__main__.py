@@ -1,0 +1,5 @@
+import sys
+
+from prunelab.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""Helpers shared by CLI commands: spec arguments, logging to stderr, output formatting."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from prunelab.specs import ExperimentSpec, load_spec, parse_override_args
+
+__all__ = ["add_spec_arguments", "spec_from_args", "print_json", "format_table", "setup_logging"]
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("spec")
+    group.add_argument("--preset", help="named preset (see `prunelab presets`)")
+    group.add_argument("--config", help="YAML spec file (may name a `preset:`); applied after the preset")
+    group.add_argument("--seed", type=int, help="replicate seed (same as --seed=N override)")
+    group.add_argument("--device", help="auto, cpu, cuda or cuda:N (same as --train.device)")
+    group.add_argument("--data-root", help="data root (default: $PRUNELAB_DATA or ~/.prunelab/data)")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--home", help="run store root (default: $PRUNELAB_HOME or ~/.prunelab/runs)")
+    parser.add_argument("--json", action="store_true", help="print only the summary JSON on stdout")
+
+
+def spec_from_args(args: argparse.Namespace, overrides: Sequence[str]) -> ExperimentSpec:
+    values: dict[str, Any] = parse_override_args(overrides)
+    if args.seed is not None:
+        values.setdefault("seed", str(args.seed))
+    if args.device:
+        values.setdefault("train.device", args.device)
+    if args.data_root:
+        values.setdefault("dataset.root", args.data_root)
+    if args.no_progress or args.json and not sys.stderr.isatty():
+        values.setdefault("train.progress", "false")
+    return load_spec(args.preset, args.config, values)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def format_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], headers: Sequence[str] | None = None) -> str:
+    """A plain fixed-width text table."""
+    rows = list(rows)
+    headers = list(headers or columns)
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""The ``prunelab`` command. Parsing only: every command calls into :mod:`prunelab.experiments`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from prunelab.cli import commands
+from prunelab.cli.common import setup_logging
+from prunelab.specs import SpecError
+from prunelab.store import RunNotFound
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("prunelab")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prunelab",
+        description="Research on neural-network pruning: lottery tickets, pruning at initialisation, supermasks.",
+        epilog="Spec overrides are dotted: --train.lr=0.05 --model.width=2 --dataset.subsample_fraction=0.5",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in commands.REGISTRY:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    setup_logging(getattr(args, "verbose", False))
+    handler: Callable[[argparse.Namespace, list[str]], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    if rest and not getattr(args, "accepts_overrides", False):
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    try:
+        return handler(args, rest)
+    except (SpecError, RunNotFound, FileNotFoundError, ValueError) as error:
+        print(f"prunelab: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prunelab: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

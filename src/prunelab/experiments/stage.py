@@ -1,0 +1,52 @@
+"""Idempotent, resumable stages on top of the run store.
+
+A stage is a unit of work whose result is a ``summary.json`` in a content-addressed run directory.
+Running a stage whose summary exists returns it at once; otherwise the stage takes the run's lock
+(so two processes never train the same run twice), re-checks, and runs its body, which may itself
+resume from checkpoints left by an interrupted attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prunelab.store import Run, RunStore
+
+__all__ = ["run_stage"]
+
+log = logging.getLogger("prunelab")
+
+
+def run_stage(
+    store: RunStore,
+    run_id: str,
+    spec_yaml: str,
+    body: Callable[[Run], dict[str, Any]],
+    *,
+    stage_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the summary of ``run_id``, running ``body(run)`` first if it has not finished.
+
+    ``body`` returns the summary fields; ``run_id``, ``kind`` and ``wall_seconds`` are filled in here
+    when absent, and the summary is written atomically as the last act of the stage.
+    """
+    run = store.run(run_id)
+    if run.finished:
+        log.info("reusing finished run %s", run_id)
+        return run.summary()
+    with store.lock(run_id, on_wait=log.warning):
+        if run.finished:  # another process finished it while we waited
+            return run.summary()
+        store.create(run_id, spec_yaml, extra=stage_info)
+        started = time.perf_counter()
+        summary = body(run)
+        summary.setdefault("run_id", run_id)
+        summary.setdefault("kind", run.kind)
+        summary.setdefault("wall_seconds", round(time.perf_counter() - started, 3))
+        ordered = {key: summary[key] for key in ("run_id", "kind") if key in summary}
+        ordered.update({k: v for k, v in summary.items() if k not in ordered})
+        run.write_summary(ordered)
+        return ordered
