@@ -148,9 +148,21 @@ def parse_override_value(tp: Any, text: str) -> Any:
             loaded = yaml.safe_load(stripped)
             return tuple(loaded or ())
         return tuple(part.strip() for part in stripped.split(",") if part.strip())
-    if stripped.startswith("{"):
-        return yaml.safe_load(stripped)
+    if _mapping_like(tp):
+        if stripped.startswith("{"):
+            return yaml.safe_load(stripped) or {}
+        pairs = [part.split("=", 1) for part in stripped.split(",") if part.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise SpecError(f"cannot read {text!r} as a mapping: write key=value,key2=value2 or {{key: value}}")
+        return {key.strip(): value.strip() for key, value in pairs}
     return stripped
+
+
+def _mapping_like(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_mapping_like(arg) for arg in typing.get_args(tp) if arg is not type(None))
+    return origin in (dict, Mapping) or tp is dict
 
 
 def to_dict(spec: Any) -> dict[str, Any]:

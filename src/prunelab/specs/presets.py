@@ -124,7 +124,7 @@ for _n in (2, 4, 6, 8):
             train=TrainingSpec(optimizer="adam", lr=2e-4 if n == 2 else 3e-4, batch_size=60, steps=steps,
                                schedule="constant"),
             # Frankle & Carbin: conv layers 15%, fc 20%, output 10% per round
-            prune=PruningSpec(fraction=0.2, scope="layerwise", rates=(("conv*", 0.15), ("fc.weight", 0.1))),
+            prune=PruningSpec(fraction=0.2, scope="layerwise", rates={"conv*": 0.15, "fc.weight": 0.1}),
         )
 
     register_preset(f"cifar_conv{_n}", f"Conv-{_n} on CIFAR-10 (Frankle & Carbin 2019: Adam, batch 60)")(_make_conv)
