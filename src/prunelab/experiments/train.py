@@ -14,7 +14,9 @@ __all__ = ["train_run_id", "run_train"]
 
 
 def train_run_id(spec: ExperimentSpec) -> str:
-    return f"train-{spec.run_hash('train')}"
+    """Dense training does not read the pruning section, so it is left out of the name: changing
+    a pruning option reuses the same dense run."""
+    return f"train-{spec.without_pruning().run_hash('train')}"
 
 
 def run_train(spec: ExperimentSpec, *, store: RunStore | None = None) -> dict[str, Any]:

@@ -23,6 +23,9 @@ class ExperimentSpec:
     def run_hash(self, kind: str) -> str:
         return canonical_hash(self, kind=kind)
 
+    def without_pruning(self) -> "ExperimentSpec":
+        return replace(self, prune=PruningSpec())
+
     def with_seed(self, seed: int) -> "ExperimentSpec":
         return replace(self, seed=seed)
 

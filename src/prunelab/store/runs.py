@@ -116,7 +116,7 @@ class RunStore:
     def lock(self, run_id: str, *, timeout: float = -1, on_wait: Any = None) -> Iterator[None]:
         """Exclusive lock for one run; ``on_wait(message)`` is called if another process holds it."""
         self.root.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.root / f".{run_id}.lock"))
+        lock = FileLock(str(self.root / f".{run_id.replace('/', '__')}.lock"))
         try:
             lock.acquire(timeout=0)
         except Timeout:
