@@ -1,0 +1,306 @@
+"""The public pruning API: score a model, prune it to a density, take a lottery-ticket level step.
+
+Scoring never changes the caller's model: every scoring round works on a fresh ``copy.deepcopy``
+of the model (moved to ``device``) whose prunable weights are multiplied by the current mask. A
+score function may therefore do anything to ``ctx.model`` (replace weights by ``|w|``, switch to
+eval mode, run backward passes); the caller's weights, buffers, gradients and modes are untouched.
+The caller applies the returned mask.
+
+Randomness: one CPU ``torch.Generator`` seeded with ``seed`` per call is handed to the score
+function (``ctx.generator``) and used by selection to break ties, so a call is a pure function of
+its arguments and the same seed gives the same mask on any device.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunelab.masks import Mask
+from prunelab.pruning.base import STRATEGIES, ScoreContext, ScoreFn, Strategy, as_batch_source, get_strategy
+from prunelab.pruning.baselines import magnitude_at, random_scores_like
+from prunelab.pruning.schedules import SCHEDULES, density_schedule
+from prunelab.pruning.selection import (
+    LayerCollapseWarning,
+    MaskSelectionError,
+    Rates,
+    _check_density,
+    _check_scope,
+    match_patterns,
+    prune_fraction,
+    select_by_density,
+    select_counts,
+)
+
+__all__ = ["score", "prune", "prune_level", "LEVEL_STRATEGIES", "default_prunable_parameters"]
+
+#: Strategies :func:`prune_level` understands (they need only the weights, not the model or data).
+LEVEL_STRATEGIES = ("magnitude", "random", "random_global", "random_layerwise")
+
+#: Strategies whose definition fixes the selection scope.
+_REQUIRED_SCOPE = {"random_global": "global"}
+
+_NOT_A_SCORE = {
+    "random_layerwise": (
+        "'random_layerwise' is not a score function: use prune(model, 'random', d, scope='layerwise') "
+        "for random positions at the same density in every layer, randomize_layerwise(mask) to shuffle "
+        "a mask's positions within each layer, or prune_level(..., 'random_layerwise', ...) for a "
+        "lottery level"
+    ),
+}
+
+
+# TODO(lead): replace with prunelab.models.prunable_parameters once the models package lands.
+def default_prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Weights of all ``nn.Conv2d``/``nn.Linear`` modules, in ``named_parameters()`` order."""
+    weights = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    return {n: p for n, p in model.named_parameters() if id(p) in weights}
+
+
+# helpers ----------------------------------------------------------------------------------------
+def _strategy(strategy: str | Strategy | ScoreFn) -> Strategy:
+    if isinstance(strategy, str) and strategy in _NOT_A_SCORE:
+        raise MaskSelectionError(_NOT_A_SCORE[strategy])
+    return get_strategy(strategy)
+
+
+def _resolve(
+    model: nn.Module,
+    params: Mapping[str, nn.Parameter] | None,
+    mask: Mapping[str, torch.Tensor] | None,
+    device: str | torch.device | None,
+) -> tuple[dict[str, nn.Parameter], torch.device, Mask, torch.device]:
+    """(params, compute device, starting mask on the compute device, device to return masks on)."""
+    params = dict(params) if params is not None else default_prunable_parameters(model)
+    if not params:
+        raise MaskSelectionError("the model has no prunable parameters (no Conv2d/Linear weights); pass params=")
+    home = next(iter(params.values())).device
+    device = torch.device(device) if device is not None else home
+    if mask is None:
+        mask = Mask.ones_like(params)
+    mask = mask if isinstance(mask, Mask) else Mask(mask)
+    if set(mask) != set(params):
+        diff = sorted(set(mask) ^ set(params))
+        raise MaskSelectionError(f"mask and prunable parameters cover different tensors: {diff[:5]}")
+    for n, p in params.items():
+        if tuple(mask[n].shape) != tuple(p.shape):
+            raise MaskSelectionError(f"mask for {n!r} has shape {tuple(mask[n].shape)}, the parameter {tuple(p.shape)}")
+    out_device = next(iter(mask.values())).device
+    return params, device, Mask({n: mask[n] for n in params}).to(device), out_device
+
+
+def _working_copy(
+    model: nn.Module, params: Mapping[str, nn.Parameter], mask: Mask, device: torch.device
+) -> tuple[nn.Module, dict[str, nn.Parameter]]:
+    """A deep copy of ``model`` on ``device`` with its prunable weights multiplied by ``mask``."""
+    qualified = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
+    missing = [n for n, p in params.items() if id(p) not in qualified]
+    if missing:
+        raise MaskSelectionError(f"params are not parameters of the model: {missing[:5]}")
+    work = copy.deepcopy(model).to(device)
+    work_params = {n: work.get_parameter(qualified[id(p)]) for n, p in params.items()}
+    with torch.no_grad():
+        for n, p in work_params.items():
+            p.mul_(mask[n].to(device=p.device, dtype=p.dtype))
+    return work, work_params
+
+
+def _run_score(strat: Strategy, ctx: ScoreContext) -> dict[str, torch.Tensor]:
+    scores = strat.score(ctx)
+    if not isinstance(scores, Mapping):
+        raise MaskSelectionError(f"strategy {strat.name!r} returned {type(scores).__name__}, not a dict of tensors")
+    if set(scores) != set(ctx.params):
+        diff = sorted(set(scores) ^ set(ctx.params))
+        raise MaskSelectionError(f"strategy {strat.name!r} returned scores for the wrong tensors: {diff[:5]}")
+    out = {}
+    for n, p in ctx.params.items():
+        s = torch.as_tensor(scores[n]).detach()
+        if tuple(s.shape) != tuple(p.shape):
+            raise MaskSelectionError(
+                f"strategy {strat.name!r} returned scores of shape {tuple(s.shape)} for {n!r}, expected {tuple(p.shape)}"
+            )
+        out[n] = s
+    return out
+
+
+def _context(
+    strat: Strategy,
+    model: nn.Module,
+    params: Mapping[str, nn.Parameter],
+    mask: Mask,
+    device: torch.device,
+    generator: torch.Generator,
+    data: Any,
+    options: Mapping[str, Any],
+    iteration: int,
+    iterations: int,
+) -> tuple[ScoreContext, nn.Module]:
+    work, work_params = _working_copy(model, params, mask, device)
+    ctx = ScoreContext(
+        model=work,
+        params=work_params,
+        mask=mask,
+        device=device,
+        generator=generator,
+        data=as_batch_source(data, device),
+        options=dict(options),
+        iteration=iteration,
+        iterations=iterations,
+    )
+    return ctx, work
+
+
+def _check_data(strat: Strategy, data: Any) -> None:
+    if strat.needs_data and data is None:
+        raise ValueError(f"strategy {strat.name!r} needs data: pass data=(x, y), a DataLoader or a batch iterable")
+
+
+def _warn_collapse(before: Mask, after: Mask) -> None:
+    new = [n for n in after.collapsed_layers() if n not in set(before.collapsed_layers())]
+    if new:
+        warnings.warn(
+            f"layer collapse: no weight left in {', '.join(new[:5])}{' …' if len(new) > 5 else ''} "
+            f"(the network is disconnected)",
+            LayerCollapseWarning,
+            stacklevel=3,
+        )
+
+
+# public API -------------------------------------------------------------------------------------
+def score(
+    model: nn.Module,
+    strategy: str | Strategy | ScoreFn,
+    data: Any = None,
+    *,
+    mask: Mapping[str, torch.Tensor] | None = None,
+    params: Mapping[str, nn.Parameter] | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> dict[str, torch.Tensor]:
+    """Scores of ``strategy`` for the prunable weights of ``model`` with ``mask`` applied.
+
+    ``strategy``: a registered name, a :class:`Strategy` or a bare score function
+    ``ScoreContext -> dict[name, Tensor]``. ``params`` defaults to the Conv2d/Linear weights.
+    ``options`` reach the score function as ``ctx.options``. The model is not modified (scoring runs
+    on a deep copy). Returns detached tensors on ``device`` (default: the parameters' device).
+    """
+    strat = _strategy(strategy)
+    _check_data(strat, data)
+    params, device, mask_, _ = _resolve(model, params, mask, device)
+    generator = torch.Generator().manual_seed(int(seed))
+    ctx, work = _context(strat, model, params, mask_, device, generator, data, options, 0, 1)
+    try:
+        return _run_score(strat, ctx)
+    finally:
+        del ctx, work
+
+
+def prune(
+    model: nn.Module,
+    strategy: str | Strategy | ScoreFn,
+    density: float,
+    data: Any = None,
+    *,
+    iterations: int | None = None,
+    schedule: str = "exponential",
+    scope: str = "global",
+    prune_highest: bool | None = None,
+    ignore: str | Iterable[str] = (),
+    mask: Mapping[str, torch.Tensor] | None = None,
+    params: Mapping[str, nn.Parameter] | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> Mask:
+    """Prune ``model``'s prunable weights to ``density`` with ``strategy`` and return the mask.
+
+    ``density`` is the fraction of the *considered* (non-ignored) prunable weights kept, relative
+    to dense. Iteration ``k`` of ``iterations`` (default: the strategy's ``default_iterations``)
+    scores the model with the current mask applied and keeps ``d_k`` of the schedule
+    (:func:`density_schedule`, starting from the starting mask's considered density). Pruned
+    weights are never revived. ``prune_highest=None`` uses the strategy's own direction (GraSP
+    removes the highest scores); ``True``/``False`` overrides it. ``ignore``: fnmatch patterns of
+    tensors never pruned. ``mask``: a starting mask (default: dense). The model is not modified —
+    apply the returned mask yourself. New collapsed layers raise a :class:`LayerCollapseWarning`.
+    """
+    strat = _strategy(strategy)
+    _check_data(strat, data)
+    _check_scope(scope)
+    required = _REQUIRED_SCOPE.get(strat.name)
+    if required is not None and scope != required and STRATEGIES.get(strat.name) is strat:
+        raise MaskSelectionError(f"strategy {strat.name!r} is defined with scope={required!r}, got scope={scope!r}")
+    if schedule not in SCHEDULES:
+        raise MaskSelectionError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
+    density = _check_density(density)
+    params, device, start_mask, out_device = _resolve(model, params, mask, device)
+    ignored = match_patterns(ignore, start_mask, what="ignore") if ignore else set()
+    considered = [n for n in start_mask if n not in ignored]
+    total = sum(start_mask[n].numel() for n in considered)
+    start = sum(int(start_mask[n].sum()) for n in considered) / total if total else 1.0
+    iterations = strat.default_iterations if iterations is None else iterations
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise MaskSelectionError(f"iterations must be a positive integer, got {iterations!r}")
+    targets = density_schedule(density, iterations, schedule, start=start) if density < start else [density]
+    highest = strat.prune_highest if prune_highest is None else bool(prune_highest)
+    generator = torch.Generator().manual_seed(int(seed))
+
+    current = start_mask
+    for k, target in enumerate(targets):
+        ctx, work = _context(strat, model, params, current, device, generator, data, options, k, len(targets))
+        scores = _run_score(strat, ctx)
+        del ctx, work
+        current = select_by_density(
+            scores, current, target, scope=scope, prune_highest=highest, ignore=ignore, generator=generator
+        )
+    _warn_collapse(start_mask, current)
+    return current.to(out_device)
+
+
+def prune_level(
+    weights: Mapping[str, torch.Tensor],
+    current: Mapping[str, torch.Tensor],
+    strategy: str,
+    fraction: float,
+    *,
+    scope: str = "global",
+    rates: Rates = None,
+    ignore: str | Iterable[str] = (),
+    generator: torch.Generator | None = None,
+) -> Mask:
+    """One lottery-ticket level: remove ``round_half_up(f · n_alive)`` alive weights (see
+    :func:`prune_fraction` for scopes, ``rates`` and ``ignore``); the result is a subset of ``current``.
+
+    ``weights`` are the weights to score (the trained weights of the level). Strategies:
+    ``magnitude`` (keep the largest ``|w|``); ``random`` (uniform random, any scope);
+    ``random_global`` (uniform random, scope must be global); ``random_layerwise`` (the per-layer
+    counts magnitude pruning would produce, at uniformly random alive positions of each tensor).
+    ``generator`` (default: a fresh one seeded with 0) draws random scores and breaks ties — give
+    each level its own seeded generator.
+    """
+    current = current if isinstance(current, Mask) else Mask(current)
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    _check_scope(scope)
+    common = dict(scope=scope, rates=rates, ignore=ignore, generator=generator)
+    if strategy == "magnitude":
+        result = prune_fraction(magnitude_at(weights), current, fraction, **common)
+    elif strategy in ("random", "random_global"):
+        if strategy == "random_global" and scope != "global":
+            raise MaskSelectionError(f"strategy 'random_global' is defined with scope='global', got scope={scope!r}")
+        result = prune_fraction(random_scores_like(current, generator), current, fraction, **common)
+    elif strategy == "random_layerwise":
+        reference = prune_fraction(magnitude_at(weights), current, fraction, **common)
+        ignored = match_patterns(ignore, current, what="ignore") if ignore else set()
+        counts = {n: int(m.sum()) for n, m in reference.items() if n not in ignored}
+        result = select_counts(random_scores_like(current, generator), current, counts, generator=generator)
+    else:
+        raise MaskSelectionError(
+            f"prune_level supports strategies {', '.join(map(repr, LEVEL_STRATEGIES))}, got {strategy!r}"
+        )
+    _warn_collapse(current, result)
+    return result

@@ -1,0 +1,362 @@
+"""Turning scores into a :class:`~prunelab.masks.Mask` — the selection rules every strategy shares.
+
+Rules (see ``docs/pruning.md``):
+
+* **Exact counts.** A target of ``x`` weights is turned into an integer with
+  :func:`round_half_up` (``floor(x + 0.5)``, computed on the decimal value of the density so that
+  ``0.285 · 100`` is 28.5, not 28.4999…). Exactly that many weights are kept (or removed).
+* **Never revive.** Only weights alive in ``current`` are ranked; a pruned weight stays pruned
+  whatever its score and whichever direction (``prune_highest``) is used — as if its score were
+  −∞ after the direction is applied. If a target keeps more weights than are alive, all alive
+  weights are kept and a :class:`NoRevivalWarning` is issued.
+* **Ties.** Weights are ranked by score; among equal scores at the cut-off a uniformly random
+  subset drawn from ``generator`` is kept. Equal scores are therefore never pruned in index order
+  (no contiguous blocks), and the result is reproducible for a given generator seed.
+* **Scopes.** ``global``: one ranking over all considered tensors. ``layerwise``: each tensor is
+  ranked and counted on its own.
+* **Ignore.** ``ignore`` holds :func:`fnmatch.fnmatchcase` patterns; matching tensors keep their
+  current mask unchanged and are excluded from the counts and the ranking. A pattern that matches
+  no tensor is an error (a typo must not silently prune the output layer).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from fnmatch import fnmatchcase
+from fractions import Fraction
+
+import torch
+
+from prunelab.masks import Mask
+from prunelab.specs.base import closest
+
+__all__ = [
+    "MaskSelectionError",
+    "NoRevivalWarning",
+    "LayerCollapseWarning",
+    "SCOPES",
+    "round_half_up",
+    "target_count",
+    "select_by_density",
+    "prune_fraction",
+    "select_counts",
+    "match_patterns",
+    "rate_for",
+]
+
+SCOPES = ("global", "layerwise")
+
+Rates = Mapping[str, float] | Iterable[tuple[str, float]] | None
+
+
+class MaskSelectionError(ValueError):
+    """Scores or selection arguments that cannot be turned into a mask."""
+
+
+class NoRevivalWarning(UserWarning):
+    """A target asked for more weights than are alive; pruned weights are never revived."""
+
+
+class LayerCollapseWarning(UserWarning):
+    """A tensor lost all its weights (the network is disconnected)."""
+
+
+# counting ---------------------------------------------------------------------------------------
+def round_half_up(x: float | Fraction) -> int:
+    """``floor(x + 0.5)``: 2.5 → 3, 3.5 → 4, 2.4999 → 2 (not Python's banker's rounding)."""
+    return math.floor(x + Fraction(1, 2)) if isinstance(x, Fraction) else math.floor(x + 0.5)
+
+
+def _exact(value: float) -> Fraction:
+    """The decimal a float was written as (its shortest repr), so that ``d · n`` has no binary
+    representation error: ``_exact(0.285) * 100 == 28.5`` exactly."""
+    return Fraction(repr(float(value)))
+
+
+def target_count(fraction: float, n: int) -> int:
+    """``round_half_up(fraction · n)`` with ``fraction`` taken as its decimal value."""
+    return round_half_up(_exact(fraction) * n)
+
+
+# validation -------------------------------------------------------------------------------------
+def _check_density(density: float) -> float:
+    try:
+        d = float(density)
+    except (TypeError, ValueError):
+        raise MaskSelectionError(f"density must be a number in [0, 1], got {density!r}") from None
+    if not 0.0 <= d <= 1.0:  # also rejects NaN
+        raise MaskSelectionError(f"density must be in [0, 1], got {density!r}")
+    return d
+
+
+def _check_fraction(fraction: float, what: str = "fraction") -> float:
+    try:
+        f = float(fraction)
+    except (TypeError, ValueError):
+        raise MaskSelectionError(f"{what} must be a number in [0, 1), got {fraction!r}") from None
+    if not 0.0 <= f < 1.0:
+        raise MaskSelectionError(f"{what} must be in [0, 1), got {fraction!r}")
+    return f
+
+
+def _check_scope(scope: str) -> str:
+    if scope not in SCOPES:
+        raise MaskSelectionError(f"scope must be one of {', '.join(map(repr, SCOPES))}, got {scope!r}")
+    return scope
+
+
+def _as_patterns(patterns: str | Iterable[str]) -> tuple[str, ...]:
+    return (patterns,) if isinstance(patterns, str) else tuple(patterns)
+
+
+def match_patterns(patterns: str | Iterable[str], names: Iterable[str], *, what: str = "ignore") -> set[str]:
+    """Names matching any of the fnmatch ``patterns`` (case-sensitive). A pattern matching nothing
+    raises :class:`MaskSelectionError` with the closest names."""
+    names = list(names)
+    matched: set[str] = set()
+    for pattern in _as_patterns(patterns):
+        hits = {n for n in names if fnmatchcase(n, pattern)}
+        if not hits:
+            near = closest(pattern, names)
+            hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
+            raise MaskSelectionError(f"{what} pattern {pattern!r} matches no prunable tensor.{hint}")
+        matched |= hits
+    return matched
+
+
+def _as_rate_pairs(rates: Rates) -> list[tuple[str, float]]:
+    if not rates:
+        return []
+    pairs = list(rates.items()) if isinstance(rates, Mapping) else [tuple(p) for p in rates]
+    out = []
+    for pair in pairs:
+        if len(pair) != 2 or not isinstance(pair[0], str):
+            raise MaskSelectionError(f"rates must map glob patterns to fractions, got {pair!r}")
+        out.append((pair[0], _check_fraction(pair[1], f"rate for {pair[0]!r}")))
+    return out
+
+
+def rate_for(name: str, rates: Rates) -> float | None:
+    """The fraction of the first rate pattern matching ``name`` (``None`` if none does)."""
+    for pattern, rate in _as_rate_pairs(rates):
+        if fnmatchcase(name, pattern):
+            return rate
+    return None
+
+
+def _validated_scores(
+    scores: Mapping[str, torch.Tensor], current: Mask, considered: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """Check names, shapes and NaNs; return the considered scores as flat float tensors."""
+    if not isinstance(current, Mask):
+        current = Mask(current)
+    unknown = sorted(set(scores) - set(current))
+    if unknown:
+        raise MaskSelectionError(f"scores for tensors not in the mask: {unknown[:5]}")
+    missing = [n for n in considered if n not in scores]
+    if missing:
+        raise MaskSelectionError(f"no scores for prunable tensors: {missing[:5]}")
+    if not considered:
+        return {}
+    tensors = {n: torch.as_tensor(scores[n]).detach() for n in considered}
+    dtype = torch.float32
+    for t in tensors.values():
+        dtype = torch.promote_types(dtype, t.dtype)
+    if dtype in (torch.complex64, torch.complex128) or not dtype.is_floating_point:
+        raise MaskSelectionError(f"scores must be real numbers, got dtype {dtype}")
+    device = next(iter(tensors.values())).device
+    flat: dict[str, torch.Tensor] = {}
+    for n, t in tensors.items():
+        if tuple(t.shape) != tuple(current[n].shape):
+            raise MaskSelectionError(
+                f"scores for {n!r} have shape {tuple(t.shape)}, the mask has {tuple(current[n].shape)}"
+            )
+        t = t.to(device=device, dtype=dtype).reshape(-1)
+        alive = current[n].to(device).reshape(-1)
+        bad = int(torch.isnan(t[alive]).sum())
+        if bad:
+            raise MaskSelectionError(f"scores for {n!r} contain NaN at {bad} alive weight(s)")
+        flat[n] = t
+    return flat
+
+
+def _considered(current: Mask, ignore: str | Iterable[str]) -> list[str]:
+    ignored = match_patterns(ignore, current, what="ignore") if ignore else set()
+    return [n for n in current if n not in ignored]
+
+
+# the core: keep k of the alive weights of a group -----------------------------------------------
+def _keep_top(values: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """Bool tensor keeping the ``k`` largest ``values``; ties at the cut-off broken uniformly at
+    random (seeded by ``generator``)."""
+    m = values.numel()
+    if k >= m:
+        return torch.ones(m, dtype=torch.bool, device=values.device)
+    keep = torch.zeros(m, dtype=torch.bool, device=values.device)
+    if k <= 0:
+        return keep
+    threshold = torch.kthvalue(values, m - k + 1).values  # the k-th largest value
+    keep = values > threshold
+    need = k - int(keep.sum())
+    ties = torch.nonzero(values == threshold).reshape(-1)
+    if need < ties.numel():
+        order = torch.randperm(ties.numel(), generator=generator, device=generator.device).to(ties.device)
+        ties = ties[order[:need]]
+    keep[ties] = True
+    return keep
+
+
+def _select_groups(
+    flat: Mapping[str, torch.Tensor],
+    current: Mask,
+    groups: Sequence[tuple[Sequence[str], int]],
+    *,
+    prune_highest: bool,
+    generator: torch.Generator | None,
+) -> Mask:
+    """For each group (tensor names, number to keep), keep that many of the group's alive weights
+    ranked jointly by score. Tensors in no group keep their current mask."""
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    result = {n: current[n].clone() for n in current}
+    for names, k in groups:
+        if not names:
+            continue
+        device = flat[names[0]].device
+        alive = [current[n].to(device).reshape(-1) for n in names]
+        values = torch.cat([flat[n][a] for n, a in zip(names, alive)])
+        if prune_highest:
+            values = -values
+        keep = _keep_top(values, k, generator)
+        start = 0
+        for n, a in zip(names, alive):
+            count = int(a.sum())
+            new = torch.zeros_like(a)
+            new[a] = keep[start : start + count]
+            start += count
+            result[n] = new.reshape(current[n].shape).to(current[n].device)
+    return Mask(result)
+
+
+def _clip_to_alive(k: int, alive: int, where: str) -> int:
+    if k > alive:
+        warnings.warn(
+            f"{where}: the target keeps {k} weights but only {alive} are alive; keeping all alive "
+            f"weights (pruned weights are never revived)",
+            NoRevivalWarning,
+            stacklevel=3,
+        )
+        return alive
+    return k
+
+
+def _as_mask(current: Mapping[str, torch.Tensor]) -> Mask:
+    return current if isinstance(current, Mask) else Mask(current)
+
+
+# public selection functions ---------------------------------------------------------------------
+def select_by_density(
+    scores: Mapping[str, torch.Tensor],
+    current: Mask,
+    density: float,
+    *,
+    scope: str = "global",
+    prune_highest: bool = False,
+    ignore: str | Iterable[str] = (),
+    generator: torch.Generator | None = None,
+) -> Mask:
+    """Keep exactly ``round_half_up(density · n)`` of the considered weights, highest scores first.
+
+    ``n`` is the number of considered weights, dense count (pruned ones included): the whole
+    considered set for ``scope="global"``, each tensor for ``"layerwise"``. Ignored tensors keep
+    their current mask. Only weights alive in ``current`` are candidates (never revive); if the
+    target exceeds the alive count, all alive weights are kept with a :class:`NoRevivalWarning`.
+    ``prune_highest`` keeps the lowest scores instead. A target of 0 empties the tensor(s): layer
+    collapse is reported by the result's :meth:`Mask.collapsed_layers`, warning is the caller's job.
+    ``generator`` (default: a fresh one seeded with 0) breaks ties at the cut-off.
+    """
+    current = _as_mask(current)
+    density = _check_density(density)
+    _check_scope(scope)
+    considered = _considered(current, ignore)
+    flat = _validated_scores(scores, current, considered)
+    if scope == "global":
+        n = sum(current[c].numel() for c in considered)
+        alive = sum(int(current[c].sum()) for c in considered)
+        k = _clip_to_alive(target_count(density, n), alive, "select_by_density (global)")
+        groups = [(considered, k)]
+    else:
+        groups = []
+        for c in considered:
+            k = target_count(density, current[c].numel())
+            groups.append(([c], _clip_to_alive(k, int(current[c].sum()), f"select_by_density ({c})")))
+    return _select_groups(flat, current, groups, prune_highest=prune_highest, generator=generator)
+
+
+def prune_fraction(
+    scores: Mapping[str, torch.Tensor],
+    current: Mask,
+    fraction: float,
+    *,
+    scope: str = "global",
+    rates: Rates = None,
+    ignore: str | Iterable[str] = (),
+    prune_highest: bool = False,
+    generator: torch.Generator | None = None,
+) -> Mask:
+    """Remove ``round_half_up(f · n_alive)`` of the currently alive weights (a lottery-ticket level).
+
+    ``scope="global"``: one ranking over the alive weights of all considered tensors without a rate
+    of their own; ``"layerwise"``: each tensor removes ``round_half_up(f · n_alive(tensor))``.
+    ``rates`` maps fnmatch patterns to fractions that replace ``f`` for matching tensors (first
+    matching pattern wins); such tensors are always pruned on their own at their rate, also under
+    global scope, and are left out of the global ranking. Ignored tensors are untouched (ignore
+    wins over a rate). The result is a subset of ``current``.
+    """
+    current = _as_mask(current)
+    fraction = _check_fraction(fraction)
+    _check_scope(scope)
+    pairs = _as_rate_pairs(rates)
+    considered = _considered(current, ignore)
+    if pairs:
+        match_patterns([p for p, _ in pairs], current, what="rates")
+    flat = _validated_scores(scores, current, considered)
+    pooled: list[str] = []
+    groups: list[tuple[list[str], int]] = []
+    for c in considered:
+        rate = rate_for(c, pairs)
+        if rate is None and scope == "global":
+            pooled.append(c)
+            continue
+        alive = int(current[c].sum())
+        groups.append(([c], alive - target_count(fraction if rate is None else rate, alive)))
+    if pooled:
+        alive = sum(int(current[c].sum()) for c in pooled)
+        groups.insert(0, (pooled, alive - target_count(fraction, alive)))
+    return _select_groups(flat, current, groups, prune_highest=prune_highest, generator=generator)
+
+
+def select_counts(
+    scores: Mapping[str, torch.Tensor],
+    current: Mask,
+    counts: Mapping[str, int],
+    *,
+    prune_highest: bool = False,
+    generator: torch.Generator | None = None,
+) -> Mask:
+    """Keep exactly ``counts[name]`` of each tensor's alive weights (highest scores first); tensors
+    not in ``counts`` keep their current mask. Used to copy another mask's per-layer counts."""
+    current = _as_mask(current)
+    names = [n for n in current if n in counts]
+    unknown = sorted(set(counts) - set(current))
+    if unknown:
+        raise MaskSelectionError(f"counts for tensors not in the mask: {unknown[:5]}")
+    flat = _validated_scores(scores, current, names)
+    groups = []
+    for n in names:
+        k = int(counts[n])
+        if k < 0:
+            raise MaskSelectionError(f"count for {n!r} must be >= 0, got {k}")
+        groups.append(([n], _clip_to_alive(k, int(current[n].sum()), f"select_counts ({n})")))
+    return _select_groups(flat, current, groups, prune_highest=prune_highest, generator=generator)

@@ -1,0 +1,353 @@
+"""Score functions of the pruning-at-initialisation strategies, checked against hand-derived values
+on tiny networks, plus the contract every strategy shares (pruned → 0, nothing left modified,
+seeded)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunelab.masks import Mask
+from prunelab.pruning.base import STRATEGIES, ScoreContext, as_batch_source
+from prunelab.pruning.scores import SCORE_STRATEGIES
+from prunelab.pruning.scores.ntksap import ntksap_mask_gradient
+
+CPU = torch.device("cpu")
+
+
+# helpers -----------------------------------------------------------------------------------------
+def prunable(model: nn.Module) -> dict[str, nn.Parameter]:
+    return {(f"{n}.weight" if n else "weight"): m.weight
+            for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def random_mask(params: dict[str, torch.Tensor], keep: float = 0.7, seed: int = 123) -> Mask:
+    g = torch.Generator().manual_seed(seed)
+    return Mask({n: torch.rand(p.shape, generator=g) < keep for n, p in params.items()})
+
+
+def make_ctx(model, mask=None, data=None, seed=0, **options) -> ScoreContext:
+    """A context as the shared machinery builds it: prunable weights already multiplied by the mask."""
+    params = prunable(model)
+    mask = mask if mask is not None else Mask.ones_like(params)
+    with torch.no_grad():
+        for n, p in params.items():
+            p.mul_(mask[n].to(p.dtype))
+    return ScoreContext(
+        model=model, params=params, mask=mask, device=CPU, generator=torch.Generator().manual_seed(seed),
+        data=as_batch_source(data, CPU), options=options,
+    )
+
+
+def score(name: str, ctx: ScoreContext) -> dict[str, torch.Tensor]:
+    return STRATEGIES[name].score(ctx)
+
+
+def linear(n_in: int, n_out: int, weight: torch.Tensor) -> nn.Linear:
+    layer = nn.Linear(n_in, n_out, bias=False, dtype=weight.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    return layer
+
+
+# registration --------------------------------------------------------------------------------------
+def test_registered_strategies_and_flags():
+    expected = {  # name: (prune_highest, needs_data, default_iterations)
+        "snip": (False, True, 1),
+        "iterative_snip": (False, True, 100),
+        "grasp": (True, True, 1),
+        "grasp_abs": (False, True, 1),
+        "synflow": (False, False, 100),
+        "ntksap": (False, False, 20),
+    }
+    assert set(SCORE_STRATEGIES) == set(expected)
+    for name, (highest, data, iters) in expected.items():
+        s = STRATEGIES[name]
+        assert (s.prune_highest, s.needs_data, s.default_iterations) == (highest, data, iters), name
+        assert s.description
+
+
+# SynFlow -------------------------------------------------------------------------------------------
+def test_synflow_two_layer_linear_closed_form_and_conservation():
+    g = torch.Generator().manual_seed(0)
+    w1, w2 = torch.randn(4, 3, generator=g), torch.randn(2, 4, generator=g)
+    model = nn.Sequential(linear(3, 4, w1), linear(4, 2, w2))
+    mask = random_mask(prunable(model), keep=0.6)
+    ctx = make_ctx(model, mask, input_shape=(3,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    s = score("synflow", ctx)
+
+    # R = 1ᵀ|W2||W1|1; ∂R/∂|W1|_ij = (1ᵀ|W2|)_i, ∂R/∂|W2|_ki = (|W1|1)_i.
+    a1 = (w1 * mask["0.weight"]).abs().double()
+    a2 = (w2 * mask["1.weight"]).abs().double()
+    r = (a2 @ a1 @ torch.ones(3, dtype=torch.float64)).sum()
+    s1 = a1 * a2.sum(0)[:, None]
+    s2 = a2 * a1.sum(1)[None, :]
+    assert s["0.weight"].dtype == torch.float64 and s["1.weight"].dtype == torch.float64
+    torch.testing.assert_close(s["0.weight"], s1, rtol=1e-12, atol=0)
+    torch.testing.assert_close(s["1.weight"], s2, rtol=1e-12, atol=0)
+    # conservation: every layer's scores sum to R
+    torch.testing.assert_close(s["0.weight"].sum(), r, rtol=1e-12, atol=0)
+    torch.testing.assert_close(s["1.weight"].sum(), r, rtol=1e-12, atol=0)
+    # weights (with their signs) and dtype restored
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]) and v.dtype == torch.float32
+    assert (model[0].weight < 0).any()
+
+
+def test_synflow_float64_avoids_underflow_on_deep_net():
+    depth, width = 40, 4
+    layers = [linear(width, width, torch.full((width, width), 1e-2)) for _ in range(depth)]
+    model = nn.Sequential(*layers)
+    x = torch.ones(1, width)
+    with torch.no_grad():
+        assert float(model(x).sum()) == 0.0  # float32: (4·1e-2)^40 ≈ 1e-56 underflows
+    s = score("synflow", make_ctx(model, input_shape=(width,)))
+    w = float(torch.tensor(1e-2))  # the float32 weight, exactly, in float64
+    expected = width * (width * w) ** depth  # R: every layer's scores sum to R (conservation)
+    for t in s.values():
+        assert t.dtype == torch.float64 and bool((t > 0).all())
+        assert math.isclose(float(t.sum()), expected, rel_tol=1e-9)
+
+
+def test_synflow_input_shape_from_data_or_clear_error():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    x, y = torch.randn(5, 3, 2, 2), torch.randint(0, 3, (5,))
+    from_data = score("synflow", make_ctx(model, data=(x, y)))
+    from_option = score("synflow", make_ctx(model, input_shape=(3, 2, 2)))
+    for k in from_data:
+        assert torch.equal(from_data[k], from_option[k])
+    with pytest.raises(ValueError, match="input_shape"):
+        score("synflow", make_ctx(model))
+
+
+# SNIP ----------------------------------------------------------------------------------------------
+def test_snip_single_softmax_layer_closed_form():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    model = linear(5, 3, w)
+    batches = [(torch.randn(8, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (8,), generator=g)),
+               (torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g))]
+    mask = Mask({"weight": torch.rand(3, 5, generator=g) < 0.7})
+    params = {"weight": model.weight}
+    with torch.no_grad():
+        model.weight.mul_(mask["weight"].double())
+    ctx = ScoreContext(model, params, mask, CPU, torch.Generator().manual_seed(0), as_batch_source(batches, CPU))
+    s = STRATEGIES["snip"].score(ctx)
+
+    wm = w * mask["weight"]
+    grad = torch.zeros_like(w)
+    for x, y in batches:  # mean cross-entropy per batch, summed over batches
+        p = torch.softmax(x @ wm.T, dim=1)
+        grad += (p - F.one_hot(y, 3).double()).T @ x / x.shape[0]
+    torch.testing.assert_close(s["weight"], (grad * wm).abs(), rtol=1e-10, atol=1e-14)
+    assert bool((s["weight"][~mask["weight"]] == 0).all())
+    # iterative SNIP scores a round exactly like SNIP
+    torch.testing.assert_close(STRATEGIES["iterative_snip"].score(ctx)["weight"], s["weight"], rtol=0, atol=0)
+
+
+# GraSP ---------------------------------------------------------------------------------------------
+def _softmax_layer_problem(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(3, 4, generator=g, dtype=torch.float64) * 2
+    batches = [(torch.randn(7, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (7,), generator=g)),
+               (torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (5,), generator=g))]
+    mask = Mask({"weight": torch.rand(3, 4, generator=g) < 0.75})
+    return w, batches, mask
+
+
+@pytest.mark.parametrize("temperature", [None, 3.0])
+def test_grasp_single_softmax_layer_closed_form(temperature):
+    """z = W x / T, L_b = mean CE: ∇L_b = (1/(T·B)) Σ (p − y) xᵀ and
+    H_b[G] = (1/(T²·B)) Σ (diag p − p pᵀ) G x xᵀ; score = −θ ⊙ Σ_b H_b[g] with g = Σ_b ∇L_b."""
+    w, batches, mask = _softmax_layer_problem(2)
+    t = 200.0 if temperature is None else temperature
+    options = {} if temperature is None else {"temperature": temperature}
+    model = linear(4, 3, w)
+    with torch.no_grad():
+        model.weight.mul_(mask["weight"].double())
+    wm = w * mask["weight"]
+    ctx = ScoreContext(model, {"weight": model.weight}, mask, CPU, torch.Generator().manual_seed(0),
+                       as_batch_source(batches, CPU), options)
+    grad = torch.zeros_like(w)
+    for x, y in batches:
+        p = torch.softmax(x @ wm.T / t, dim=1)
+        grad += (p - F.one_hot(y, 3).double()).T @ x / (t * x.shape[0])
+    hg = torch.zeros_like(w)
+    for x, y in batches:
+        p = torch.softmax(x @ wm.T / t, dim=1)
+        for i in range(x.shape[0]):
+            cov = torch.diag(p[i]) - torch.outer(p[i], p[i])
+            hg += torch.outer(cov @ grad @ x[i], x[i]) / (t * t * x.shape[0])
+    s = STRATEGIES["grasp"].score(ctx)["weight"]
+    torch.testing.assert_close(s, -(wm * hg), rtol=1e-8, atol=1e-300)
+    assert bool((s != 0).any())
+    s_abs = STRATEGIES["grasp_abs"].score(ctx)["weight"]
+    torch.testing.assert_close(s_abs, (wm * hg).abs(), rtol=1e-8, atol=1e-300)
+    assert bool((s[~mask["weight"]] == 0).all()) and bool((s_abs[~mask["weight"]] == 0).all())
+
+
+def test_grasp_matches_autograd_hvp_on_tiny_mlp():
+    g = torch.Generator().manual_seed(3)
+    model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    for p in model.parameters():
+        with torch.no_grad():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    batches = [(torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g))
+               for _ in range(2)]
+    mask = random_mask(prunable(model), keep=0.7, seed=4)
+    ctx = make_ctx(model, mask, data=batches, temperature=5.0)
+    s = score("grasp", ctx)
+
+    # independent computation: total loss as a function of the prunable weights, hvp by autograd
+    b1, b2 = model[0].bias.detach(), model[2].bias.detach()
+
+    def total_loss(w1, w2):
+        return sum(F.cross_entropy((torch.tanh(x @ w1.T + b1) @ w2.T + b2) / 5.0, y) for x, y in batches)
+
+    theta = (model[0].weight.detach().clone(), model[2].weight.detach().clone())
+    grad = torch.autograd.grad(total_loss(*[t.requires_grad_(True) for t in theta]), theta)
+    _, hvp = torch.autograd.functional.hvp(total_loss, tuple(t.detach() for t in theta), grad)
+    torch.testing.assert_close(s["0.weight"], -(theta[0].detach() * hvp[0]), rtol=1e-9, atol=1e-15)
+    torch.testing.assert_close(s["2.weight"], -(theta[1].detach() * hvp[1]), rtol=1e-9, atol=1e-15)
+
+
+# NTK-SAP -------------------------------------------------------------------------------------------
+def test_ntksap_mask_gradient_linear_closed_form():
+    """f(x) = (W ⊙ m) x: P = Σ_b ‖(ΔW ⊙ m) x_b‖², so ∂P/∂m = 2 ΔW ⊙ ((ΔW ⊙ m) Xᵀ X)."""
+    g = torch.Generator().manual_seed(5)
+    w, dw = torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(3, 4, generator=g, dtype=torch.float64)
+    x = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    m = torch.rand(3, 4, generator=g) < 0.6
+    net = linear(4, 3, w)
+    grads = ntksap_mask_gradient(net, {"k": "weight"}, {"k": m}, x, {"k": dw})
+    expected = 2 * dw * ((dw * m.double()) @ x.T @ x)
+    torch.testing.assert_close(grads["k"], expected, rtol=1e-12, atol=1e-12)
+    assert torch.equal(net.weight.detach(), w)  # used as given, not modified
+
+
+def test_ntksap_epsilon_is_a_standard_deviation():
+    """For one linear layer P = Σ‖(ΔW ⊙ m) x‖² is exactly quadratic in Δθ: with the same draws,
+    doubling ε (a standard deviation) multiplies every score by 4 — by 2 if ε were a variance."""
+    model = nn.Linear(4, 5, bias=False, dtype=torch.float64)
+    mask = random_mask(prunable(model), keep=0.6)
+    s1 = score("ntksap", make_ctx(model, mask, input_shape=(4,), batch_size=8, rounds=2, seed=9))
+    s2 = score("ntksap", make_ctx(model, mask, input_shape=(4,), batch_size=8, rounds=2, seed=9, epsilon=0.02))
+    torch.testing.assert_close(s2["weight"], 4 * s1["weight"], rtol=1e-12, atol=0)
+    assert bool((s1["weight"][mask["weight"]] > 0).all())
+
+
+def test_ntksap_is_weight_agnostic():
+    """NTK-SAP scores a freshly initialised copy: the values of the user's weights do not matter,
+    only the mask."""
+    g = torch.Generator().manual_seed(6)
+    make = lambda: nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))  # noqa: E731
+    a, b = make(), make()
+    for p in b.parameters():
+        with torch.no_grad():
+            p.copy_(torch.randn(p.shape, generator=g) * 10)
+    mask = random_mask(prunable(a), keep=0.6)
+    s1 = score("ntksap", make_ctx(a, mask, input_shape=(4,), batch_size=8, rounds=2, seed=9))
+    s2 = score("ntksap", make_ctx(b, mask, input_shape=(4,), batch_size=8, rounds=2, seed=9))
+    for k in s1:
+        assert torch.equal(s1[k], s2[k])
+
+
+def test_ntksap_needs_shape_or_data():
+    model = nn.Sequential(nn.Linear(4, 3))
+    with pytest.raises(ValueError, match="input_shape"):
+        score("ntksap", make_ctx(model))
+    x, y = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    assert score("ntksap", make_ctx(model, data=(x, y)))["0.weight"].shape == (3, 4)
+
+
+# the shared contract, on a tiny conv net with BatchNorm and dropout -------------------------------------
+class TinyConvNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(6)
+        self.drop = nn.Dropout(0.25)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.max_pool2d(x, 2)
+        x = F.relu(self.bn2(self.conv2(x)))
+        return self.fc(self.drop(x.mean((2, 3))))
+
+
+def tiny_setup(train: bool):
+    torch.manual_seed(0)
+    model = TinyConvNet()
+    with torch.no_grad():  # non-trivial running statistics, so a reset or an update would show
+        for bn in (model.bn1, model.bn2):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.num_batches_tracked.fill_(7)
+    model.train(train)
+    model.bn2.bias.requires_grad_(False)  # frozen parameters (one of them prunable) must stay frozen
+    model.conv1.weight.requires_grad_(False)
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(2)]
+    mask = random_mask(prunable(model), keep=0.6)
+    return model, data, mask
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train-mode", "eval-mode"])
+@pytest.mark.parametrize("name", SCORE_STRATEGIES)
+def test_contract_on_conv_bn_net(name, train):
+    model, data, mask = tiny_setup(train)
+    ctx = make_ctx(model, mask, data=data, seed=11)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    flags = [p.requires_grad for p in model.parameters()]
+    rng = torch.get_rng_state()
+
+    s = score(name, ctx)
+
+    assert list(s) == list(ctx.params)
+    for k, t in s.items():
+        assert t.shape == ctx.params[k].shape and bool(torch.isfinite(t).all())
+        assert bool((t[~mask[k]] == 0).all()), f"{name}: pruned weights of {k} must score 0"
+        assert bool((t[mask[k]] != 0).any())
+    after = model.state_dict()
+    for k, v in state.items():
+        assert after[k].dtype == v.dtype and torch.equal(after[k], v), f"{name} changed {k}"
+    assert [m.training for m in model.modules()] == modes
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(torch.get_rng_state(), rng), f"{name} consumed the global RNG"
+
+    again = score(name, make_ctx(model, mask, data=data, seed=11))
+    for k in s:
+        assert torch.equal(s[k], again[k]), f"{name} is not deterministic for a given generator seed"
+    if name == "ntksap":  # random by construction: another seed, other scores
+        other = score(name, make_ctx(model, mask, data=data, seed=12))
+        assert any(not torch.equal(s[k], other[k]) for k in s)
+
+
+def test_snip_train_mode_option_switches_batchnorm_statistics():
+    model, data, mask = tiny_setup(train=False)
+    model.drop.p = 0.0
+    train = score("snip", make_ctx(model, mask, data=data))
+    evals = score("snip", make_ctx(model, mask, data=data, train_mode=False))
+    assert any(not torch.allclose(train[k], evals[k]) for k in train)
+
+
+# docs ----------------------------------------------------------------------------------------------
+def test_strategies_doc_example_runs():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "strategies.md").read_text()
+    blocks = re.findall(r"```python\n(# example: strategies\n.*?)```", text, flags=re.S)
+    assert blocks, "docs/strategies.md lost its example"
+    for block in blocks:
+        exec(compile(block, "docs/strategies.md", "exec"), {"__name__": "docs_example"})
