@@ -9,9 +9,9 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from prunelab.specs import ExperimentSpec, load_spec, parse_override_args
+from prunelab.specs import ExperimentSpec, SpecError, load_spec, parse_override_args
 
-__all__ = ["add_spec_arguments", "spec_from_args", "print_json", "format_table", "setup_logging"]
+__all__ = ["add_spec_arguments", "spec_from_args", "seeds_from_args", "print_json", "format_table", "setup_logging"]
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -46,6 +46,25 @@ def spec_from_args(args: argparse.Namespace, overrides: Sequence[str]) -> Experi
     if args.no_progress or args.json and not sys.stderr.isatty():
         values.setdefault("train.progress", "false")
     return load_spec(args.preset, args.config, values)
+
+
+def seeds_from_args(args: argparse.Namespace, default: int) -> list[int]:
+    """Replicate seeds from --seeds 1,2,3, --replicates N (0..N-1) or --replicate K; else ``default``."""
+    given = [name for name in ("seeds", "replicates", "replicate") if getattr(args, name, None) is not None]
+    if len(given) > 1:
+        raise SpecError(f"use only one of --seeds, --replicates, --replicate (got {', '.join('--' + g for g in given)})")
+    if getattr(args, "seeds", None):
+        try:
+            return [int(part) for part in args.seeds.split(",") if part.strip()]
+        except ValueError:
+            raise SpecError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+    if getattr(args, "replicates", None) is not None:
+        if args.replicates < 1:
+            raise SpecError("--replicates must be >= 1")
+        return list(range(args.replicates))
+    if getattr(args, "replicate", None) is not None:
+        return [args.replicate]
+    return [default]
 
 
 def print_json(obj: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from prunelab.training import TrainResult, resolve_device, train
 from prunelab.steps import to_iterations
 from prunelab.store import Run
 
-__all__ = ["Workbench", "train_summary"]
+__all__ = ["Bench", "Workbench", "train_summary"]
 
 
 @functools.lru_cache(maxsize=4)
@@ -27,8 +27,23 @@ def _cached_splits(spec: DatasetSpec) -> DataSplits:
     return load_dataset(spec)
 
 
+class Bench(Protocol):
+    """What multi-stage experiments need from a model-and-data set-up."""
+
+    def new_model(self, seed: int | None = None) -> nn.Module: ...
+
+    def prunable(self, model: nn.Module) -> dict[str, nn.Parameter]: ...
+
+    def to_iterations(self, step: str | int) -> int: ...
+
+    def train(self, model: nn.Module, run: Run | None, *, mask: Mask | None = None, order_seed: int | None = None,
+              start_step: int = 0, stop_step: int | None = None) -> TrainResult: ...
+
+
 @dataclass
 class Workbench:
+    """The :class:`Bench` of a spec: registry model, registry data."""
+
     spec: ExperimentSpec
     splits: DataSplits
     device: torch.device
@@ -81,6 +96,8 @@ class Workbench:
         *,
         mask: Mask | None = None,
         order_seed: int | None = None,
+        start_step: int = 0,
+        stop_step: int | None = None,
         save_steps: tuple[str, ...] = (),
         log: Any = None,
     ) -> TrainResult:
@@ -97,6 +114,8 @@ class Workbench:
             device=self.device,
             save_steps=extra,
             log=log,
+            start_step=start_step,
+            stop_step=stop_step,
         )
 
 

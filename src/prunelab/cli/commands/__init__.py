@@ -1,5 +1,5 @@
 """One module per command; each exposes ``register(subparsers)``."""
 
-from prunelab.cli.commands import demo, presets, runs, train
+from prunelab.cli.commands import branch, demo, lottery, presets, prune, report, runs, train
 
-REGISTRY = [train.register, presets.register, runs.register, demo.register]
+REGISTRY = [train.register, lottery.register, branch.register, prune.register, report.register, presets.register, runs.register, demo.register]

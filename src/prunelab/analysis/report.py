@@ -1,0 +1,127 @@
+"""Reports over finished runs: a table and PNG plots of accuracy against density (log-scale density
+axis, one line per method, mean ± std over seeds), and per-layer densities per strategy."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from prunelab.store import Run
+from prunelab.store.atomic import atomic_write
+
+__all__ = ["collect_points", "aggregate", "plot_accuracy_vs_density", "plot_layer_densities", "report_table"]
+
+CONTROL_LABELS = {"reinit": "reinit", "shuffle": "shuffle", "retrain": "retrain"}
+
+
+def collect_points(runs: Iterable[Run]) -> list[dict[str, Any]]:
+    """One point (method, density, accuracy, seed, layer densities) per trained network."""
+    points: list[dict[str, Any]] = []
+    for run in runs:
+        summary = run.summary()
+        seed = summary.get("seed", 0)
+        if summary.get("kind") == "lottery":
+            strategy = summary.get("strategy", "magnitude")
+            method = "IMP" if strategy == "magnitude" else f"lottery:{strategy}"
+            for row in summary["levels"]:
+                points.append({"method": method, "density": row["density"], "accuracy": row["test_accuracy"],
+                               "seed": seed, "run_id": run.run_id})
+                for control in CONTROL_LABELS:
+                    if control in row:
+                        points.append({"method": f"{method} {control}", "density": row["density"],
+                                       "accuracy": row[control], "seed": seed, "run_id": run.run_id})
+        else:
+            method = summary.get("strategy") or summary.get("kind", "train")
+            if summary.get("experiment") == "multishot":
+                method = f"{method} (multishot)"
+            points.append({"method": method, "density": summary["density"], "accuracy": summary["test_accuracy"],
+                           "seed": seed, "run_id": run.run_id, "layer_densities": summary.get("layer_densities", {})})
+    return points
+
+
+def aggregate(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and standard deviation of accuracy per (method, density rounded to 4 significant digits)."""
+    groups: dict[tuple[str, float], list[float]] = defaultdict(list)
+    for p in points:
+        groups[(p["method"], float(f"{p['density']:.4g}"))].append(p["accuracy"])
+    rows = []
+    for (method, density), accs in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+        rows.append({"method": method, "density": density, "mean_accuracy": statistics.fmean(accs),
+                     "std_accuracy": statistics.stdev(accs) if len(accs) > 1 else 0.0, "seeds": len(accs)})
+    return rows
+
+
+def report_table(rows: Sequence[dict[str, Any]]) -> str:
+    from prunelab.cli.common import format_table
+
+    return format_table(rows, ["method", "density", "mean_accuracy", "std_accuracy", "seeds"])
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    return path
+
+
+def plot_accuracy_vs_density(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    methods = sorted({r["method"] for r in rows})
+    for method in methods:
+        pts = sorted((r for r in rows if r["method"] == method), key=lambda r: -r["density"])
+        xs = [100 * r["density"] for r in pts]
+        ys = [100 * r["mean_accuracy"] for r in pts]
+        es = [100 * r["std_accuracy"] for r in pts]
+        line = ax.plot(xs, ys, marker="o", markersize=3, label=method)[0]
+        if any(e > 0 for e in es):
+            ax.fill_between(xs, [y - e for y, e in zip(ys, es)], [y + e for y, e in zip(ys, es)],
+                            color=line.get_color(), alpha=0.2)
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("density (% of prunable weights kept, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    out = _save_figure(fig, Path(path))
+    plt.close(fig)
+    return out
+
+
+def plot_layer_densities(points: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
+    """Per-layer densities, one panel per strategy, one line per target density."""
+    with_layers = [p for p in points if p.get("layer_densities")]
+    if not with_layers:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = sorted({p["method"] for p in with_layers})
+    cols = min(3, len(methods))
+    rows = math.ceil(len(methods) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.5 * rows), squeeze=False)
+    for ax, method in zip(axes.flat, methods):
+        for p in sorted((p for p in with_layers if p["method"] == method), key=lambda p: -p["density"]):
+            layers = list(p["layer_densities"])
+            ax.plot(range(len(layers)), [max(p["layer_densities"][n], 1e-6) for n in layers], marker=".",
+                    label=f"{100 * p['density']:.3g}%")
+        ax.set_yscale("log")
+        ax.set_title(method)
+        ax.set_xlabel("layer index")
+        ax.set_ylabel("layer density")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(methods):]:
+        ax.axis("off")
+    out = _save_figure(fig, Path(path))
+    plt.close(fig)
+    return out

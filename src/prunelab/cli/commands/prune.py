@@ -1,0 +1,80 @@
+"""``prunelab prune``: pruning at initialisation (single- or multi-shot), then training."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density, plot_layer_densities
+from prunelab.cli.common import add_spec_arguments, format_table, print_json, seeds_from_args, spec_from_args
+from prunelab.experiments.prune_init import EXPERIMENTS, densities_from, run_prune
+from prunelab.specs import SpecError
+from prunelab.store import RunStore
+
+PAI_STRATEGIES = ("random", "magnitude", "snip", "grasp", "grasp_abs", "synflow", "iterative_snip", "ntksap")
+
+
+def _floats(text: str | None, flag: str) -> list[float]:
+    if not text:
+        return []
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SpecError(f"{flag} takes comma-separated numbers, got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prune",
+        help="prune at initialisation with a strategy, then train",
+        description="Score the initial weights (SNIP, GraSP, SynFlow, NTK-SAP, ...), keep exactly round(d*n) "
+        "weights, train. Lists of strategies and densities run every combination.",
+    )
+    add_spec_arguments(p)
+    p.add_argument("--strategy", required=True, help=f"strategy, comma list, or 'all' ({', '.join(PAI_STRATEGIES)})")
+    p.add_argument("--density", help="target densities, e.g. 0.1,0.03,0.01")
+    p.add_argument("--sparsity", help="target sparsities (1 - density)")
+    p.add_argument("--compression", help="NTK-SAP compressions c (density 0.8^c)")
+    p.add_argument("--experiment", choices=EXPERIMENTS, default="singleshot")
+    p.add_argument("--rounds", type=int, default=3, help="multishot: prune-rewind-retrain rounds")
+    p.add_argument("--round-steps", default="1ep", help="multishot: training length of each round")
+    p.add_argument("--iterations", type=int, help="score-prune iterations (default: the strategy's own)")
+    p.add_argument("--scope", choices=("global", "layerwise"), help="selection scope (default global)")
+    p.add_argument("--seeds", help="replicate seeds, e.g. 1,2,3")
+    p.add_argument("--replicates", type=int, help="run seeds 0..N-1")
+    p.add_argument("--plot", help="directory for the accuracy-vs-density and layer-density plots")
+    p.set_defaults(handler=handle, accepts_overrides=True)
+
+
+def handle(args: argparse.Namespace, overrides: list[str]) -> int:
+    densities = densities_from(_floats(args.density, "--density"), _floats(args.sparsity, "--sparsity"),
+                               _floats(args.compression, "--compression"))
+    names = list(PAI_STRATEGIES) if args.strategy == "all" else [s.strip() for s in args.strategy.split(",") if s.strip()]
+    if args.iterations is not None:
+        overrides = [*overrides, f"--prune.iterations={args.iterations}"]
+    if args.scope:
+        overrides = [*overrides, f"--prune.scope={args.scope}"]
+    base = spec_from_args(args, overrides)
+    store = RunStore(args.home)
+    summaries = []
+    for seed in seeds_from_args(args, base.seed):
+        for name in names:
+            spec = base.with_seed(seed).updated(prune=dataclasses.replace(base.prune, strategy=name))
+            for density in densities:
+                summaries.append(run_prune(spec, density, experiment=args.experiment, rounds=args.rounds,
+                                           round_steps=args.round_steps, store=store))
+    if args.plot:
+        runs = [store.run(s["run_id"]) for s in summaries]
+        points = collect_points(runs)
+        rows = aggregate(points)
+        plot_accuracy_vs_density(rows, Path(args.plot) / "accuracy_vs_density.png", f"{base.model.name} on {base.dataset.name}")
+        plot_layer_densities(points, Path(args.plot) / "layer_densities.png")
+    if args.json:
+        print_json(summaries[0] if len(summaries) == 1 else summaries)
+    else:
+        print(format_table(summaries, ["run_id", "strategy", "density", "test_accuracy", "layer_collapse",
+                                       "theoretical_speedup", "wall_seconds"]))
+        if args.plot:
+            print(f"\nplots in {args.plot}/")
+    return 0

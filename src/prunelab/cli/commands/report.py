@@ -1,0 +1,45 @@
+"""``prunelab report RUN...``: table and plots of accuracy against density."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density, plot_layer_densities, report_table
+from prunelab.cli.common import print_json
+from prunelab.store import RunStore
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="table and PNG plot of accuracy vs density over runs (mean ± std over seeds)")
+    p.add_argument("runs", nargs="*", help="run ids or prefixes (lottery, prune, branch, train); default: all finished runs")
+    p.add_argument("--kind", help="with no runs given: only runs of this kind")
+    p.add_argument("--out", default="prunelab-report", help="output directory for the PNG plots")
+    p.add_argument("--title", default="", help="plot title")
+    p.add_argument("--home", help="run store root")
+    p.add_argument("--json", action="store_true", help="print the aggregated rows as JSON")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace, _: list[str]) -> int:
+    store = RunStore(args.home)
+    if args.runs:
+        runs = [store.find(ref) for ref in args.runs]
+    else:
+        runs = [r for r in store.runs() if r.finished and (not args.kind or r.kind == args.kind)]
+    unfinished = [r.run_id for r in runs if not r.finished]
+    if unfinished:
+        raise ValueError(f"runs not finished: {', '.join(unfinished)}")
+    if not runs:
+        raise ValueError(f"no finished runs to report under {store.root}")
+    points = collect_points(runs)
+    rows = aggregate(points)
+    out = Path(args.out)
+    plot = plot_accuracy_vs_density(rows, out / "accuracy_vs_density.png", args.title)
+    layers = plot_layer_densities(points, out / "layer_densities.png")
+    if args.json:
+        print_json({"rows": rows, "plots": [str(p) for p in (plot, layers) if p]})
+    else:
+        print(report_table(rows))
+        print(f"\nplot: {plot}" + (f"\nlayer densities: {layers}" if layers else ""))
+    return 0

@@ -1,0 +1,124 @@
+"""Branches of a trained run ("Pruning Neural Networks at Initialization: Why Are We Missing the
+Mark?"): score at the weights of one saved step, start from the weights of another, optionally
+shuffle the mask per layer or re-initialise, then train."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from prunelab.experiments.lottery import derived_seed
+from prunelab.experiments.scoring import prune_to_density
+from prunelab.experiments.stage import run_stage
+from prunelab.experiments.workbench import Workbench, train_summary
+from prunelab.pruning.baselines import randomize_layerwise
+from prunelab.specs import ExperimentSpec, SpecError, from_dict, spec_to_yaml
+from prunelab.specs.model import INITIALISERS
+from prunelab.steps import parse_step
+from prunelab.store import Run, RunStore, load_tensors
+
+__all__ = ["OneShotBranch", "run_oneshot_branch", "BRANCHES"]
+
+BRANCHES = ("oneshot",)
+
+
+@dataclass(frozen=True)
+class OneShotBranch:
+    strategy: str = "magnitude"
+    prune_fraction: float = 0.0
+    prune_step: str = "0it"
+    state_step: str = "0it"
+    prune_iterations: int | None = None
+    prune_highest: bool | None = None
+    randomize_layerwise: bool = False
+    reinitialize: bool = False
+    model_init: str | None = None
+    scope: str = "global"
+    examples_per_class: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prune_fraction < 1.0:
+            raise SpecError(f"--prune-fraction is the fraction of weights removed, in [0, 1); got {self.prune_fraction}")
+        parse_step(self.prune_step)
+        parse_step(self.state_step)
+        if self.model_init is not None:
+            if self.model_init not in INITIALISERS:
+                raise SpecError(f"unknown --model-init {self.model_init!r}; valid: {', '.join(INITIALISERS)}")
+            if not self.reinitialize:
+                raise SpecError("--model-init chooses the distribution of --reinitialize; add --reinitialize")
+
+    def key(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
+
+
+def parent_spec(run: Run) -> ExperimentSpec:
+    data = run.spec_data()
+    if not data:
+        raise SpecError(f"run {run.run_id} has no spec.yaml; only trained runs can be branched")
+    return from_dict(ExperimentSpec, data)
+
+
+def branch_run_id(parent: Run, branch: OneShotBranch) -> str:
+    text = json.dumps({"parent": parent.run_id, "branch": "oneshot", "args": branch.key()}, sort_keys=True)
+    return f"branch-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def _weights_at(parent: Run, step: int, flag: str) -> dict[str, torch.Tensor]:
+    path = parent.weights_path(step)
+    if not path.is_file():
+        saved = ", ".join(f"{s}it" for s in parent.saved_steps()) or "none"
+        raise SpecError(
+            f"{flag}: run {parent.run_id} has no weights saved at step {step} (saved: {saved}). "
+            "Train the parent with --save-steps to keep more steps."
+        )
+    return load_tensors(path)
+
+
+def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStore | None = None) -> dict[str, Any]:
+    store = store or RunStore()
+    parent = store.find(parent_ref)
+    if not parent.finished:
+        raise SpecError(f"run {parent.run_id} has not finished; finish it (re-run its command) before branching")
+    spec = parent_spec(parent)
+    prune_spec = dataclasses.replace(
+        spec.prune, strategy=branch.strategy, iterations=branch.prune_iterations, prune_highest=branch.prune_highest,
+        scope=branch.scope, **({"examples_per_class": branch.examples_per_class} if branch.examples_per_class else {}),
+    )
+    if branch.model_init:
+        spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, init=branch.model_init))
+    spec = dataclasses.replace(spec, prune=prune_spec)
+
+    def body(run: Run) -> dict[str, Any]:
+        bench = Workbench.from_spec(spec)
+        prune_step = bench.to_iterations(branch.prune_step)
+        state_step = bench.to_iterations(branch.state_step)
+        scoring_model = bench.new_model()
+        scoring_model.load_state_dict(_weights_at(parent, prune_step, "--prune-step"))
+        mask = prune_to_density(
+            scoring_model, bench.prunable(scoring_model), prune_spec, 1.0 - branch.prune_fraction,
+            train_set=bench.splits.train, device=bench.device, seed=derived_seed(spec.seed, "branch-data"),
+        )
+        if branch.randomize_layerwise:
+            mask = randomize_layerwise(mask, torch.Generator().manual_seed(derived_seed(spec.seed, "branch-shuffle")))
+        if branch.reinitialize:
+            model = bench.new_model(derived_seed(spec.seed, "branch-reinit") % (2**31))
+        else:
+            model = bench.new_model()
+            model.load_state_dict(_weights_at(parent, state_step, "--state-step"))
+        with torch.no_grad():
+            for name, p in bench.prunable(model).items():
+                p.mul_(mask[name].to(p.device))
+        result = bench.train(model, run, mask=mask, start_step=state_step)
+        mask.save(run.path / "mask.safetensors")
+        summary = train_summary(result, mask)
+        summary.update({"parent": parent.run_id, "branch": "oneshot", "args": branch.key(),
+                        "strategy": branch.strategy, "collapsed_layers": mask.collapsed_layers()})
+        return summary
+
+    return run_stage(store, branch_run_id(parent, branch), spec_to_yaml(spec), body,
+                     stage_info={"parent": parent.run_id, "branch": "oneshot", "args": branch.key()})

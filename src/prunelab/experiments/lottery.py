@@ -1,0 +1,203 @@
+"""Lottery tickets: iterative magnitude pruning with rewinding, and its controls.
+
+Level 0 trains the dense network from the rewind point. Level L prunes a fraction of the weights
+still alive, scored at the end of level L-1, resets the survivors to the rewind point and trains
+again. Every level and every control is its own stage: an interrupted lottery resumes at the level
+it was in, and asking for more levels trains only the new ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from prunelab.experiments.places import MemoryPlace, Place, StorePlace
+from prunelab.experiments.workbench import Bench, Workbench, train_summary
+from prunelab.masks import Mask
+from prunelab.pruning.api import prune_level
+from prunelab.pruning.baselines import randomize_layerwise
+from prunelab.pruning.rescale import ntk_rescale
+from prunelab.specs import ExperimentSpec, spec_to_yaml
+from prunelab.store import RunStore, atomic_write_json
+
+__all__ = ["CONTROLS", "LotteryResult", "Lottery", "lottery_run_id", "run_lottery", "derived_seed"]
+
+log = logging.getLogger("prunelab")
+
+CONTROLS = ("reinit", "shuffle", "retrain")
+
+
+def derived_seed(*parts: object) -> int:
+    """A stable 63-bit seed from any parts (never Python's salted ``hash``)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def lottery_run_id(spec: ExperimentSpec) -> str:
+    return f"lottery-{spec.run_hash('lottery')}"
+
+
+@dataclass
+class LotteryResult:
+    """Per-level results: ``levels`` rows with level, density, test_accuracy, best_accuracy,
+    best_step and one accuracy per control; ``masks`` the ticket masks by level."""
+
+    run_id: str
+    levels: list[dict[str, Any]]
+    masks: dict[int, Mask] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        last = self.levels[-1]
+        return {
+            "run_id": self.run_id,
+            "kind": "lottery",
+            "test_accuracy": last["test_accuracy"],
+            "test_loss": last["test_loss"],
+            "density": last["density"],
+            "wall_seconds": round(sum(row["wall_seconds"] for row in self.levels), 3),
+            "levels": self.levels,
+        }
+
+    def table(self) -> str:
+        from prunelab.cli.common import format_table
+
+        controls = [c for c in CONTROLS if any(c in row for row in self.levels)]
+        columns = ["level", "density", "test_accuracy", "best_accuracy", "best_step", *controls]
+        return format_table(self.levels, columns)
+
+
+class Lottery:
+    """The IMP procedure over any :class:`Bench` (registry model or a user's module) and any
+    :class:`Place` (run store or memory)."""
+
+    def __init__(self, spec: ExperimentSpec, bench: Bench, place: Place, run_id: str) -> None:
+        self.spec = spec
+        self.bench = bench
+        self.place = place
+        self.run_id = run_id
+        self.prune = spec.prune
+        self.rewind_step = bench.to_iterations(spec.prune.rewind)
+        self._yaml = spec_to_yaml(spec)
+        self._rewind: dict[str, torch.Tensor] | None = None
+
+    # the rewind point ---------------------------------------------------------------------------
+    def rewind_state(self) -> dict[str, torch.Tensor]:
+        if self._rewind is None:
+            if self.rewind_step == 0:
+                self._rewind = {k: v.detach().clone() for k, v in self.bench.new_model().state_dict().items()}
+            else:
+                _, _, self._rewind = self.place.stage("pretrain", self._yaml, self._pretrain)
+        return self._rewind
+
+    def _pretrain(self, run: Any) -> tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]:
+        model = self.bench.new_model()
+        mask = Mask.ones_like(self.bench.prunable(model))
+        result = self.bench.train(model, run, mask=None, stop_step=self.rewind_step)
+        return train_summary(result, mask), mask, model.state_dict()
+
+    def _start_model(self, mask: Mask, *, fresh_seed: int | None = None) -> torch.nn.Module:
+        """A model at the rewind point (or freshly initialised), masked, NTK-rescaled if asked."""
+        model = self.bench.new_model(fresh_seed)
+        if fresh_seed is None:
+            model.load_state_dict(self.rewind_state())
+        params = self.bench.prunable(model)
+        with torch.no_grad():
+            if self.prune.ntk_rescale:
+                scaled = ntk_rescale({n: p.detach() for n, p in params.items()}, mask)
+                for name, p in params.items():
+                    p.copy_(scaled[name])
+            else:
+                for name, p in params.items():
+                    p.mul_(mask[name].to(p.device))
+        return model
+
+    # levels -------------------------------------------------------------------------------------
+    def level(self, level: int) -> tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]:
+        return self.place.stage(f"level_{level}", self._yaml, lambda run: self._train_level(level, run))
+
+    def _level_mask(self, level: int) -> Mask:
+        if level == 0:
+            return Mask.ones_like(self.bench.prunable(self.bench.new_model()))
+        _, previous_mask, previous_state = self.level(level - 1)
+        weights = {name: previous_state[name] for name in previous_mask}
+        generator = torch.Generator().manual_seed(derived_seed(self.spec.seed, "prune", level))
+        return prune_level(
+            weights, previous_mask, self.prune.strategy, self.prune.fraction,
+            scope=self.prune.scope, rates=self.prune.rates, ignore=self.prune.ignore, generator=generator,
+        )
+
+    def _train_level(self, level: int, run: Any) -> tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]:
+        mask = self._level_mask(level)
+        log.info("level %d: density %.4f", level, mask.density)
+        model = self._start_model(mask)
+        result = self.bench.train(model, run, mask=mask, start_step=self.rewind_step)
+        summary = {"level": level, **train_summary(result, mask), "collapsed_layers": mask.collapsed_layers()}
+        return summary, mask, model.state_dict()
+
+    # controls -----------------------------------------------------------------------------------
+    def control(self, level: int, name: str) -> dict[str, Any]:
+        if name not in CONTROLS:
+            from prunelab.specs.base import SpecError, closest
+
+            near = closest(name, CONTROLS)
+            hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
+            raise SpecError(f"unknown control {name!r}.{hint} Valid: {', '.join(CONTROLS)}.")
+        summary, _, _ = self.place.stage(f"level_{level}/{name}", self._yaml, lambda run: self._train_control(level, name, run))
+        return summary
+
+    def _train_control(self, level: int, name: str, run: Any) -> tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]:
+        _, mask, _ = self.level(level)
+        order_seed = None
+        if name == "reinit":
+            model = self._start_model(mask, fresh_seed=derived_seed(self.spec.seed, "reinit", level))
+        elif name == "shuffle":
+            generator = torch.Generator().manual_seed(derived_seed(self.spec.seed, "shuffle", level))
+            mask = randomize_layerwise(mask, generator)
+            model = self._start_model(mask)
+        else:  # retrain: same ticket, different data order
+            model = self._start_model(mask)
+            order_seed = derived_seed(self.spec.seed, "retrain", level) % (2**31)
+        result = self.bench.train(model, run, mask=mask, start_step=self.rewind_step, order_seed=order_seed)
+        summary = {"level": level, "control": name, **train_summary(result, mask)}
+        return summary, mask, model.state_dict()
+
+    # everything ---------------------------------------------------------------------------------
+    def run(self, levels: int, controls: Sequence[str] = ()) -> LotteryResult:
+        if levels < 0:
+            raise ValueError(f"levels must be >= 0, got {levels}")
+        rows, masks = [], {}
+        for level in range(levels + 1):
+            summary, mask, _ = self.level(level)
+            row = {key: summary[key] for key in ("level", "density", "test_accuracy", "test_loss", "best_accuracy",
+                                                 "best_step", "wall_seconds", "collapsed_layers") if key in summary}
+            if level > 0:
+                for name in controls:
+                    row[name] = self.control(level, name)["test_accuracy"]
+            rows.append(row)
+            masks[level] = mask
+        return LotteryResult(self.run_id, rows, masks)
+
+
+def run_lottery(
+    spec: ExperimentSpec, levels: int, *, controls: Sequence[str] = (), store: RunStore | None = None
+) -> dict[str, Any]:
+    """Run (or resume, or extend) a lottery in the run store; returns and writes its summary."""
+    store = store or RunStore()
+    run_id = lottery_run_id(spec)
+    store.create(run_id, spec_to_yaml(spec))
+    lottery = Lottery(spec, Workbench.from_spec(spec), StorePlace(store, run_id), run_id)
+    result = lottery.run(levels, controls)
+    summary = result.summary()
+    summary.update({"strategy": spec.prune.strategy, "fraction": spec.prune.fraction, "rewind": spec.prune.rewind,
+                    "seed": spec.seed, "controls": list(controls), "model": spec.model.name, "dataset": spec.dataset.name})
+    atomic_write_json(store.run(run_id).summary_path, summary)
+    return summary
+
+
+def memory_lottery(spec: ExperimentSpec, bench: Bench, levels: int, controls: Sequence[str] = ()) -> LotteryResult:
+    return Lottery(spec, bench, MemoryPlace(), "lottery-memory").run(levels, controls)

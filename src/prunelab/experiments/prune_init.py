@@ -1,0 +1,121 @@
+"""Pruning at initialisation: score the initial weights with a strategy, prune to a density, train.
+
+Single-shot prunes once (in the strategy's number of score–prune iterations) before training.
+Multi-shot, as in NTK-SAP's experiments, runs R rounds of (train briefly → prune to d^(r/R) →
+rewind the weights to initialisation, keeping the mask), then trains the final mask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from prunelab.analysis.flops import efficiency_metrics
+from prunelab.experiments.lottery import derived_seed
+from prunelab.experiments.scoring import prune_to_density
+from prunelab.experiments.stage import run_stage
+from prunelab.experiments.workbench import Workbench, train_summary
+from prunelab.masks import Mask
+from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
+from prunelab.store import Run, RunStore
+
+__all__ = ["EXPERIMENTS", "densities_from", "prune_run_id", "run_prune", "LayerCollapseWarning"]
+
+log = logging.getLogger("prunelab")
+
+EXPERIMENTS = ("singleshot", "multishot")
+
+
+class LayerCollapseWarning(UserWarning):
+    """A pruned network has a layer with no weight left: its output no longer depends on its input."""
+
+
+def densities_from(density: Sequence[float] = (), sparsity: Sequence[float] = (), compression: Sequence[float] = ()) -> list[float]:
+    """Target densities from any one of: densities, sparsities (1 - d), NTK-SAP compressions (d = 0.8^c)."""
+    given = [name for name, values in (("density", density), ("sparsity", sparsity), ("compression", compression)) if values]
+    if len(given) != 1:
+        raise SpecError("give exactly one of --density, --sparsity or --compression (each accepts a comma-separated list)")
+    values = list(density) or [1.0 - s for s in sparsity] or [0.8 ** c for c in compression]
+    for d in values:
+        if not 0.0 < d <= 1.0:
+            raise SpecError(f"target density {d} is outside (0, 1]")
+    return values
+
+
+def prune_run_id(spec: ExperimentSpec, density: float, experiment: str, rounds: int, round_steps: str) -> str:
+    extra = {"density": repr(float(density)), "experiment": experiment}
+    if experiment == "multishot":
+        extra.update({"rounds": rounds, "round_steps": round_steps})
+    text = spec.run_hash("prune") + json.dumps(extra, sort_keys=True)
+    return f"prune-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def run_prune(
+    spec: ExperimentSpec,
+    density: float,
+    *,
+    experiment: str = "singleshot",
+    rounds: int = 3,
+    round_steps: str = "1ep",
+    store: RunStore | None = None,
+) -> dict[str, Any]:
+    if experiment not in EXPERIMENTS:
+        raise SpecError(f"unknown experiment {experiment!r}; valid: {', '.join(EXPERIMENTS)}")
+    if experiment == "multishot" and rounds < 1:
+        raise SpecError("--rounds must be >= 1")
+    store = store or RunStore()
+
+    def body(run: Run) -> dict[str, Any]:
+        bench = Workbench.from_spec(spec)
+        init_model = bench.new_model()
+        init_state = {k: v.detach().clone() for k, v in init_model.state_dict().items()}
+        data_seed = derived_seed(spec.seed, "prune-data")
+        if experiment == "singleshot":
+            mask = prune_to_density(init_model, bench.prunable(init_model), spec.prune, density,
+                                    train_set=bench.splits.train, device=bench.device, seed=data_seed)
+        else:
+            mask = Mask.ones_like(bench.prunable(init_model))
+            for r in range(1, rounds + 1):
+                model = bench.new_model()
+                model.load_state_dict(init_state)
+                _mask_weights(bench, model, mask)
+                bench.train(model, None, mask=mask, stop_step=bench.to_iterations(round_steps))
+                mask = prune_to_density(model, bench.prunable(model), spec.prune, density ** (r / rounds),
+                                        train_set=bench.splits.train, device=bench.device, seed=data_seed + r, mask=mask)
+                log.info("multishot round %d/%d: density %.4f", r, rounds, mask.density)
+        collapsed = mask.collapsed_layers()
+        if collapsed:
+            warnings.warn(f"layer collapse at density {density}: {', '.join(collapsed)} fully pruned", LayerCollapseWarning,
+                          stacklevel=2)
+            log.warning("layer collapse: %s have no weights left", ", ".join(collapsed))
+        model = bench.new_model()
+        model.load_state_dict(init_state)
+        _mask_weights(bench, model, mask)
+        mask.save(run.path / "mask.safetensors")
+        result = bench.train(model, run, mask=mask)
+        summary = train_summary(result, mask)
+        summary.update({
+            "strategy": spec.prune.strategy, "target_density": density, "experiment": experiment,
+            "collapsed_layers": collapsed, "layer_collapse": bool(collapsed), "seed": spec.seed,
+            "model": spec.model.name, "dataset": spec.dataset.name,
+            **efficiency_metrics(model, tuple(bench.splits.input_shape), mask),
+        })
+        if experiment == "multishot":
+            summary.update({"rounds": rounds, "round_steps": round_steps})
+        return summary
+
+    run_id = prune_run_id(spec, density, experiment, rounds, round_steps)
+    return run_stage(store, run_id, spec_to_yaml(spec), body,
+                     stage_info={"density": density, "experiment": experiment, "rounds": rounds})
+
+
+def _mask_weights(bench: Workbench, model: torch.nn.Module, mask: Mask) -> None:
+    with torch.no_grad():
+        for name, p in bench.prunable(model).items():
+            p.mul_(mask[name].to(p.device))
