@@ -1,0 +1,218 @@
+"""Crash-resume checkpoints without pickles.
+
+Layout, in ``<out_dir>/checkpoints/``:
+
+* ``latest.safetensors`` — tensors: ``model.<state-dict key>`` (parameters and buffers),
+  ``optimizer.state.<param index>.<name>`` (momentum buffers, Adam moments, Adam's step counter),
+  ``rng.cpu`` and ``rng.cuda.<i>`` (generator states as uint8 tensors). Its metadata holds the
+  format tag, the step and a copy of the JSON state below, so the file is self-contained.
+* ``latest.json`` — the non-tensor state: the step, the optimiser's ``param_groups`` and any
+  non-tensor per-parameter state, and the trainer's bookkeeping (best accuracy, eval history, the
+  running training-loss sum).
+
+Both are written atomically (temporary file, fsync, rename): tensors first, the JSON last. If a
+process dies between the two renames, the JSON names an older step than the tensors; the loader
+detects the mismatch and uses the copy embedded in the (complete, newer) tensor file. Nothing is
+ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunelab.store.atomic import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "Checkpoint",
+    "CheckpointError",
+    "checkpoint_paths",
+    "save_checkpoint",
+    "load_checkpoint",
+    "flatten_optimizer_state",
+    "unflatten_optimizer_state",
+    "rng_state",
+    "restore_rng_state",
+]
+
+CHECKPOINT_FORMAT = "prunelab.checkpoint/1"
+_MODEL = "model."
+_OPTIM = "optimizer.state."
+_RNG = "rng."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that exists but cannot be used."""
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    rng: dict[str, torch.Tensor]
+    trainer: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None  # set when the JSON sidecar was stale or missing and the embedded copy was used
+
+
+def checkpoint_paths(directory: str | os.PathLike) -> tuple[Path, Path]:
+    directory = Path(directory)
+    return directory / "latest.safetensors", directory / "latest.json"
+
+
+# optimiser state ------------------------------------------------------------------------------
+def flatten_optimizer_state(state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into tensors (safetensors keys) and JSON-able data."""
+    tensors: dict[str, torch.Tensor] = {}
+    plain_state: dict[str, dict[str, Any]] = {}
+    for index, entry in state_dict["state"].items():
+        plain: dict[str, Any] = {}
+        for name, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"{_OPTIM}{index}.{name}"] = value
+            else:
+                plain[name] = value
+        plain_state[str(index)] = plain
+    meta = {"param_groups": [dict(group) for group in state_dict["param_groups"]], "state": plain_state}
+    _check_json(meta, "optimizer state")
+    return tensors, meta
+
+
+def unflatten_optimizer_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`flatten_optimizer_state`, ready for ``optimizer.load_state_dict``."""
+    state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in meta.get("state", {}).items()}
+    for key, value in tensors.items():
+        if key.startswith(_OPTIM):
+            index, name = key[len(_OPTIM):].split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+    groups = []
+    for group in meta["param_groups"]:
+        group = dict(group)
+        for name, value in group.items():
+            if name != "params" and isinstance(value, list):
+                group[name] = tuple(value)  # betas and friends were tuples before JSON
+        groups.append(group)
+    return {"state": state, "param_groups": groups}
+
+
+def _check_json(obj: Any, what: str) -> None:
+    try:
+        json.dumps(obj)
+    except TypeError as error:
+        raise CheckpointError(f"cannot store the {what} as JSON ({error})") from error
+
+
+# random number generators -----------------------------------------------------------------------
+def rng_state(cuda: bool = False) -> dict[str, torch.Tensor]:
+    """The global torch generator states (CPU, plus every CUDA device when ``cuda``)."""
+    states = {"cpu": torch.get_rng_state()}
+    if cuda and torch.cuda.is_available():
+        for index, state in enumerate(torch.cuda.get_rng_state_all()):
+            states[f"cuda.{index}"] = state
+    return states
+
+
+def restore_rng_state(states: Mapping[str, torch.Tensor]) -> None:
+    if "cpu" in states:
+        torch.set_rng_state(states["cpu"].to("cpu", torch.uint8))
+    cuda = [states[k] for k in sorted((k for k in states if k.startswith("cuda.")), key=lambda k: int(k[5:]))]
+    if cuda and torch.cuda.is_available():
+        if len(cuda) != torch.cuda.device_count():
+            raise CheckpointError(
+                f"the checkpoint holds RNG states for {len(cuda)} CUDA device(s) but {torch.cuda.device_count()} are visible"
+            )
+        torch.cuda.set_rng_state_all([s.to("cpu", torch.uint8) for s in cuda])
+
+
+# save / load ------------------------------------------------------------------------------------
+def _unshared(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors that share storage (tied weights): copy the repeats."""
+    seen: set[tuple[str, int]] = set()
+    out = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach()
+        key = (str(tensor.device), tensor.untyped_storage().data_ptr())
+        if tensor.numel() and key in seen:
+            tensor = tensor.clone()
+        seen.add(key)
+        out[name] = tensor
+    return out
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    *,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainer: Mapping[str, Any] | None = None,
+    cuda_rng: bool = False,
+) -> Path:
+    """Write ``latest.safetensors`` then ``latest.json`` atomically; returns the JSON path."""
+    tensor_path, json_path = checkpoint_paths(directory)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in model.state_dict().items():
+        if not torch.is_tensor(value):
+            raise CheckpointError(f"model state entry {name!r} is not a tensor ({type(value).__name__})")
+        tensors[_MODEL + name] = value
+    optim_tensors, optim_meta = flatten_optimizer_state(optimizer.state_dict())
+    tensors.update(optim_tensors)
+    for name, value in rng_state(cuda_rng).items():
+        tensors[_RNG + name] = value
+    payload = {"format": CHECKPOINT_FORMAT, "step": int(step), "optimizer": optim_meta, "trainer": dict(trainer or {})}
+    _check_json(payload, "trainer state")
+    metadata = {"format": CHECKPOINT_FORMAT, "step": str(int(step)), "state": json.dumps(payload)}
+    atomic_save_tensors(tensor_path, _unshared(tensors), metadata=metadata)
+    atomic_write_json(json_path, payload)
+    return json_path
+
+
+def load_checkpoint(directory: str | os.PathLike) -> Checkpoint | None:
+    """The checkpoint in ``directory``, or ``None`` when there is none. Tensors are loaded on the CPU."""
+    from safetensors import safe_open
+
+    tensor_path, json_path = checkpoint_paths(directory)
+    if not tensor_path.exists():
+        if json_path.exists():
+            raise CheckpointError(
+                f"{json_path} exists but {tensor_path.name} does not; the checkpoint is incomplete. "
+                f"Delete {Path(directory)} to start this run over."
+            )
+        return None
+    tensors = load_tensors(tensor_path)
+    with safe_open(str(tensor_path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("format") != CHECKPOINT_FORMAT or "state" not in metadata:
+        raise CheckpointError(f"{tensor_path} is not a prunelab checkpoint (format tag {metadata.get('format')!r})")
+    embedded = json.loads(metadata["state"])
+    step = int(metadata["step"])
+    payload, note = embedded, None
+    if json_path.exists():
+        try:
+            sidecar = read_json(json_path)
+        except ValueError:
+            sidecar = None
+        if isinstance(sidecar, dict) and sidecar.get("step") == step and sidecar.get("format") == CHECKPOINT_FORMAT:
+            payload = sidecar
+        else:
+            found = sidecar.get("step") if isinstance(sidecar, dict) else "unreadable"
+            note = (
+                f"{json_path.name} names step {found} but {tensor_path.name} holds step {step} (the last save was "
+                "interrupted between the two files); using the state embedded in the tensor file"
+            )
+    else:
+        note = f"{json_path.name} is missing; using the state embedded in {tensor_path.name}"
+    if int(payload["step"]) != step:
+        raise CheckpointError(f"{tensor_path} is inconsistent: metadata step {step}, state step {payload['step']}")
+    model = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
+    optim = unflatten_optimizer_state({k: v for k, v in tensors.items() if k.startswith(_OPTIM)}, payload["optimizer"])
+    rng = {k[len(_RNG):]: v for k, v in tensors.items() if k.startswith(_RNG)}
+    return Checkpoint(step=step, model=model, optimizer=optim, rng=rng, trainer=dict(payload.get("trainer", {})), note=note)

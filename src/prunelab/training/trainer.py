@@ -1,0 +1,602 @@
+"""The training loop: masked training, evaluation, save points, crash-resume checkpoints, metrics.
+
+The hot path (one iteration) does only what a minimal hand-written loop does plus the masking:
+set the learning rate (only when it changes), ``zero_grad(set_to_none=True)``, forward and loss
+(under bf16 autocast if asked), backward, mask the gradients, ``optimizer.step()`` (``foreach``
+implementations), mask the weights, and append the detached loss tensor to a list. There is no
+``.item()`` per step: the pending losses are read in one ``torch.stack(...).tolist()`` at *check
+points* — about twice a second (adaptive), and at every evaluation, save point and checkpoint.
+
+Non-finite losses are detected at those check points, so the reported iteration is exact even
+though it is found a little later. Because every save point and checkpoint is itself a check
+point (and the weights are also checked for non-finite values there), a diverged state is never
+written: the last good checkpoint stays untouched.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunelab.masks.masked import MaskedParameters
+from prunelab.specs.base import semantic_dict
+from prunelab.specs.training import TrainingSpec
+from prunelab.steps import to_iterations
+from prunelab.store.atomic import atomic_save_tensors
+from prunelab.training.checkpoint import (
+    CheckpointError,
+    _unshared,
+    checkpoint_paths,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from prunelab.training.device import resolve_device
+from prunelab.training.evaluate import evaluate
+from prunelab.training.metrics import MetricsWriter, load_summary_writer, truncate_metrics
+from prunelab.training.optim import build_optimizer
+from prunelab.training.schedule import make_lr_schedule
+
+__all__ = ["train", "TrainResult", "TrainingDiverged", "TrainingPlan", "weights_path"]
+
+WEIGHTS_FORMAT = "prunelab.weights/1"
+_CHECK_SECONDS = 0.5  # target interval between check points (progress bar, NaN detection)
+_MAX_PENDING = 1024  # upper bound on losses held between check points
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss (or the weights) became NaN or infinite."""
+
+    def __init__(
+        self,
+        iteration: int,
+        loss: float,
+        *,
+        total: int | None = None,
+        lr: float | None = None,
+        checkpoint_step: int | None = None,
+        what: str = "the training loss",
+    ) -> None:
+        self.iteration = iteration
+        self.step = iteration
+        self.loss = loss
+        self.lr = lr
+        self.checkpoint_step = checkpoint_step
+        where = f"iteration {iteration}" + (f" of {total}" if total is not None else "")
+        lr_text = f" (learning rate {lr:.4g})" if lr is not None else ""
+        kept = (
+            f" The last checkpoint (step {checkpoint_step}) was left untouched, but resuming from it will diverge again."
+            if checkpoint_step is not None
+            else " No checkpoint holds a diverged state."
+        )
+        super().__init__(
+            f"training diverged: {what} was {loss} at {where}{lr_text}.{kept} "
+            "Lower train.lr or add a linear warm-up (for example train.warmup=1ep)."
+        )
+
+
+@dataclass
+class TrainResult:
+    final_step: int
+    test_accuracy: float | None
+    test_loss: float | None
+    train_loss: float | None
+    best_accuracy: float | None
+    best_step: int | None
+    wall_seconds: float
+    resumed_from: int | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """A spec's step strings converted to iterations."""
+
+    iterations_per_epoch: int
+    total: int
+    eval_every: int | None
+    checkpoint_every: int | None
+    save_steps: tuple[int, ...]
+    milestones: tuple[int, ...]
+    warmup: int
+
+    @classmethod
+    def from_spec(
+        cls, spec: TrainingSpec, iterations_per_epoch: int, save_steps: Iterable[int | str] = ()
+    ) -> "TrainingPlan":
+        ipe = int(iterations_per_epoch)
+        if ipe <= 0:
+            raise ValueError(f"the training loader has {ipe} iterations per epoch; it must have at least one batch")
+        total = to_iterations(spec.steps, ipe)
+        eval_every = to_iterations(spec.eval_every, ipe) if spec.eval_every is not None else 0
+        checkpoint_every = to_iterations(spec.checkpoint_every, ipe)
+        saves = sorted({to_iterations(s, ipe) for s in (*spec.save_steps, *save_steps)})
+        late = [s for s in saves if s > total]
+        if late:
+            raise ValueError(f"save step(s) {late} come after the end of training ({total} iterations = {spec.steps})")
+        return cls(
+            iterations_per_epoch=ipe,
+            total=total,
+            eval_every=eval_every or None,
+            checkpoint_every=checkpoint_every or None,
+            save_steps=tuple(saves),
+            milestones=tuple(sorted(to_iterations(m, ipe) for m in spec.milestones)),
+            warmup=to_iterations(spec.warmup, ipe),
+        )
+
+
+def weights_path(out_dir: str | Path, step: int) -> Path:
+    """Where the weights saved at ``step`` live: ``<out_dir>/weights/step_<step>.safetensors``."""
+    return Path(out_dir) / "weights" / f"step_{int(step)}.safetensors"
+
+
+def _stderr_log(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+def _mask_digest(mask: Mapping[str, torch.Tensor] | None) -> str | None:
+    if mask is None:
+        return None
+    digest = hashlib.sha256()
+    for name in mask:
+        tensor = torch.as_tensor(mask[name]).detach().to("cpu", torch.bool).contiguous()
+        digest.update(name.encode("utf-8"))
+        digest.update(str(tuple(tensor.shape)).encode("utf-8"))
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_loader(loader: Any, spec: TrainingSpec) -> None:
+    if not hasattr(loader, "iterations_per_epoch") or not callable(getattr(loader, "epoch", None)):
+        raise TypeError("train_loader must have `iterations_per_epoch` and `epoch(e, start_batch=0)` (a BatchLoader)")
+    batch_size = getattr(loader, "batch_size", None)
+    if isinstance(batch_size, int) and batch_size != spec.batch_size:
+        raise ValueError(
+            f"the training loader's batch size is {batch_size} but train.batch_size is {spec.batch_size}; "
+            "build the loader with the spec's batch size"
+        )
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+class _Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        train_loader: Any,
+        test_loader: Any,
+        spec: TrainingSpec,
+        *,
+        out_dir: Path | None,
+        mask: Mapping[str, torch.Tensor] | None,
+        prunable: Mapping[str, nn.Parameter] | None,
+        seed: int,
+        device: Any,
+        save_steps: Iterable[int | str],
+        log: Callable[[str], None] | None,
+        start_step: int,
+        stop_step: int | None,
+    ) -> None:
+        _check_loader(train_loader, spec)
+        self.started = time.perf_counter()
+        self.spec = spec
+        self.log = log or _stderr_log
+        self.model = model
+        self.train_loader = train_loader
+        self.test_loader = test_loader
+        self.plan = TrainingPlan.from_spec(spec, train_loader.iterations_per_epoch, save_steps)
+        self.total = self.plan.total  # the schedule's length
+        self.start = int(start_step)
+        self.end = self.total if stop_step is None else int(stop_step)  # where this call stops
+        if not 0 <= self.start <= self.end <= self.total:
+            raise ValueError(
+                f"need 0 <= start_step <= stop_step <= total steps, got start_step={self.start}, "
+                f"stop_step={stop_step}, total {self.total} ({spec.steps})"
+            )
+        self.lr_fn = make_lr_schedule(spec, self.plan.iterations_per_epoch, self.total)
+        self.device = resolve_device(device if device is not None else spec.device)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        if spec.tensorboard:
+            if self.out_dir is None:
+                self.log("train.tensorboard is set but there is no output directory: no TensorBoard files are written")
+            else:
+                load_summary_writer()  # fail now, not after the first evaluation
+
+        seed = int(seed)
+        torch.manual_seed(seed)
+        model.to(self.device)
+        model.train()
+        self.masked: MaskedParameters | None = None
+        if mask is not None:
+            params = prunable if prunable is not None else dict(model.named_parameters())
+            self.masked = MaskedParameters(params, mask)
+            self.masked.apply_to_weights()
+        self.optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], spec)
+        self.fingerprint = json.loads(
+            json.dumps(
+                {
+                    "spec": {k: v for k, v in semantic_dict(spec).items() if k != "save_steps"},
+                    "seed": seed,
+                    "iterations_per_epoch": self.plan.iterations_per_epoch,
+                    "total_steps": self.total,
+                    "start_step": self.start,
+                    "mask": _mask_digest(mask),
+                }
+            )
+        )
+
+        # bookkeeping (saved in checkpoints)
+        self.step = self.start
+        self.best_accuracy: float | None = None
+        self.best_step: int | None = None
+        self.history: list[dict[str, Any]] = []
+        self.loss_sum = 0.0
+        self.loss_count = 0
+        self.resumed_from: int | None = None
+        self.last_checkpoint: int | None = None
+        # transient
+        self.pending: list[torch.Tensor] = []
+        self.bar: Any = None
+        self.recent_loss: float | None = None
+        self.check_every = 10  # steps between check points; adapted to about _CHECK_SECONDS
+        self.last_check = (self.start, time.perf_counter())
+
+        self.metrics_path = self.out_dir / "metrics.jsonl" if self.out_dir is not None else None
+        self.checkpoint_dir = self.out_dir / "checkpoints" if self.out_dir is not None else None
+        if self.out_dir is not None:
+            self._resume_or_reset()
+        tb_dir = self.out_dir / "tensorboard" if (self.out_dir is not None and spec.tensorboard) else None
+        purge = (self.resumed_from + 1) if self.resumed_from is not None else 0
+        self.writer = MetricsWriter(self.metrics_path, tensorboard_dir=tb_dir, purge_step=purge)
+        self.forward: nn.Module = torch.compile(model) if spec.compile else model
+        self.amp = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16) if spec.bf16 else contextlib.nullcontext()
+        )
+        self.next_event = self._next_event(self.step)
+
+    # resume ---------------------------------------------------------------------------------
+    def _resume_or_reset(self) -> None:
+        assert self.checkpoint_dir is not None and self.metrics_path is not None
+        checkpoint = load_checkpoint(self.checkpoint_dir)
+        if checkpoint is None:
+            self.metrics_path.unlink(missing_ok=True)
+            return
+        tensor_path, _ = checkpoint_paths(self.checkpoint_dir)
+        saved = checkpoint.trainer.get("fingerprint")
+        if saved != self.fingerprint:
+            differing = sorted(
+                k for k in set(saved or {}) | set(self.fingerprint) if (saved or {}).get(k) != self.fingerprint.get(k)
+            )
+            raise CheckpointError(
+                f"{tensor_path} belongs to a different run (differs in: {', '.join(differing)}); "
+                f"use another output directory or delete {self.checkpoint_dir} to start over"
+            )
+        if checkpoint.step > self.end:
+            raise CheckpointError(
+                f"{tensor_path} is at step {checkpoint.step}, past stop_step={self.end}; "
+                f"delete {self.checkpoint_dir} to train this run again"
+            )
+        if checkpoint.note:
+            self.log(f"note: {checkpoint.note}")
+        self.model.load_state_dict(checkpoint.model, strict=True)
+        self.optimizer.load_state_dict(checkpoint.optimizer)
+        if self.masked is not None:
+            self.masked.apply_to_weights()  # a no-op on a masked checkpoint; guards against a stale one
+        restore_rng_state(checkpoint.rng)
+        state = checkpoint.trainer
+        self.step = checkpoint.step
+        self.best_accuracy = state.get("best_accuracy")
+        self.best_step = state.get("best_step")
+        self.history = list(state.get("history", []))
+        self.loss_sum = float(state.get("loss_sum", 0.0))
+        self.loss_count = int(state.get("loss_count", 0))
+        self.resumed_from = checkpoint.step
+        self.last_checkpoint = checkpoint.step
+        truncate_metrics(self.metrics_path, checkpoint.step)
+        epoch, batch = divmod(checkpoint.step, self.plan.iterations_per_epoch)
+        self.log(f"resuming from the checkpoint at step {checkpoint.step}/{self.end} (epoch {epoch}, batch {batch})")
+
+    # events ---------------------------------------------------------------------------------
+    def _next_event(self, step: int) -> int:
+        """The first step after ``step`` with an evaluation, save point, checkpoint or the end."""
+        plan = self.plan
+        candidates = [self.end]
+        if plan.eval_every:
+            candidates.append((step // plan.eval_every + 1) * plan.eval_every)
+        if plan.checkpoint_every and self.out_dir is not None:
+            candidates.append((step // plan.checkpoint_every + 1) * plan.checkpoint_every)
+        index = bisect.bisect_right(plan.save_steps, step)
+        if index < len(plan.save_steps):
+            candidates.append(plan.save_steps[index])
+        return max(min(candidates), step + 1) if step < self.end else self.end
+
+    def _check(self, step: int) -> None:
+        """A check point: read the pending losses (one sync), stop on a non-finite loss, handle the
+        events due at ``step`` and update the progress bar."""
+        self._flush(step)
+        if step == self.next_event:
+            self._events(step)
+            self.next_event = self._next_event(step)
+        now = time.perf_counter()
+        last_step, last_time = self.last_check
+        if step > last_step and now > last_time:
+            rate = (step - last_step) / (now - last_time)
+            self.check_every = max(1, min(_MAX_PENDING, int(rate * _CHECK_SECONDS)))
+        self.last_check = (step, now)
+        bar = self.bar
+        if bar is not None:
+            bar.update(step - bar.n)
+            postfix = {}
+            if self.recent_loss is not None:
+                postfix["loss"] = f"{self.recent_loss:.4f}"
+            if self.history and self.history[-1].get("test_accuracy") is not None:
+                postfix["acc"] = f"{self.history[-1]['test_accuracy']:.2%}"
+            bar.set_postfix(postfix, refresh=False)
+
+    def _flush(self, step: int) -> None:
+        pending = self.pending
+        if not pending:
+            return
+        values = torch.stack(pending).tolist()
+        pending.clear()
+        first = step - len(values)  # the pending losses are those of iterations first+1 .. step
+        total = self.loss_sum
+        for offset, value in enumerate(values):
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    first + offset + 1,
+                    value,
+                    total=self.end,
+                    lr=self.lr_fn(first + offset),
+                    checkpoint_step=self.last_checkpoint,
+                )
+            total += value  # sequential float64 sum: independent of where check points fall
+        self.loss_sum = total
+        self.loss_count += len(values)
+        self.recent_loss = math.fsum(values) / len(values)
+
+    def _check_weights(self, step: int) -> None:
+        tensors = [t for t in self.model.state_dict().values() if torch.is_tensor(t) and t.is_floating_point()]
+        if not tensors:
+            return
+        peaks = torch.stack([n.float() for n in torch._foreach_norm(tensors, ord=math.inf)])
+        if not bool(torch.isfinite(peaks).all()):
+            raise TrainingDiverged(
+                step,
+                float("nan"),
+                total=self.end,
+                lr=self.lr_fn(max(step - 1, 0)),
+                checkpoint_step=self.last_checkpoint,
+                what="a weight or buffer",
+            )
+
+    def _events(self, step: int) -> None:
+        plan, start, end = self.plan, self.start, self.end
+        periodic_eval = plan.eval_every is not None and (step == start or step % plan.eval_every == 0)
+        do_eval = step == end or periodic_eval
+        if do_eval and self.history and self.history[-1]["step"] == step:
+            do_eval = False
+        do_save = self.out_dir is not None and (step == start or step == end or step in plan.save_steps)
+        do_checkpoint = (
+            self.out_dir is not None
+            and step > start
+            and (step == end or (plan.checkpoint_every is not None and step % plan.checkpoint_every == 0))
+        )
+        if do_eval or do_save or do_checkpoint:
+            self._check_weights(step)
+        if do_eval:
+            self._evaluate(step)
+        if do_save:
+            self._save_weights(step)
+        if do_checkpoint:
+            self._save_checkpoint(step)
+
+    def _evaluate(self, step: int) -> None:
+        train_loss = self.loss_sum / self.loss_count if self.loss_count else None
+        self.loss_sum, self.loss_count = 0.0, 0
+        test_loss = test_accuracy = None
+        if self.test_loader is not None:
+            result = evaluate(
+                self.forward,
+                self.test_loader,
+                device=self.device,
+                bf16=self.spec.bf16,
+                batch_size=self.spec.eval_batch_size,
+            )
+            test_loss, test_accuracy = result.loss, result.accuracy
+            if self.best_accuracy is None or test_accuracy > self.best_accuracy:
+                self.best_accuracy, self.best_step = test_accuracy, step
+        record = {
+            "step": step,
+            "epoch": step / self.plan.iterations_per_epoch,
+            "lr": self.lr_fn(step),
+            "train_loss": train_loss,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+        }
+        self.history.append(record)
+        self.writer.write(record)
+        self.log(
+            f"step {step}/{self.end} (epoch {record['epoch']:.2f}): lr {record['lr']:.4g}, "
+            f"train loss {_fmt(train_loss, '.4f')}, test loss {_fmt(test_loss, '.4f')}, "
+            f"test accuracy {_fmt(test_accuracy, '.2%')}"
+        )
+
+    def _save_weights(self, step: int) -> None:
+        assert self.out_dir is not None
+        atomic_save_tensors(
+            weights_path(self.out_dir, step),
+            _unshared(self.model.state_dict()),
+            metadata={"format": WEIGHTS_FORMAT, "step": str(step)},
+        )
+
+    def _save_checkpoint(self, step: int) -> None:
+        assert self.checkpoint_dir is not None
+        state = {
+            "fingerprint": self.fingerprint,
+            "best_accuracy": self.best_accuracy,
+            "best_step": self.best_step,
+            "loss_sum": self.loss_sum,
+            "loss_count": self.loss_count,
+            "history": self.history,
+        }
+        save_checkpoint(
+            self.checkpoint_dir,
+            step=step,
+            model=self.model,
+            optimizer=self.optimizer,
+            trainer=state,
+            cuda_rng=self.device.type == "cuda",
+        )
+        self.last_checkpoint = step
+
+    # the loop -------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=self.end,
+            initial=self.step,
+            disable=not self.spec.progress,
+            file=sys.stderr,
+            unit="it",
+            dynamic_ncols=True,
+            desc="train",
+        )
+        self.last_check = (self.step, time.perf_counter())
+        try:
+            if self.resumed_from is None:
+                self.next_event = self.start
+                self._check(self.start)  # evaluation and weights at the starting point
+            self._loop()
+            if self.step < self.end:  # pragma: no cover - guarded by the epoch-length check
+                raise RuntimeError(f"training stopped at step {self.step} of {self.end}")
+        finally:
+            self.bar.close()
+            self.writer.close()
+        final = self.history[-1] if self.history and self.history[-1]["step"] == self.end else {}
+        return TrainResult(
+            final_step=self.step,
+            test_accuracy=final.get("test_accuracy"),
+            test_loss=final.get("test_loss"),
+            train_loss=final.get("train_loss"),
+            best_accuracy=self.best_accuracy,
+            best_step=self.best_step,
+            wall_seconds=time.perf_counter() - self.started,
+            resumed_from=self.resumed_from,
+            history=list(self.history),
+        )
+
+    def _loop(self) -> None:
+        step, end, ipe = self.step, self.end, self.plan.iterations_per_epoch
+        if step >= end:
+            return
+        loader, optimizer, forward = self.train_loader, self.optimizer, self.forward
+        zero_grad, optimizer_step, groups = optimizer.zero_grad, optimizer.step, optimizer.param_groups
+        lr_fn, amp, label_smoothing = self.lr_fn, self.amp, self.spec.label_smoothing
+        cross_entropy = F.cross_entropy
+        mask_gradients = self.masked.apply_to_gradients if self.masked is not None else None
+        mask_weights = self.masked.apply_to_weights if self.masked is not None else None
+        keep = self.pending.append
+        current_lr = None
+        next_check = min(self.next_event, step + self.check_every)
+        epoch, batch = divmod(step, ipe)
+        while step < end:
+            for x, y in loader.epoch(epoch, batch):
+                lr = lr_fn(step)
+                if lr != current_lr:
+                    for group in groups:
+                        group["lr"] = lr
+                    current_lr = lr
+                zero_grad(set_to_none=True)
+                with amp:
+                    loss = cross_entropy(forward(x), y, label_smoothing=label_smoothing)
+                loss.backward()
+                if mask_gradients is not None:
+                    mask_gradients()
+                optimizer_step()
+                if mask_weights is not None:
+                    mask_weights()
+                keep(loss.detach())
+                step += 1
+                if step >= next_check:
+                    self.step = step
+                    self._check(step)
+                    if step >= end:
+                        break
+                    next_check = min(self.next_event, step + self.check_every)
+            else:
+                if step != (epoch + 1) * ipe:
+                    raise RuntimeError(
+                        f"the training loader yielded {step - epoch * ipe - batch} batches in epoch {epoch} "
+                        f"from batch {batch}, but declares {ipe} iterations per epoch"
+                    )
+            epoch, batch = epoch + 1, 0
+        self.step = step
+
+
+def train(
+    model: nn.Module,
+    train_loader: Any,
+    test_loader: Any,
+    spec: TrainingSpec,
+    *,
+    out_dir: str | Path | None,
+    mask: Mapping[str, torch.Tensor] | None = None,
+    prunable: Mapping[str, nn.Parameter] | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    save_steps: Iterable[int | str] = (),
+    log: Callable[[str], None] | None = None,
+    start_step: int = 0,
+    stop_step: int | None = None,
+) -> TrainResult:
+    """Train ``model`` in place as ``spec`` says; resume automatically from ``out_dir``'s checkpoint.
+
+    ``train_loader`` provides ``iterations_per_epoch`` and ``epoch(e, start_batch)``; ``test_loader``
+    (a loader, an iterable of ``(x, y)``, or ``None``) is evaluated every ``spec.eval_every`` steps and
+    at the end. With ``mask`` the weights it names (looked up in ``prunable``, default: the model's
+    named parameters) stay exactly zero where the mask is False. ``save_steps`` (iterations or step
+    strings) add to ``spec.save_steps``. ``out_dir=None`` trains in memory without writing files.
+    ``device`` overrides ``spec.device``. Logs go to ``log`` (default: stderr); stdout is never used.
+
+    ``start_step`` starts the data order and the learning-rate schedule at that step (for rewinding:
+    ``model`` holds the weights of that step; the optimiser state starts fresh). ``stop_step`` ends
+    this call early (the schedule still spans ``spec.steps``); the final evaluation, final weights and
+    final checkpoint are then those of ``stop_step``.
+
+    Raises :class:`TrainingDiverged` when the loss becomes NaN or infinite.
+    """
+    trainer = _Trainer(
+        model,
+        train_loader,
+        test_loader,
+        spec,
+        out_dir=Path(out_dir) if out_dir is not None else None,
+        mask=mask,
+        prunable=prunable,
+        seed=seed,
+        device=device,
+        save_steps=save_steps,
+        log=log,
+        start_step=start_step,
+        stop_step=stop_step,
+    )
+    return trainer.run()
