@@ -19,7 +19,9 @@ import torch
 from prunelab.experiments.places import MemoryPlace, Place, StorePlace
 from prunelab.experiments.workbench import Bench, Workbench, train_summary
 from prunelab.masks import Mask
-from prunelab.pruning.api import prune_level
+from prunelab.pruning.api import LEVEL_STRATEGIES, prune_level, score
+from prunelab.pruning.base import get_strategy
+from prunelab.pruning.selection import prune_fraction
 from prunelab.pruning.baselines import randomize_layerwise
 from prunelab.pruning.rescale import ntk_rescale
 from prunelab.specs import ExperimentSpec, spec_to_yaml
@@ -126,10 +128,26 @@ class Lottery:
         _, previous_mask, previous_state = self.level(level - 1)
         weights = {name: previous_state[name] for name in previous_mask}
         generator = torch.Generator().manual_seed(derived_seed(self.spec.seed, "prune", level))
+        if self.prune.strategy not in LEVEL_STRATEGIES:
+            return self._scored_level_mask(level, previous_state, previous_mask, generator)
         return prune_level(
             weights, previous_mask, self.prune.strategy, self.prune.fraction,
             scope=self.prune.scope, rates=self.prune.rates, ignore=self.prune.ignore, generator=generator,
         )
+
+    def _scored_level_mask(self, level: int, state: dict[str, torch.Tensor], mask: Mask,
+                           generator: torch.Generator) -> Mask:
+        """A level step with any other registered, data-free score function (e.g. the user's own
+        from :func:`prunelab.api.lottery`): score the previous level's trained weights under its
+        mask, then remove ``round_half_up(f · n_alive)`` of the alive weights as ``prune_level`` does."""
+        strategy = get_strategy(self.prune.strategy)
+        model = self.bench.new_model()
+        model.load_state_dict(state)
+        scores = score(model, strategy, mask=mask, params=self.bench.prunable(model),
+                       seed=derived_seed(self.spec.seed, "score", level), **dict(self.prune.options))
+        prune_highest = strategy.prune_highest if self.prune.prune_highest is None else self.prune.prune_highest
+        return prune_fraction(scores, mask, self.prune.fraction, scope=self.prune.scope, rates=self.prune.rates,
+                              ignore=self.prune.ignore, prune_highest=prune_highest, generator=generator)
 
     def _train_level(self, level: int, run: Any) -> tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]:
         mask = self._level_mask(level)

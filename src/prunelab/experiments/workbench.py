@@ -101,7 +101,7 @@ class Workbench:
         save_steps: tuple[str, ...] = (),
         log: Any = None,
     ) -> TrainResult:
-        extra = tuple(self.to_iterations(s) for s in (*self.spec.train.save_steps, *save_steps))
+        extra = tuple(self.to_iterations(s) for s in save_steps)  # train() adds spec.train.save_steps itself
         return train(
             model,
             self.train_loader(order_seed=order_seed),

@@ -192,6 +192,7 @@ def score(
     """
     strat = _strategy(strategy)
     _check_data(strat, data)
+    strat.check_options(options)
     params, device, mask_, _ = _resolve(model, params, mask, device)
     generator = torch.Generator().manual_seed(int(seed))
     ctx, work = _context(strat, model, params, mask_, device, generator, data, options, 0, 1)
@@ -231,6 +232,7 @@ def prune(
     """
     strat = _strategy(strategy)
     _check_data(strat, data)
+    strat.check_options(options)
     _check_scope(scope)
     required = _REQUIRED_SCOPE.get(strat.name)
     if required is not None and scope != required and STRATEGIES.get(strat.name) is strat:

@@ -73,6 +73,19 @@ class Strategy:
     needs_data: bool = False
     default_iterations: int = 1
     description: str = ""
+    options: tuple[str, ...] | None = ()
+
+    def check_options(self, given: Mapping[str, Any]) -> None:
+        """Reject options this strategy does not read (``options=None``: a custom function that
+        accepts anything)."""
+        if self.options is None:
+            return
+        unknown = sorted(set(given) - set(self.options))
+        if unknown:
+            valid = ", ".join(self.options) or "none"
+            near = [c for name in unknown for c in closest(name, self.options)]
+            hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
+            raise SpecError(f"strategy {self.name!r} has no option {', '.join(map(repr, unknown))}.{hint} Its options: {valid}.")
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -85,11 +98,13 @@ def register_strategy(
     needs_data: bool = False,
     default_iterations: int = 1,
     description: str = "",
+    options: tuple[str, ...] | None = (),
 ) -> Callable[[ScoreFn], ScoreFn]:
     def wrap(fn: ScoreFn) -> ScoreFn:
         if name in STRATEGIES:
             raise ValueError(f"strategy {name!r} is registered twice")
-        STRATEGIES[name] = Strategy(name, fn, prune_highest, needs_data, default_iterations, description or (fn.__doc__ or "").strip().split("\n")[0])
+        summary = description or (fn.__doc__ or "").strip().split("\n")[0]
+        STRATEGIES[name] = Strategy(name, fn, prune_highest, needs_data, default_iterations, summary, options)
         return fn
 
     return wrap
@@ -104,7 +119,7 @@ def get_strategy(strategy: str | Strategy | ScoreFn) -> Strategy:
     if isinstance(strategy, Strategy):
         return strategy
     if callable(strategy):
-        return Strategy(getattr(strategy, "__name__", "custom"), strategy)
+        return Strategy(getattr(strategy, "__name__", "custom"), strategy, options=None)
     if strategy not in STRATEGIES:
         near = closest(strategy, STRATEGIES)
         hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""

@@ -67,7 +67,7 @@ def hessian_gradient_product(ctx: ScoreContext) -> tuple[list[str], list[torch.T
     return names, [p.detach() for p in params], hg
 
 
-@register_strategy("grasp", prune_highest=True, needs_data=True, default_iterations=1)
+@register_strategy("grasp", prune_highest=True, needs_data=True, default_iterations=1, options=("temperature", "train_mode"))
 def grasp(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """GraSP score −θ ⊙ Hg with logits / T, T=200 (Wang et al. 2020); the highest are pruned.
 

@@ -16,7 +16,7 @@ from prunelab.pruning.scores.snip import connection_sensitivity
 __all__ = ["iterative_snip"]
 
 
-@register_strategy("iterative_snip", needs_data=True, default_iterations=100)
+@register_strategy("iterative_snip", needs_data=True, default_iterations=100, options=("train_mode",))
 def iterative_snip(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """Iterative SNIP: |g ⊙ w| re-scored on the masked weights each round; prune lowest.
 

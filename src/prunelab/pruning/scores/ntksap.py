@@ -151,7 +151,7 @@ def _noise_batch_shapes(ctx: ScoreContext) -> list[tuple[int, ...]]:
     return shapes
 
 
-@register_strategy("ntksap", needs_data=False, default_iterations=20)
+@register_strategy("ntksap", needs_data=False, default_iterations=20, options=("rounds", "epsilon", "input_shape", "batch_size"))
 def ntksap(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """NTK-SAP |∂/∂m Σ‖f(x;θ⊙m) − f(x;(θ+Δθ)⊙m)‖²| over fresh θ and noise x (Wang et al. 2023).
 

@@ -55,7 +55,7 @@ def connection_sensitivity(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     return mask_scores(scores, ctx.mask)
 
 
-@register_strategy("snip", needs_data=True, default_iterations=1)
+@register_strategy("snip", needs_data=True, default_iterations=1, options=("train_mode",))
 def snip(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """SNIP connection sensitivity |∂L/∂m| = |g ⊙ w| (Lee et al. 2019); prune lowest.
 

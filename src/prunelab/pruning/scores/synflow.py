@@ -29,7 +29,7 @@ from prunelab.pruning.scores._common import infer_input_shape, mask_scores, mode
 __all__ = ["synflow"]
 
 
-@register_strategy("synflow", needs_data=False, default_iterations=100)
+@register_strategy("synflow", needs_data=False, default_iterations=100, options=("input_shape",))
 def synflow(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """SynFlow |θ ⊙ ∂R/∂θ|, R = 1ᵀ f(1; |θ|), in float64 (Tanaka et al. 2020); prune lowest.
 
