@@ -127,8 +127,8 @@ def assert_same_state(a, b):
 OPTIMIZERS = {
     "sgd-momentum-wd": dict(optimizer="sgd", momentum=0.9, weight_decay=1e-3),
     "nesterov": dict(optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=1e-3),
-    "adam": dict(optimizer="adam", lr=0.01, weight_decay=1e-3, schedule="cosine", warmup="3it"),
-    "adamw": dict(optimizer="adamw", lr=0.01, weight_decay=0.1, betas=(0.8, 0.99)),
+    "adam": dict(optimizer="adam", lr=0.01, momentum=0.0, weight_decay=1e-3, schedule="cosine", warmup="3it"),
+    "adamw": dict(optimizer="adamw", lr=0.01, momentum=0.0, weight_decay=0.1, betas=(0.8, 0.99)),
 }
 
 
@@ -343,7 +343,7 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path):
 
 
 def test_resume_when_the_sidecar_write_was_interrupted(tmp_path, monkeypatch):
-    s = spec(steps="3ep", optimizer="adam", lr=0.01)
+    s = spec(steps="3ep", optimizer="adam", momentum=0.0, lr=0.01)
     reference, _ = _run(tmp_path / "a", s)
     real = checkpoint_module.atomic_write_json
     calls = []

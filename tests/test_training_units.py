@@ -102,8 +102,10 @@ def test_adamw_weight_decay_is_decoupled_and_adam_is_l2():
 def test_optimizer_errors():
     with pytest.raises(ValueError, match="momentum > 0"):
         build_optimizer(_params(), TrainingSpec(nesterov=True))
+    with pytest.raises(ValueError, match="SGD only"):  # rejected when the spec is built
+        TrainingSpec(optimizer="adam", nesterov=True, momentum=0.9)
     with pytest.raises(ValueError, match="SGD only"):
-        build_optimizer(_params(), TrainingSpec(optimizer="adam", nesterov=True, momentum=0.9))
+        TrainingSpec(optimizer="adamw", momentum=0.9)
     with pytest.raises(ValueError, match="no parameters"):
         build_optimizer([], TrainingSpec())
 
@@ -178,7 +180,7 @@ def test_evaluate_uses_eval_mode_and_no_grad():
 def _trained_optimizer(name: str):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
-    opt = build_optimizer(list(model.parameters()), TrainingSpec(optimizer=name, lr=0.01, momentum=0.9))
+    opt = build_optimizer(list(model.parameters()), TrainingSpec(optimizer=name, lr=0.01, momentum=0.9 if name == "sgd" else 0.0))
     for _ in range(2):
         opt.zero_grad()
         model(torch.randn(8, 4)).sum().backward()
