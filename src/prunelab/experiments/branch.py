@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import torch
@@ -56,6 +57,12 @@ class OneShotBranch:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
 
 
+def complement(fraction: float) -> float:
+    """``1 - fraction`` on decimal values: 1 - 0.9 is 0.1 (whose count rounds as 0.1 · n does),
+    not the binary 0.09999999999999998."""
+    return float(1 - Fraction(repr(float(fraction))))
+
+
 def parent_spec(run: Run) -> ExperimentSpec:
     data = run.spec_data()
     if not data:
@@ -100,7 +107,7 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
         scoring_model = bench.new_model()
         scoring_model.load_state_dict(_weights_at(parent, prune_step, "--prune-step"))
         mask = prune_to_density(
-            scoring_model, bench.prunable(scoring_model), prune_spec, 1.0 - branch.prune_fraction,
+            scoring_model, bench.prunable(scoring_model), prune_spec, complement(branch.prune_fraction),
             train_set=bench.splits.train, device=bench.device, seed=derived_seed(spec.seed, "branch-data"),
         )
         if branch.randomize_layerwise:

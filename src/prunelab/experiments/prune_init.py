@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from prunelab.analysis.flops import efficiency_metrics
+from prunelab.experiments.branch import complement
 from prunelab.experiments.lottery import derived_seed
 from prunelab.experiments.scoring import prune_to_density
 from prunelab.experiments.stage import run_stage
@@ -41,7 +42,7 @@ def densities_from(density: Sequence[float] = (), sparsity: Sequence[float] = ()
     given = [name for name, values in (("density", density), ("sparsity", sparsity), ("compression", compression)) if values]
     if len(given) != 1:
         raise SpecError("give exactly one of --density, --sparsity or --compression (each accepts a comma-separated list)")
-    values = list(density) or [1.0 - s for s in sparsity] or [0.8 ** c for c in compression]
+    values = list(density) or [complement(s) for s in sparsity] or [0.8 ** c for c in compression]
     for d in values:
         if not 0.0 < d <= 1.0:
             raise SpecError(f"target density {d} is outside (0, 1]")
