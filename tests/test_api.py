@@ -171,9 +171,6 @@ def test_invalid_arguments(data):
         api.lottery(new_model(), (1, 2, 3), train=TRAIN, levels=1)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: with store=, the run id is the class name plus the training and "
-                   "pruning spec; the model's architecture/initial weights and the data are not part of it, so "
-                   "another TinyMLP silently reuses the first one's stages")
 def test_store_run_id_distinguishes_models(data, tmp_path):
     train = {**TRAIN, "steps": "5it"}
     api.lottery(new_model(24), data, train=train, levels=1, store=tmp_path / "store")

@@ -1,5 +1,5 @@
 """One-shot branches of a finished tiny train run (digits, lenet_35_17: 2,240 + 595 = 2,835 prunable
-hidden weights, the 170-weight output layer ignored by the preset). The parent saves its weights at
+hidden weights, the 170-weight output layer ignored with --ignore fc.weight). The parent saves its weights at
 steps 0, 10 and 30; expectations (exact counts, magnitude masks, starting weights) are computed here."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def parent(tmp_path_factory):
 @pytest.fixture(scope="module")
 def plain(parent):
     """Lottery-style branch: score the final weights, start from step 0, remove 90%."""
-    summary = run_oneshot_branch(parent.id, OneShotBranch(prune_fraction=0.9, prune_step="30it"), store=parent.store)
+    summary = run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it"), store=parent.store)
     return branch_view(parent, summary)
 
 
@@ -88,7 +88,7 @@ def test_density_is_one_minus_prune_fraction_with_the_round_rule(parent, plain):
 
 
 def test_half_up_count_at_prune_fraction_half(parent):
-    summary = run_oneshot_branch(parent.id, OneShotBranch(prune_fraction=0.5), store=parent.store)
+    summary = run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5), store=parent.store)
     mask = branch_view(parent, summary).mask
     assert sum(int(mask[n].sum()) for n in HIDDEN) == rhu(0.5, N_HIDDEN) == 1418  # 1417.5 → 1418
 
@@ -106,7 +106,7 @@ def test_plain_branch_scores_prune_step_and_starts_from_state_step(parent, plain
 
 
 def test_branch_at_a_saved_intermediate_step(parent):
-    summary = run_oneshot_branch(parent.id, OneShotBranch(prune_fraction=0.5, prune_step="10it", state_step="10it"),
+    summary = run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, prune_step="10it", state_step="10it"),
                                  store=parent.store)
     view = branch_view(parent, summary)
     expected = top_magnitude(parent.weights[10], HIDDEN, 1418)
@@ -121,23 +121,23 @@ def test_branch_at_a_saved_intermediate_step(parent):
 
 def test_missing_step_error_lists_the_saved_steps(parent):
     with pytest.raises(SpecError, match=r"--prune-step.*step 7 \(saved: 0it, 10it, 30it\)"):
-        run_oneshot_branch(parent.id, OneShotBranch(prune_fraction=0.5, prune_step="7it"), store=parent.store)
+        run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, prune_step="7it"), store=parent.store)
     with pytest.raises(SpecError, match=r"--state-step.*saved: 0it, 10it, 30it"):
-        run_oneshot_branch(parent.id, OneShotBranch(prune_fraction=0.5, state_step="20it"), store=parent.store)
+        run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, state_step="20it"), store=parent.store)
 
 
 def test_argument_validation():
     with pytest.raises(SpecError, match="--reinitialize"):
-        OneShotBranch(prune_fraction=0.5, model_init="standard_normal")
+        OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, model_init="standard_normal")
     with pytest.raises(SpecError, match="unknown --model-init"):
-        OneShotBranch(prune_fraction=0.5, model_init="nope", reinitialize=True)
+        OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, model_init="nope", reinitialize=True)
     with pytest.raises(SpecError, match="prune-fraction"):
-        OneShotBranch(prune_fraction=1.0)
-    OneShotBranch(prune_fraction=0.5, model_init="standard_normal", reinitialize=True)
+        OneShotBranch(ignore=(OUTPUT,), prune_fraction=1.0)
+    OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, model_init="standard_normal", reinitialize=True)
 
 
 def test_randomize_layerwise_keeps_per_layer_counts(parent, plain):
-    summary = run_oneshot_branch(parent.id, OneShotBranch(prune_fraction=0.9, prune_step="30it", randomize_layerwise=True),
+    summary = run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it", randomize_layerwise=True),
                                  store=parent.store)
     view = branch_view(parent, summary)
     assert counts(view.mask) == counts(plain.mask)
@@ -150,7 +150,7 @@ def test_randomize_layerwise_keeps_per_layer_counts(parent, plain):
 
 @pytest.mark.parametrize("model_init", [None, "standard_normal"])
 def test_reinitialize_changes_the_starting_weights(parent, plain, model_init):
-    branch = OneShotBranch(prune_fraction=0.9, prune_step="30it", reinitialize=True, model_init=model_init)
+    branch = OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it", reinitialize=True, model_init=model_init)
     view = branch_view(parent, run_oneshot_branch(parent.id, branch, store=parent.store))
     assert view.mask == plain.mask  # scoring is unchanged; only the starting weights differ
     start = view.weights(0)
@@ -174,10 +174,10 @@ def test_snip_branch(parent, spelling):
         assert split_strategy_name("snip5") == ("snip", 5)
         assert split_strategy_name("graspabs32") == ("grasp_abs", 32)
         assert split_strategy_name("synflow") == ("synflow", None)
-        branches = [OneShotBranch(strategy="snip5", prune_fraction=0.5),
-                    OneShotBranch(strategy="snip", prune_fraction=0.5, examples_per_class=5)]
+        branches = [OneShotBranch(ignore=(OUTPUT,), strategy="snip5", prune_fraction=0.5),
+                    OneShotBranch(ignore=(OUTPUT,), strategy="snip", prune_fraction=0.5, examples_per_class=5)]
     else:
-        branches = [OneShotBranch(strategy="snip", prune_fraction=0.5)]
+        branches = [OneShotBranch(ignore=(OUTPUT,), strategy="snip", prune_fraction=0.5)]
     views = [branch_view(parent, run_oneshot_branch(parent.id, b, store=parent.store)) for b in branches]
     for view in views:
         assert view.summary["density"] == view.mask.density
@@ -185,17 +185,17 @@ def test_snip_branch(parent, spelling):
         assert 0.0 <= view.summary["test_accuracy"] <= 1.0
     if spelling == "snip5":  # the suffix means 5 examples per class, exactly like the explicit option
         assert views[0].mask == views[1].mask
-        ten = branch_view(parent, run_oneshot_branch(parent.id, OneShotBranch(strategy="snip", prune_fraction=0.5),
+        ten = branch_view(parent, run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), strategy="snip", prune_fraction=0.5),
                                                      store=parent.store))
         assert ten.mask != views[0].mask
         # and it is not magnitude pruning
         assert views[0].mask != branch_view(parent, run_oneshot_branch(
-            parent.id, OneShotBranch(prune_fraction=0.5), store=parent.store)).mask
+            parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5), store=parent.store)).mask
 
 
 def test_finished_branch_is_reused(parent, plain, monkeypatch):
     import prunelab.experiments.branch as branch_module
 
     monkeypatch.setattr(branch_module.Workbench, "from_spec", lambda spec: pytest.fail("retrained a finished branch"))
-    again = run_oneshot_branch(parent.id[:12], OneShotBranch(prune_fraction=0.9, prune_step="30it"), store=parent.store)
+    again = run_oneshot_branch(parent.id[:12], OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it"), store=parent.store)
     assert again == plain.summary

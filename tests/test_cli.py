@@ -152,10 +152,10 @@ def test_lottery_json(capsys):
 
 def test_branch_json(capsys):
     parent = train_tiny(capsys)
-    summary, _ = run_json(capsys, "branch", parent["run_id"], "oneshot", "--prune-fraction", "0.5")
+    summary, _ = run_json(capsys, "branch", parent["run_id"], "oneshot", "--prune-fraction", "0.5", "--ignore", "fc.weight")
     assert summary["kind"] == "branch" and summary["parent"] == parent["run_id"]
-    assert summary["args"] == {"prune_fraction": 0.5}
-    # the preset ignores fc.weight (160 weights); the other 2,560 keep exactly half
+    assert summary["args"] == {"prune_fraction": 0.5, "ignore": ["fc.weight"]}
+    # --ignore keeps fc.weight (160 weights) dense; the other 2,560 keep exactly half
     assert summary["kept_weights"] == 1280 + 160 and summary["density"] == (1280 + 160) / (2560 + 160)
     code, _, err = run_cli(capsys, "branch", parent["run_id"], "oneshot", "--prune-fraction", "0.5", "--prune-step", "3it")
     assert code == 2 and "saved: 0it, 20it" in err

@@ -99,7 +99,7 @@ def test_overrides_coerce_types():
 @pytest.mark.parametrize(
     "override,message",
     [
-        ({"train.lrr": "1"}, "Did you mean --lr"),
+        ({"train.lrr": "1"}, "Did you mean --train.lr\\?"),
         ({"trian.lr": "1"}, "Did you mean --train.lr"),
         ({"train.lr": "abc"}, "does not fit type float"),
         ({"model.init": "kaiming"}, "Did you mean 'kaiming_normal'"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from prunelab.experiments.lottery import Lottery, LotteryResult
-from prunelab.experiments.module_bench import ModuleBench
+from prunelab.experiments.module_bench import ModuleBench, fingerprint
 from prunelab.experiments.places import MemoryPlace, StorePlace
 from prunelab.pruning.base import Strategy, register_strategy
 from prunelab.specs import ExperimentSpec, PruningSpec, TrainingSpec, from_dict
@@ -72,7 +73,11 @@ def lottery(
     if store is None:
         place, run_id = MemoryPlace(), run_name or "lottery-memory"
     else:
-        run_id = run_name or f"lottery-{type(model).__name__.lower()}-{spec.run_hash('lottery')}"
+        if run_name is None:
+            content = hashlib.sha256(f"{spec.run_hash('lottery')}/{fingerprint(model, data)}".encode()).hexdigest()[:12]
+            run_id = f"lottery-{type(model).__name__.lower()}-{content}"
+        else:
+            run_id = run_name
         runs = RunStore(store)
         runs.create(run_id, "# user model; spec of the lottery\n" + __import__("yaml").safe_dump({"train": {}, "prune": {}}))
         place = StorePlace(runs, run_id)

@@ -41,6 +41,7 @@ class OneShotBranch:
     model_init: str | None = None
     scope: str = "global"
     examples_per_class: int | None = None
+    ignore: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prune_fraction < 1.0:
@@ -54,7 +55,8 @@ class OneShotBranch:
                 raise SpecError("--model-init chooses the distribution of --reinitialize; add --reinitialize")
 
     def key(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}  # as JSON will read back
 
 
 def complement(fraction: float) -> float:
@@ -94,7 +96,7 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
     spec = parent_spec(parent)
     prune_spec = dataclasses.replace(
         spec.prune, strategy=branch.strategy, iterations=branch.prune_iterations, prune_highest=branch.prune_highest,
-        scope=branch.scope, **({"examples_per_class": branch.examples_per_class} if branch.examples_per_class else {}),
+        scope=branch.scope, ignore=branch.ignore, **({"examples_per_class": branch.examples_per_class} if branch.examples_per_class else {}),
     )
     if branch.model_init:
         spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, init=branch.model_init))

@@ -4,6 +4,8 @@ lottery and pruning procedures run on models that are not in the registry."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -19,7 +21,7 @@ from prunelab.steps import to_iterations
 from prunelab.store import Run
 from prunelab.training import TrainResult, resolve_device, train
 
-__all__ = ["ModuleBench", "TensorLoader", "DataLoaderAdapter", "loaders_from"]
+__all__ = ["ModuleBench", "TensorLoader", "DataLoaderAdapter", "loaders_from", "fingerprint"]
 
 
 class TensorLoader:
@@ -76,6 +78,46 @@ def loaders_from(data: Any, batch_size: int, eval_batch_size: int, device: torch
         return (TensorLoader(*train_part, batch_size, shuffle=True, order_seed=order_seed, device=device),
                 TensorLoader(*test_part, eval_batch_size, shuffle=False, order_seed=0, device=device), True)
     return DataLoaderAdapter(train_part, device), DataLoaderAdapter(test_part, device), False
+
+
+def _hash_tensor(digest: "hashlib._Hash", tensor: torch.Tensor) -> None:
+    t = tensor.detach().to("cpu").contiguous()
+    digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
+    digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def fingerprint(model: nn.Module, data: Any) -> str:
+    """A digest of a model's architecture and initial weights and of the data, so that stored
+    stages of a user's experiment are never reused for another model or data set. An iterable of
+    batches (a DataLoader) has no content to hash: pass ``run_name`` instead."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        _hash_tensor(digest, tensor)
+    digest.update(repr(model).encode())
+
+    def visit(part: Any) -> None:
+        if isinstance(part, torch.Tensor):
+            _hash_tensor(digest, part)
+        elif isinstance(part, ImageDataset):
+            _hash_tensor(digest, part.images)
+            _hash_tensor(digest, part.labels)
+        elif isinstance(part, DataSplits):
+            visit(part.train)
+            visit(part.test)
+        elif isinstance(part, DatasetSpec):
+            digest.update(repr(sorted(dataclasses.asdict(part).items())).encode())
+        elif isinstance(part, str):
+            digest.update(part.encode())
+        elif isinstance(part, (tuple, list)):
+            for item in part:
+                visit(item)
+        else:
+            raise SpecError(f"cannot fingerprint data of type {type(part).__name__} for the run store; "
+                            "pass run_name= to name the run yourself")
+
+    visit(data)
+    return digest.hexdigest()[:12]
 
 
 class ModuleBench:

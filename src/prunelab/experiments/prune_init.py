@@ -23,6 +23,7 @@ from prunelab.experiments.scoring import prune_to_density
 from prunelab.experiments.stage import run_stage
 from prunelab.experiments.workbench import Workbench, train_summary
 from prunelab.masks import Mask
+from prunelab.pruning.selection import LayerCollapseWarning
 from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
 from prunelab.store import Run, RunStore
 
@@ -31,10 +32,6 @@ __all__ = ["EXPERIMENTS", "densities_from", "prune_run_id", "run_prune", "LayerC
 log = logging.getLogger("prunelab")
 
 EXPERIMENTS = ("singleshot", "multishot")
-
-
-class LayerCollapseWarning(UserWarning):
-    """A pruned network has a layer with no weight left: its output no longer depends on its input."""
 
 
 def densities_from(density: Sequence[float] = (), sparsity: Sequence[float] = (), compression: Sequence[float] = ()) -> list[float]:
@@ -77,19 +74,9 @@ def run_prune(
         init_model = bench.new_model()
         init_state = {k: v.detach().clone() for k, v in init_model.state_dict().items()}
         data_seed = derived_seed(spec.seed, "prune-data")
-        if experiment == "singleshot":
-            mask = prune_to_density(init_model, bench.prunable(init_model), spec.prune, density,
-                                    train_set=bench.splits.train, device=bench.device, seed=data_seed)
-        else:
-            mask = Mask.ones_like(bench.prunable(init_model))
-            for r in range(1, rounds + 1):
-                model = bench.new_model()
-                model.load_state_dict(init_state)
-                _mask_weights(bench, model, mask)
-                bench.train(model, None, mask=mask, stop_step=bench.to_iterations(round_steps))
-                mask = prune_to_density(model, bench.prunable(model), spec.prune, density ** (r / rounds),
-                                        train_set=bench.splits.train, device=bench.device, seed=data_seed + r, mask=mask)
-                log.info("multishot round %d/%d: density %.4f", r, rounds, mask.density)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LayerCollapseWarning)  # reported once below, with the density
+            mask = _prune(bench, init_model, init_state, data_seed)
         collapsed = mask.collapsed_layers()
         if collapsed:
             warnings.warn(f"layer collapse at density {density}: {', '.join(collapsed)} fully pruned", LayerCollapseWarning,
@@ -110,6 +97,22 @@ def run_prune(
         if experiment == "multishot":
             summary.update({"rounds": rounds, "round_steps": round_steps})
         return summary
+
+    def _prune(bench: Workbench, init_model: torch.nn.Module, init_state: dict, data_seed: int) -> Mask:
+        if experiment == "singleshot":
+            mask = prune_to_density(init_model, bench.prunable(init_model), spec.prune, density,
+                                    train_set=bench.splits.train, device=bench.device, seed=data_seed)
+        else:
+            mask = Mask.ones_like(bench.prunable(init_model))
+            for r in range(1, rounds + 1):
+                model = bench.new_model()
+                model.load_state_dict(init_state)
+                _mask_weights(bench, model, mask)
+                bench.train(model, None, mask=mask, stop_step=bench.to_iterations(round_steps))
+                mask = prune_to_density(model, bench.prunable(model), spec.prune, density ** (r / rounds),
+                                        train_set=bench.splits.train, device=bench.device, seed=data_seed + r, mask=mask)
+                log.info("multishot round %d/%d: density %.4f", r, rounds, mask.density)
+        return mask
 
     run_id = prune_run_id(spec, density, experiment, rounds, round_steps)
     return run_stage(store, run_id, spec_to_yaml(spec), body,

@@ -35,4 +35,6 @@ def run_train(spec: ExperimentSpec, *, store: RunStore | None = None) -> dict[st
         summary["seed"] = spec.seed
         return summary
 
-    return run_stage(store, train_run_id(spec), spec_to_yaml(spec), body)
+    # The stored spec is the one that names the run: without a pruning section, so branches of this
+    # run never inherit pruning options from whichever command happened to create it.
+    return run_stage(store, train_run_id(spec), spec_to_yaml(spec.without_pruning()), body)

@@ -231,8 +231,9 @@ def apply_overrides(spec: S, overrides: Mapping[str, Any]) -> S:
                     for g in dataclasses.fields(_field_types(cls)[f.name])
                 ]
                 target = part if depth else dotted
+                prefix_dot = ".".join(parts[:depth]) + "." if depth else ""
                 near = closest(target, choices)
-                hint = f" Did you mean {', '.join('--' + c for c in near)}?" if near else ""
+                hint = f" Did you mean {', '.join('--' + prefix_dot + c for c in near)}?" if near else ""
                 raise SpecError(
                     f"unknown override {'--' + dotted!r}{where}.{hint} Valid {'fields' if depth else 'sections'}: "
                     f"{', '.join(sorted(names))}."

@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prune-iterations", type=int, help="prune iteratively in N rounds (exponential schedule)")
     p.add_argument("--prune-highest", action="store_true", default=None, help="remove the highest scores instead")
     p.add_argument("--scope", choices=("global", "layerwise"), default="global")
+    p.add_argument("--ignore", default="", help="comma-separated glob patterns of weights never pruned, e.g. fc.weight")
     p.add_argument("--randomize-layerwise", action="store_true", help="shuffle each layer's mask (keeps per-layer densities)")
     p.add_argument("--reinitialize", action="store_true", help="start from a fresh random initialisation")
     p.add_argument("--model-init", help="initialiser for --reinitialize, e.g. standard_normal")
@@ -41,6 +42,7 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
         state_step=args.state_step, prune_iterations=args.prune_iterations, prune_highest=args.prune_highest,
         randomize_layerwise=args.randomize_layerwise, reinitialize=args.reinitialize, model_init=args.model_init,
         scope=args.scope, examples_per_class=args.examples_per_class,
+        ignore=tuple(p.strip() for p in args.ignore.split(",") if p.strip()),
     )
     summary = run_oneshot_branch(args.run, branch, store=RunStore(args.home))
     if args.json:
