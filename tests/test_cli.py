@@ -203,3 +203,20 @@ def test_python_dash_m_prunelab(tmp_path):
         assert command in done.stdout
     bare = subprocess.run([sys.executable, "-m", "prunelab"], capture_output=True, text=True, env=env, timeout=120)
     assert bare.returncode == 2 and "usage: prunelab" in bare.stderr
+
+
+def test_report_keeps_runs_with_different_settings_apart(tmp_path, monkeypatch, capsys):
+    """Two prune runs that differ in training length are different experiments, not two seeds."""
+    from prunelab.cli.main import main
+
+    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path / "home"))
+    common = ["prune", "--preset", "digits_lenet_300_100", "--strategy", "magnitude", "--density", "0.5",
+              "--train.eval_every=none", "--no-progress", "--json"]
+    assert main([*common, "--train.steps=1ep"]) == 0
+    assert main([*common, "--train.steps=2ep"]) == 0
+    assert main([*common, "--train.steps=2ep", "--seed=1"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--kind", "prune", "--out", str(tmp_path / "rep"), "--json"]) == 0
+    rows = __import__("json").loads(capsys.readouterr().out)["rows"]
+    assert sorted(r["seeds"] for r in rows) == [1, 2]
+    assert all("[config" in r["method"] for r in rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from prunelab.experiments.lottery import Lottery, LotteryResult
 from prunelab.experiments.module_bench import ModuleBench, fingerprint
 from prunelab.experiments.places import MemoryPlace, StorePlace
 from prunelab.pruning.base import Strategy, register_strategy
-from prunelab.specs import ExperimentSpec, PruningSpec, TrainingSpec, from_dict
+from prunelab.specs import ExperimentSpec, PruningSpec, TrainingSpec, from_dict, spec_to_yaml
 from prunelab.store import RunStore
 
 __all__ = ["lottery"]
@@ -62,11 +63,7 @@ def lottery(
                 register_strategy(name)(strategy)
             elif STRATEGIES[name].score is not strategy:
                 raise ValueError(f"a different strategy is already registered as {name!r}; rename your function")
-        from dataclasses import replace
-
         prune_spec = replace(prune_spec, strategy=name)
-    from dataclasses import replace
-
     prune_spec = replace(prune_spec, rewind=rewind)
     spec = ExperimentSpec(train=train_spec, prune=prune_spec, seed=seed)
     bench = ModuleBench(model, data, train_spec, seed=seed)
@@ -79,6 +76,14 @@ def lottery(
         else:
             run_id = run_name
         runs = RunStore(store)
-        runs.create(run_id, "# user model; spec of the lottery\n" + __import__("yaml").safe_dump({"train": {}, "prune": {}}))
         place = StorePlace(runs, run_id)
-    return Lottery(spec, bench, place, run_id).run(levels, controls)
+    procedure = Lottery(spec, bench, place, run_id)  # validates the strategy before anything is written
+    if store is not None:
+        runs.create(run_id, f"# lottery on a user model ({type(model).__name__})\n" + spec_to_yaml(spec))
+    result = procedure.run(levels, controls)
+    if store is not None:
+        summary = result.summary()
+        summary.update({"strategy": prune_spec.strategy, "fraction": prune_spec.fraction, "rewind": rewind,
+                        "seed": seed, "controls": list(controls), "model": type(model).__name__, "dataset": "user"})
+        runs.run(run_id).write_summary(summary)
+    return result

@@ -3,6 +3,7 @@ axis, one line per method, mean ± std over seeds), and per-layer densities per 
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections import defaultdict
@@ -21,12 +22,16 @@ CONTROL_LABELS = {"reinit": "reinit", "shuffle": "shuffle", "retrain": "retrain"
 def collect_points(runs: Iterable[Run]) -> list[dict[str, Any]]:
     """One point (method, density, accuracy, seed, layer densities) per trained network."""
     points: list[dict[str, Any]] = []
+    runs = list(runs)
+    configs = {run.run_id: _config_key(run) for run in runs}
+    labels = _config_labels(configs)
     for run in runs:
         summary = run.summary()
         seed = summary.get("seed", 0)
+        suffix = labels[configs[run.run_id]]
         if summary.get("kind") == "lottery":
             strategy = summary.get("strategy", "magnitude")
-            method = "IMP" if strategy == "magnitude" else f"lottery:{strategy}"
+            method = ("IMP" if strategy == "magnitude" else f"lottery:{strategy}") + suffix
             for row in summary["levels"]:
                 points.append({"method": method, "density": row["density"], "accuracy": row["test_accuracy"],
                                "seed": seed, "run_id": run.run_id})
@@ -38,9 +43,36 @@ def collect_points(runs: Iterable[Run]) -> list[dict[str, Any]]:
             method = summary.get("strategy") or summary.get("kind", "train")
             if summary.get("experiment") == "multishot":
                 method = f"{method} (multishot)"
+            method += suffix
             points.append({"method": method, "density": summary["density"], "accuracy": summary["test_accuracy"],
                            "seed": seed, "run_id": run.run_id, "layer_densities": summary.get("layer_densities", {})})
     return points
+
+
+def _config_key(run: Run) -> str:
+    """What a run's settings are apart from its seed and strategy: runs that differ in anything else
+    are different experiments and must not be averaged as replicates."""
+    spec = run.spec_data()
+    spec.pop("seed", None)
+    prune = dict(spec.get("prune") or {})
+    prune.pop("strategy", None)
+    spec["prune"] = prune
+    stage_path = run.path / "stage.json"
+    stage = json.loads(stage_path.read_text()) if stage_path.is_file() else {}
+    stage.pop("density", None)  # the x axis, not a setting
+    stage.pop("parent", None)  # differs per seed; the parent's settings are the spec above
+    args = {k: v for k, v in (stage.pop("args", None) or {}).items() if k not in ("prune_fraction", "strategy")}
+    if args:
+        stage["args"] = args
+    return json.dumps([spec, stage], sort_keys=True, default=str)
+
+
+def _config_labels(configs: dict[str, str]) -> dict[str, str]:
+    """'' when all runs share one configuration, else ' [config 1]', ' [config 2]', ..."""
+    distinct = sorted(set(configs.values()))
+    if len(distinct) <= 1:
+        return {c: "" for c in distinct}
+    return {c: f" [config {i + 1}]" for i, c in enumerate(distinct)}
 
 
 def aggregate(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -36,14 +36,18 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def spec_from_args(args: argparse.Namespace, overrides: Sequence[str]) -> ExperimentSpec:
-    values: dict[str, Any] = parse_override_args(overrides)
+    shortcuts = []
     if args.seed is not None:
-        values.setdefault("seed", str(args.seed))
+        shortcuts.append(f"--seed={args.seed}")
     if args.device:
-        values.setdefault("train.device", args.device)
+        shortcuts.append(f"--train.device={args.device}")
     if args.data_root:
-        values.setdefault("dataset.root", args.data_root)
-    if args.no_progress or args.json and not sys.stderr.isatty():
+        shortcuts.append(f"--dataset.root={args.data_root}")
+    if args.no_progress:
+        shortcuts.append("--train.progress=false")
+    # a shortcut flag and its dotted form for the same field, with different values, is an error
+    values: dict[str, Any] = parse_override_args([*overrides, *shortcuts])
+    if args.json and not sys.stderr.isatty():
         values.setdefault("train.progress", "false")
     return load_spec(args.preset, args.config, values)
 
@@ -87,5 +91,6 @@ def format_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], headers
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    numeric = [all(isinstance(row.get(c), (int, float)) or row.get(c) is None for row in rows) for c in columns]
+    lines += ["  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
     return "\n".join(lines)

@@ -45,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SpecError, RunNotFound, FileNotFoundError, ValueError) as error:
         print(f"prunelab: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `prunelab presets | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("prunelab: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from prunelab.experiments.lottery import derived_seed
-from prunelab.experiments.scoring import prune_to_density
+from prunelab.experiments.scoring import prune_to_density, split_strategy_name
 from prunelab.experiments.stage import run_stage
 from prunelab.experiments.workbench import Workbench, train_summary
 from prunelab.pruning.baselines import randomize_layerwise
@@ -44,6 +44,13 @@ class OneShotBranch:
     ignore: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        base, count = split_strategy_name(self.strategy)
+        if count is not None:  # 'snip32' is spelled out, so both spellings name the same branch
+            if self.examples_per_class not in (None, count):
+                raise SpecError(f"--strategy {self.strategy} says {count} examples per class but "
+                                f"--examples-per-class says {self.examples_per_class}")
+            object.__setattr__(self, "strategy", base)
+            object.__setattr__(self, "examples_per_class", count)
         if not 0.0 <= self.prune_fraction < 1.0:
             raise SpecError(f"--prune-fraction is the fraction of weights removed, in [0, 1); got {self.prune_fraction}")
         parse_step(self.prune_step)

@@ -24,7 +24,8 @@ from prunelab.pruning.base import get_strategy
 from prunelab.pruning.selection import prune_fraction
 from prunelab.pruning.baselines import randomize_layerwise
 from prunelab.pruning.rescale import ntk_rescale
-from prunelab.specs import ExperimentSpec, spec_to_yaml
+from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
+from prunelab.specs.base import closest
 from prunelab.store import RunStore, atomic_write_json
 
 __all__ = ["CONTROLS", "LotteryResult", "Lottery", "lottery_run_id", "run_lottery", "derived_seed"]
@@ -38,6 +39,14 @@ def derived_seed(*parts: object) -> int:
     """A stable 63-bit seed from any parts (never Python's salted ``hash``)."""
     digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def check_controls(controls: Sequence[str]) -> None:
+    for name in controls:
+        if name not in CONTROLS:
+            near = closest(name, CONTROLS)
+            hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
+            raise SpecError(f"unknown control {name!r}.{hint} Valid: {', '.join(CONTROLS)}.")
 
 
 def lottery_run_id(spec: ExperimentSpec) -> str:
@@ -86,6 +95,20 @@ class Lottery:
         self.rewind_step = bench.to_iterations(spec.prune.rewind)
         self._yaml = spec_to_yaml(spec)
         self._rewind: dict[str, torch.Tensor] | None = None
+        self._check_strategy()
+
+    def _check_strategy(self) -> None:
+        """Fail before any training on a strategy the level step cannot use."""
+        name = self.prune.strategy
+        if name in LEVEL_STRATEGIES:
+            return
+        strategy = get_strategy(name)  # unknown names: error with the closest valid ones
+        if strategy.needs_data:
+            raise SpecError(
+                f"strategy {name!r} scores with training data, which lottery levels do not pass; use a data-free "
+                f"strategy ({', '.join(LEVEL_STRATEGIES)}, synflow, ntksap or your own) or "
+                f"`prunelab branch RUN oneshot --strategy {name}`"
+            )
 
     # the rewind point ---------------------------------------------------------------------------
     def rewind_state(self) -> dict[str, torch.Tensor]:
@@ -143,8 +166,11 @@ class Lottery:
         strategy = get_strategy(self.prune.strategy)
         model = self.bench.new_model()
         model.load_state_dict(state)
+        options = dict(self.prune.options)
+        if "input_shape" in (strategy.options or ()) and "input_shape" not in options:
+            options["input_shape"] = tuple(self.bench.input_shape)
         scores = score(model, strategy, mask=mask, params=self.bench.prunable(model),
-                       seed=derived_seed(self.spec.seed, "score", level), **dict(self.prune.options))
+                       seed=derived_seed(self.spec.seed, "score", level), **options)
         prune_highest = strategy.prune_highest if self.prune.prune_highest is None else self.prune.prune_highest
         return prune_fraction(scores, mask, self.prune.fraction, scope=self.prune.scope, rates=self.prune.rates,
                               ignore=self.prune.ignore, prune_highest=prune_highest, generator=generator)
@@ -159,12 +185,7 @@ class Lottery:
 
     # controls -----------------------------------------------------------------------------------
     def control(self, level: int, name: str) -> dict[str, Any]:
-        if name not in CONTROLS:
-            from prunelab.specs.base import SpecError, closest
-
-            near = closest(name, CONTROLS)
-            hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
-            raise SpecError(f"unknown control {name!r}.{hint} Valid: {', '.join(CONTROLS)}.")
+        check_controls([name])
         summary, _, _ = self.place.stage(f"level_{level}/{name}", self._yaml, lambda run: self._train_control(level, name, run))
         return summary
 
@@ -188,6 +209,7 @@ class Lottery:
     def run(self, levels: int, controls: Sequence[str] = ()) -> LotteryResult:
         if levels < 0:
             raise ValueError(f"levels must be >= 0, got {levels}")
+        check_controls(controls)
         rows, masks = [], {}
         for level in range(levels + 1):
             summary, mask, _ = self.level(level)
@@ -207,8 +229,9 @@ def run_lottery(
     """Run (or resume, or extend) a lottery in the run store; returns and writes its summary."""
     store = store or RunStore()
     run_id = lottery_run_id(spec)
+    check_controls(controls)
+    lottery = Lottery(spec, Workbench.from_spec(spec), StorePlace(store, run_id), run_id)  # validates first
     store.create(run_id, spec_to_yaml(spec))
-    lottery = Lottery(spec, Workbench.from_spec(spec), StorePlace(store, run_id), run_id)
     result = lottery.run(levels, controls)
     summary = result.summary()
     summary.update({"strategy": spec.prune.strategy, "fraction": spec.prune.fraction, "rewind": spec.prune.rewind,

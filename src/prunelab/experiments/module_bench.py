@@ -135,6 +135,12 @@ class ModuleBench:
         self._train_loader, self._test_loader, self.reseedable = loaders_from(
             data, train_spec.batch_size, train_spec.eval_batch_size, self.device, seed)
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example, read from the first training batch (for data-free scorers)."""
+        x, _ = next(iter(self._train_loader.epoch(0)))
+        return tuple(x.shape[1:])
+
     def new_model(self, seed: int | None = None) -> nn.Module:
         model = copy.deepcopy(self.template)
         if seed is not None:

@@ -9,6 +9,7 @@ resume from checkpoints left by an interrupted attempt.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,9 +41,15 @@ def run_stage(
     with store.lock(run_id, on_wait=log.warning):
         if run.finished:  # another process finished it while we waited
             return run.summary()
+        fresh = not run.path.exists()
         store.create(run_id, spec_yaml, extra=stage_info)
         started = time.perf_counter()
-        summary = body(run)
+        try:
+            summary = body(run)
+        except Exception:
+            if fresh:
+                _remove_if_empty(run)
+            raise
         summary.setdefault("run_id", run_id)
         summary.setdefault("kind", run.kind)
         summary.setdefault("wall_seconds", round(time.perf_counter() - started, 3))
@@ -50,3 +57,11 @@ def run_stage(
         ordered.update({k: v for k, v in summary.items() if k not in ordered})
         run.write_summary(ordered)
         return ordered
+
+
+def _remove_if_empty(run: Run) -> None:
+    """A stage that failed before producing anything (bad input) leaves no unfinished run behind;
+    one that trained at all keeps its checkpoints so that re-running resumes."""
+    bookkeeping = {"spec.yaml", "stage.json"}
+    if run.path.is_dir() and all(p.name in bookkeeping for p in run.path.iterdir()):
+        shutil.rmtree(run.path, ignore_errors=True)

@@ -69,6 +69,10 @@ class Workbench:
         return BatchLoader(self.splits.test, self.spec.train.eval_batch_size, shuffle=False, augment=False, device=self.device)
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.splits.input_shape)
+
+    @property
     def iterations_per_epoch(self) -> int:
         return self.train_loader().iterations_per_epoch
 

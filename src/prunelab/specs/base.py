@@ -154,6 +154,9 @@ def parse_override_value(tp: Any, text: str) -> Any:
         pairs = [part.split("=", 1) for part in stripped.split(",") if part.strip()]
         if any(len(pair) != 2 for pair in pairs):
             raise SpecError(f"cannot read {text!r} as a mapping: write key=value,key2=value2 or {{key: value}}")
+        value_type = (typing.get_args(tp) or (None, None))[-1]
+        if value_type is Any:  # untyped values read as YAML scalars: false, 0.01, [3, 32, 32]
+            return {key.strip(): yaml.safe_load(value.strip()) for key, value in pairs}
         return {key.strip(): value.strip() for key, value in pairs}
     return stripped
 

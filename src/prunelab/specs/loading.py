@@ -55,7 +55,10 @@ def parse_override_args(args: Sequence[str]) -> dict[str, str]:
                 raise SpecError(f"override --{key} has no value: write --{key}=VALUE")
             value = items[i + 1]
             i += 1
-        out[key.replace("-", "_") if "." not in key else key] = value
+        key = key.replace("-", "_") if "." not in key else key
+        if key in out and out[key] != value:
+            raise SpecError(f"--{key} is given twice ({out[key]!r} and {value!r}); give it once")
+        out[key] = value
         i += 1
     return out
 

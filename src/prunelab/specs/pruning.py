@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from prunelab.specs.base import spec_field
 from prunelab.steps import parse_step
@@ -33,7 +34,7 @@ class PruningSpec:
     schedule: str = spec_field("exponential", help="density schedule over iterations: exponential or linear")
     prune_highest: bool | None = spec_field(None, help="remove the highest scores (None: the strategy's own rule)")
     examples_per_class: int = spec_field(10, help="data-dependent strategies: class-balanced examples per class")
-    options: dict[str, float] = _mapping_field("strategy options, e.g. {temperature: 200, epsilon: 0.01}")
+    options: dict[str, Any] = _mapping_field("strategy options, e.g. {temperature: 200, epsilon: 0.01, train_mode: false}")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fraction < 1.0:
