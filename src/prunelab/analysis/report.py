@@ -117,6 +117,11 @@ def plot_accuracy_vs_density(rows: Sequence[dict[str, Any]], path: str | Path, t
                             color=line.get_color(), alpha=0.2)
     ax.set_xscale("log")
     ax.invert_xaxis()
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.set_xlabel("density (% of prunable weights kept, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, which="both", alpha=0.3)
