@@ -1,1 +1,38 @@
-"""prunelab."""
+"""prunelab: research on neural-network pruning — lottery tickets, pruning at initialisation.
+
+The public API, in the order data flows: specs → data/models → masks/pruning → training → runs.
+"""
+
+from prunelab.api import lottery
+from prunelab.data import BatchLoader, DataSplits, ImageDataset, load_dataset
+from prunelab.experiments.lottery import LotteryResult, run_lottery
+from prunelab.experiments.prune_init import run_prune
+from prunelab.experiments.train import run_train
+from prunelab.masks import Mask, MaskedParameters, apply_mask
+from prunelab.models import build_model, initialize, model_names, prunable_parameters, register_model
+from prunelab.pruning import prune, register_strategy, score, strategy_names
+from prunelab.specs import (
+    DatasetSpec,
+    ExperimentSpec,
+    ModelSpec,
+    PruningSpec,
+    SpecError,
+    TrainingSpec,
+    get_preset,
+    load_spec,
+    preset_names,
+)
+from prunelab.steps import parse_step, to_iterations
+from prunelab.store import RunStore
+from prunelab.training import TrainResult, evaluate, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchLoader", "DataSplits", "DatasetSpec", "ExperimentSpec", "ImageDataset", "LotteryResult", "Mask",
+    "MaskedParameters", "ModelSpec", "PruningSpec", "RunStore", "SpecError", "TrainResult", "TrainingSpec",
+    "apply_mask", "build_model", "evaluate", "get_preset", "initialize", "load_dataset", "load_spec", "lottery",
+    "model_names", "parse_step", "preset_names", "prunable_parameters", "prune", "register_model",
+    "register_strategy", "run_lottery", "run_prune", "run_train", "score", "strategy_names", "to_iterations",
+    "train",
+]

@@ -1,0 +1,29 @@
+"""The Python examples in the user guides run as written (so the docs cannot rot)."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def python_blocks(page: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(encoding="utf-8"), re.S)
+
+
+@pytest.mark.parametrize("page", ["lottery.md", "api.md"])
+def test_guide_python_examples_run(page, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        blocks = python_blocks(page)
+        assert blocks, f"{page} has no python example"
+        namespace: dict = {"__name__": "__docs__"}
+        for block in blocks:  # blocks of one page build on each other, as a reader runs them
+            exec(compile(block, f"{page}", "exec"), namespace)
+    finally:
+        torch.set_num_threads(threads)
