@@ -78,6 +78,16 @@ def _digits_lenet() -> ExperimentSpec:
     )
 
 
+@register_preset("digits_conv2", "Conv-2 on scikit-learn digits (1x8x8), offline; a conv net for CPU-sized pruning sweeps")
+def _digits_conv2() -> ExperimentSpec:
+    return ExperimentSpec(
+        dataset=DatasetSpec(name="digits", augment=False),
+        model=ModelSpec(name="conv2"),
+        train=TrainingSpec(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=64, steps="20ep", schedule="constant"),
+        prune=PruningSpec(fraction=0.2),
+    )
+
+
 @register_preset("synthetic_lenet_300_100", "LeNet-300-100 on seeded random tensors, for smoke tests")
 def _synthetic_lenet() -> ExperimentSpec:
     return ExperimentSpec(
