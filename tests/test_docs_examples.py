@@ -13,7 +13,7 @@ def python_blocks(page: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(encoding="utf-8"), re.S)
 
 
-@pytest.mark.parametrize("page", ["lottery.md", "api.md"])
+@pytest.mark.parametrize("page", ["lottery.md", "api.md", "pai.md"])
 def test_guide_python_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)

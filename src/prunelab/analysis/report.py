@@ -159,6 +159,8 @@ def plot_layer_densities(points: Sequence[dict[str, Any]], path: str | Path) -> 
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(methods):]:
         ax.axis("off")
+    fig.suptitle("per-layer density (a fully pruned layer is drawn at 1e-6)", fontsize=9)
+    fig.tight_layout()
     out = _save_figure(fig, Path(path))
     plt.close(fig)
     return out
