@@ -4,9 +4,9 @@ resumable stages in a store directory."""
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+from conftest import round_half_up as rhu
 import torch
 from safetensors.torch import load_file
 from sklearn.datasets import load_digits
@@ -37,23 +37,6 @@ def abs_score(ctx):
 def smallest_first(ctx):
     """A user's score function that keeps the smallest weights."""
     return {n: -p.detach().abs() for n, p in ctx.params.items()}
-
-
-def rhu(fraction: float, n: int) -> int:
-    return int((Decimal(repr(fraction)) * n).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path / "home"))
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ steps 0, 10 and 30; expectations (exact counts, magnitude masks, starting weight
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
 from types import SimpleNamespace
 
 import pytest
+from conftest import round_half_up as rhu
 import torch
 from safetensors.torch import load_file
 
@@ -24,10 +24,6 @@ OUTPUT = "fc.weight"
 N_HIDDEN = 35 * 64 + 17 * 35  # 2835
 
 
-def rhu(fraction: float, n: int) -> int:
-    return int((Decimal(repr(fraction)) * n).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
 def counts(mask) -> dict[str, int]:
     return {n: int(m.sum()) for n, m in mask.items()}
 
@@ -38,19 +34,6 @@ def top_magnitude(state, names, keep):
     threshold = torch.sort(values, descending=True).values[keep - 1]
     assert int((values == threshold).sum()) == 1
     return {n: state[n].abs() >= threshold for n in names}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path / "home"))
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from prunelab.cli.main import main
@@ -23,21 +22,6 @@ REQUIRED_PRESETS = ("digits_lenet_300_100", "synthetic_lenet_300_100", "mnist_le
                     "cifar_resnet_20", "cifar_vgg_16", "cifar_conv2", "tinyimagenet_resnet_18", "imagenet_resnet_50")
 SUMMARY_KEYS = ("run_id", "kind", "test_accuracy", "test_loss", "density", "wall_seconds")
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    path = tmp_path / "home"
-    monkeypatch.setenv("PRUNELAB_HOME", str(path))
-    return path
 
 
 def run_cli(capsys, *argv):

@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -15,15 +14,9 @@ def python_blocks(page: str) -> list[str]:
 
 @pytest.mark.parametrize("page", ["lottery.md", "api.md", "pai.md"])
 def test_guide_python_examples_run(page, tmp_path, monkeypatch):
-    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        blocks = python_blocks(page)
-        assert blocks, f"{page} has no python example"
-        namespace: dict = {"__name__": "__docs__"}
-        for block in blocks:  # blocks of one page build on each other, as a reader runs them
-            exec(compile(block, f"{page}", "exec"), namespace)
-    finally:
-        torch.set_num_threads(threads)
+    monkeypatch.chdir(tmp_path)  # PRUNELAB_HOME and one torch thread come from conftest
+    blocks = python_blocks(page)
+    assert blocks, f"{page} has no python example"
+    namespace: dict = {"__name__": "__docs__"}
+    for block in blocks:  # blocks of one page build on each other, as a reader runs them
+        exec(compile(block, f"{page}", "exec"), namespace)

@@ -7,11 +7,11 @@ random strategies, NTK rescaling, extending and resuming a lottery."""
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import round_half_up as rhu
 import torch
 from safetensors.torch import load_file
 
@@ -36,10 +36,6 @@ OUTPUT = "fc.weight"  # ignored by the digits preset
 def make_spec(**overrides):
     return load_spec("digits_lenet_300_100", overrides={**BASE, **overrides})
 
-
-def rhu(fraction: float, n: int) -> int:
-    """round_half_up(fraction · n) on the decimal value of ``fraction`` (2.5 → 3, not 2)."""
-    return int((Decimal(repr(fraction)) * n).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def alive(mask, names) -> int:
@@ -67,21 +63,6 @@ def global_magnitude_keep(state, mask, names, n_remove):
     threshold = torch.sort(values, descending=True).values[keep - 1]
     assert int((values == threshold).sum()) == 1, "tie at the cut-off; the reference would be ambiguous"
     return {n: mask[n] & (state[n].abs() >= threshold) for n in names}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are fastest (and least disturbed by other processes) on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 @pytest.fixture(scope="module")

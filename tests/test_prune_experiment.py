@@ -4,9 +4,9 @@ an MLP, whose FLOPs are one MAC per weight, so the efficiency metrics can be com
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+from conftest import round_half_up as rhu
 import torch
 from safetensors.torch import load_file
 
@@ -25,23 +25,6 @@ TOTAL_PARAMS = N + 35 + 17 + 10  # plus biases
 
 def make_spec(**overrides):
     return load_spec("digits_lenet_300_100", overrides={**BASE, **overrides})
-
-
-def rhu(fraction: float, n: int) -> int:
-    return int((Decimal(repr(fraction)) * n).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path / "home"))
 
 
 @pytest.fixture(scope="module")

@@ -24,15 +24,6 @@ import prunelab.training.checkpoint as checkpoint_module
 IN, CLASSES, N, BATCH = 8, 3, 96, 16  # 6 iterations per epoch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and least disturbed by other processes) on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Crash(RuntimeError):
     pass
 

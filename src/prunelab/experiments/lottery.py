@@ -25,7 +25,7 @@ from prunelab.pruning.selection import prune_fraction
 from prunelab.pruning.baselines import randomize_layerwise
 from prunelab.pruning.rescale import ntk_rescale
 from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
-from prunelab.specs.base import closest
+from prunelab.specs.base import check_choice
 from prunelab.store import RunStore, atomic_write_json
 
 __all__ = ["CONTROLS", "LotteryResult", "Lottery", "lottery_run_id", "run_lottery", "derived_seed"]
@@ -43,10 +43,7 @@ def derived_seed(*parts: object) -> int:
 
 def check_controls(controls: Sequence[str]) -> None:
     for name in controls:
-        if name not in CONTROLS:
-            near = closest(name, CONTROLS)
-            hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
-            raise SpecError(f"unknown control {name!r}.{hint} Valid: {', '.join(CONTROLS)}.")
+        check_choice(name, CONTROLS, "control")
 
 
 def lottery_run_id(spec: ExperimentSpec) -> str:

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from prunelab.models.prunable import WEIGHT_LAYERS
-from prunelab.specs.base import SpecError, closest
+from prunelab.specs.base import check_choice
 from prunelab.specs.model import BN_INITIALISERS, INITIALISERS
 
 __all__ = ["initialize", "BATCH_NORMS"]
@@ -103,8 +103,8 @@ def initialize(
     ``density`` (in (0, 1], default 1) is the fraction of weights that will be kept; only
     ``scaled_signed_constant`` uses it. Other modules (LayerNorm, embeddings, …) are left alone.
     """
-    _check_choice(init, INITIALISERS, "initialiser")
-    _check_choice(bn_init, BN_INITIALISERS, "batch-norm initialiser")
+    check_choice(init, INITIALISERS, "initialiser")
+    check_choice(bn_init, BN_INITIALISERS, "batch-norm initialiser")
     if not 0.0 < density <= 1.0:
         raise ValueError(f"density must be in (0, 1], got {density}")
     residual_bns = _residual_batch_norms(model) if bn_init == "zero_residual" else set()
@@ -155,8 +155,3 @@ def _residual_batch_norms(model: nn.Module) -> set[int]:
     return {id(bn) for bn in found if isinstance(bn, BATCH_NORMS)}
 
 
-def _check_choice(value: str, valid: tuple[str, ...], label: str) -> None:
-    if value not in valid:
-        near = closest(value, valid)
-        hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
-        raise SpecError(f"unknown {label} {value!r}.{hint} Valid: {', '.join(valid)}.")

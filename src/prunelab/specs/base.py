@@ -30,6 +30,7 @@ __all__ = [
     "apply_overrides",
     "parse_override_value",
     "closest",
+    "check_choice",
 ]
 
 S = TypeVar("S")
@@ -56,6 +57,14 @@ def closest(name: str, candidates: typing.Iterable[str], n: int = 3) -> list[str
     if not found:
         found = [c for c in candidates if name.lower() in c.lower() or c.lower() in name.lower()][:n]
     return found
+
+
+def check_choice(value: str, valid: typing.Sequence[str], label: str) -> None:
+    """Raise a :class:`SpecError` naming the closest valid choices when ``value`` is not one of them."""
+    if value not in valid:
+        near = closest(value, valid)
+        hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
+        raise SpecError(f"unknown {label} {value!r}.{hint} Valid: {', '.join(valid)}.")
 
 
 def _did_you_mean(name: str, candidates: typing.Iterable[str]) -> str:

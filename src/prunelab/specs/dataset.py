@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prunelab.specs.base import spec_field
+from prunelab.specs.base import check_choice, spec_field
 
 DATASET_NAMES = ("digits", "mnist10k", "mnist", "cifar10", "cifar100", "tinyimagenet", "imagenet", "synthetic")
 
@@ -26,12 +26,7 @@ class DatasetSpec:
     num_workers: int = spec_field(4, semantic=False, help="worker processes for decoding image folders")
 
     def __post_init__(self) -> None:
-        if self.name not in DATASET_NAMES:
-            from prunelab.specs.base import SpecError, closest
-
-            near = closest(self.name, DATASET_NAMES)
-            hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
-            raise SpecError(f"unknown dataset {self.name!r}.{hint} Valid: {', '.join(DATASET_NAMES)}.")
+        check_choice(self.name, DATASET_NAMES, "dataset")
         if not 0.0 < self.subsample_fraction <= 1.0:
             raise ValueError(f"dataset.subsample_fraction must be in (0, 1], got {self.subsample_fraction}")
         if not 0.0 <= self.random_labels_fraction <= 1.0:

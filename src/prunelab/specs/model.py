@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prunelab.specs.base import spec_field
+from prunelab.specs.base import check_choice, spec_field
 
 INITIALISERS = (
     "kaiming_normal",
@@ -28,16 +28,8 @@ class ModelSpec:
     prunable_exclude: tuple[str, ...] = spec_field((), help="glob patterns of parameter names never pruned")
 
     def __post_init__(self) -> None:
-        from prunelab.specs.base import SpecError, closest
-
-        for value, valid, label in (
-            (self.init, INITIALISERS, "model.init"),
-            (self.bn_init, BN_INITIALISERS, "model.bn_init"),
-            (self.prunable, PRUNABLE_KINDS, "model.prunable"),
-        ):
-            if value not in valid:
-                near = closest(value, valid)
-                hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
-                raise SpecError(f"unknown {label} {value!r}.{hint} Valid: {', '.join(valid)}.")
+        check_choice(self.init, INITIALISERS, "model.init")
+        check_choice(self.bn_init, BN_INITIALISERS, "model.bn_init")
+        check_choice(self.prunable, PRUNABLE_KINDS, "model.prunable")
         if self.width <= 0:
             raise ValueError(f"model.width must be positive, got {self.width}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prunelab.specs.base import spec_field
+from prunelab.specs.base import SpecError, check_choice, spec_field
 from prunelab.steps import parse_step
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -39,16 +39,8 @@ class TrainingSpec:
     tensorboard: bool = spec_field(False, semantic=False, help="also write TensorBoard event files (needs the extra)")
 
     def __post_init__(self) -> None:
-        from prunelab.specs.base import SpecError, closest
-
-        for value, valid, label in (
-            (self.optimizer, OPTIMIZERS, "train.optimizer"),
-            (self.schedule, SCHEDULES, "train.schedule"),
-        ):
-            if value not in valid:
-                near = closest(value, valid)
-                hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
-                raise SpecError(f"unknown {label} {value!r}.{hint} Valid: {', '.join(valid)}.")
+        check_choice(self.optimizer, OPTIMIZERS, "train.optimizer")
+        check_choice(self.schedule, SCHEDULES, "train.schedule")
         for text in (self.steps, self.warmup, self.checkpoint_every, *self.milestones, *self.save_steps):
             parse_step(text)
         if self.eval_every is not None:
