@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from prunelab.masks import Mask
 from prunelab.pruning.base import STRATEGIES, ScoreContext, as_batch_source
@@ -163,7 +164,8 @@ def _softmax_layer_problem(seed: int):
 @pytest.mark.parametrize("temperature", [None, 3.0])
 def test_grasp_single_softmax_layer_closed_form(temperature):
     """z = W x / T, L_b = mean CE: ∇L_b = (1/(T·B)) Σ (p − y) xᵀ and
-    H_b[G] = (1/(T²·B)) Σ (diag p − p pᵀ) G x xᵀ; score = −θ ⊙ Σ_b H_b[g] with g = Σ_b ∇L_b."""
+    H_b[G] = (1/(T²·B)) Σ (diag p − p pᵀ) G x xᵀ; score = −θ ⊙ Σ_b H_b[g] with g = m ⊙ Σ_b ∇L_b
+    (the gradient of the pruned network: pruned weights are not parameters)."""
     w, batches, mask = _softmax_layer_problem(2)
     t = 200.0 if temperature is None else temperature
     options = {} if temperature is None else {"temperature": temperature}
@@ -177,6 +179,7 @@ def test_grasp_single_softmax_layer_closed_form(temperature):
     for x, y in batches:
         p = torch.softmax(x @ wm.T / t, dim=1)
         grad += (p - F.one_hot(y, 3).double()).T @ x / (t * x.shape[0])
+    grad = grad * mask["weight"]
     hg = torch.zeros_like(w)
     for x, y in batches:
         p = torch.softmax(x @ wm.T / t, dim=1)
@@ -203,10 +206,14 @@ def test_grasp_matches_autograd_hvp_on_tiny_mlp():
     ctx = make_ctx(model, mask, data=batches, temperature=5.0)
     s = score("grasp", ctx)
 
-    # independent computation: total loss as a function of the prunable weights, hvp by autograd
+    # independent computation: total loss as a function of the prunable weights with the mask as a
+    # multiplier (the reference codes' masked layers, W = m ⊙ w), so gradient and Hessian are those
+    # of the pruned network; hvp by autograd. At alive weights m ⊙ H(m ⊙ g) = H(m ⊙ g).
     b1, b2 = model[0].bias.detach(), model[2].bias.detach()
+    m1, m2 = mask["0.weight"].double(), mask["2.weight"].double()
 
     def total_loss(w1, w2):
+        w1, w2 = w1 * m1, w2 * m2
         return sum(F.cross_entropy((torch.tanh(x @ w1.T + b1) @ w2.T + b2) / 5.0, y) for x, y in batches)
 
     theta = (model[0].weight.detach().clone(), model[2].weight.detach().clone())
@@ -255,6 +262,30 @@ def test_ntksap_is_weight_agnostic():
     s2 = score("ntksap", make_ctx(b, mask, input_shape=(4,), batch_size=8, rounds=2, seed=9))
     for k in s1:
         assert torch.equal(s1[k], s2[k])
+
+
+def test_ntksap_mask_gradient_conserved_per_layer():
+    """On a bias-free ReLU net P(m) is homogeneous of degree 2 in each layer's mask (both forward
+    passes use the masked weights), so Euler's theorem gives Σ_j m_j ∂P/∂m_j = 2P for every layer.
+    A gradient through the clean network's weights only, or w.r.t. the weights, breaks this."""
+    g = torch.Generator().manual_seed(11)
+    net = nn.Sequential(nn.Linear(6, 8, bias=False), nn.ReLU(), nn.Linear(8, 7, bias=False), nn.ReLU(),
+                        nn.Linear(7, 3, bias=False)).double()
+    for p in net.parameters():
+        with torch.no_grad():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    params = prunable(net)
+    mask = random_mask(params, keep=0.7, seed=12)
+    x = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    delta = {k: 0.3 * torch.randn(p.shape, generator=g, dtype=torch.float64) for k, p in params.items()}
+    grads = ntksap_mask_gradient(net, {k: k for k in params}, mask, x, delta)
+    with torch.no_grad():
+        w = {k: p * mask[k] for k, p in params.items()}
+        wd = {k: (p + delta[k]) * mask[k] for k, p in params.items()}
+        proxy = (functional_call(net, w, (x,)) - functional_call(net, wd, (x,))).pow(2).sum()
+    assert proxy > 0
+    for k in params:
+        torch.testing.assert_close((grads[k] * mask[k]).sum(), 2 * proxy, rtol=1e-10, atol=0)
 
 
 def test_ntksap_needs_shape_or_data():

@@ -12,8 +12,11 @@ Computation (as in the paper and its reference code): the logits are divided by 
 ``T`` (option ``temperature``, default 200); a first pass computes ``g = Σ_b ∇_θ L_b`` over the
 pruning batches without a graph (``g`` is then a constant); a second pass computes
 ``Hg = Σ_b ∇_θ (g · ∇_θ L_b)`` by double back-propagation. ``θ`` and ``g`` cover the prunable
-weights only (biases and BatchNorm parameters are not in the product), ``L_b`` is the batch-mean
-cross-entropy. Scores are not normalised (normalising by ``|Σ S|`` changes no ranking).
+weights only (biases and BatchNorm parameters are not in the product) and ``g`` is restricted to
+the *alive* weights, ``g ← m ⊙ g``, since pruned weights are not parameters of the pruned network
+(as the mask-multiplied layers of the SynFlow / NTK-SAP reference code give); this matters only
+with a partial mask (iterative or multishot GraSP). ``L_b`` is the batch-mean cross-entropy.
+Scores are not normalised (normalising by ``|Σ S|`` changes no ranking).
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ def hessian_gradient_product(ctx: ScoreContext) -> tuple[list[str], list[torch.T
         state = torch.random.get_rng_state()
         cuda_state = torch.cuda.get_rng_state(ctx.device) if cuda else None
         g = summed_loss_gradients(ctx.model, params, batches, temperature=temperature)
+        # Only alive weights are parameters of the pruned network: its gradient is m ⊙ ∇L, so
+        # Hg = H (m ⊙ g). (With a partial mask the raw gradient is non-zero at pruned positions.)
+        g = [gi * ctx.mask[n].to(device=gi.device, dtype=gi.dtype) for n, gi in zip(names, g)]
         torch.random.set_rng_state(state)
         if cuda_state is not None:
             torch.cuda.set_rng_state(cuda_state, ctx.device)
