@@ -165,7 +165,7 @@ def _warn_collapse(before: Mask, after: Mask) -> None:
     if new:
         warnings.warn(
             f"layer collapse: no weight left in {', '.join(new[:5])}{' …' if len(new) > 5 else ''} "
-            f"(the network is disconnected)",
+            f"(no signal passes through it; the network is disconnected unless a parallel path remains)",
             LayerCollapseWarning,
             stacklevel=3,
         )

@@ -60,7 +60,8 @@ class NoRevivalWarning(UserWarning):
 
 
 class LayerCollapseWarning(UserWarning):
-    """A tensor lost all its weights (the network is disconnected)."""
+    """A tensor lost all its weights: no signal passes through it (the network is disconnected unless
+    a parallel path, such as a residual branch beside a pruned shortcut, remains)."""
 
 
 # counting ---------------------------------------------------------------------------------------
