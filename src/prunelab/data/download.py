@@ -168,3 +168,21 @@ def extract_archive(archive: Path, into: Path) -> None:
                     os.replace(source, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def ensure_archive_files(dataset: str, root: Path, directory: Path, needed: Iterable[str], archive: str,
+                         *, download: bool) -> None:
+    """Make sure ``needed`` exist under ``directory``: if any is missing, download ``archive`` into
+    ``root`` (checksummed), unpack it and delete it; errors name the directory and the files."""
+    needed = list(needed)
+    missing = [name for name in needed if not (directory / name).exists()]
+    if not missing:
+        return
+    if not download:
+        raise missing_files_error(dataset, directory, missing, "Downloading is off (dataset.download=false).")
+    archive_path = fetch(archive, root, dataset=dataset, missing=missing, missing_from=directory)
+    extract_archive(archive_path, root)
+    archive_path.unlink()
+    still = [name for name in needed if not (directory / name).exists()]
+    if still:
+        raise missing_files_error(dataset, directory, still, f"The downloaded {archive} did not contain them.")

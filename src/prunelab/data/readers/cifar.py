@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from prunelab.data.dataset import Augmentation, ImageDataset
-from prunelab.data.download import extract_archive, fetch, missing_files_error
+from prunelab.data.download import ensure_archive_files
 from prunelab.data.errors import DataError
 from prunelab.specs.dataset import DatasetSpec
 
@@ -96,17 +96,7 @@ def _load(
     label_key: bytes, num_classes: int, mean: tuple[float, ...], std: tuple[float, ...],
 ) -> tuple[ImageDataset, ImageDataset]:
     directory = root / subdir
-    needed = [*train_files, test_file]
-    missing = [name for name in needed if not (directory / name).is_file()]
-    if missing:
-        if not spec.download:
-            raise missing_files_error(spec.name, directory, missing, "Downloading is off (dataset.download=false).")
-        archive_path = fetch(archive, root, dataset=spec.name, missing=missing, missing_from=directory)
-        extract_archive(archive_path, root)
-        archive_path.unlink()
-        still = [name for name in needed if not (directory / name).is_file()]
-        if still:
-            raise missing_files_error(spec.name, directory, still, f"The downloaded {archive} did not contain them.")
+    ensure_archive_files(spec.name, root, directory, [*train_files, test_file], archive, download=spec.download)
     parts = [read_cifar_batch(directory / name, label_key, num_classes) for name in train_files]
     train = ImageDataset(
         torch.cat([images for images, _ in parts]), torch.cat([labels for _, labels in parts]),

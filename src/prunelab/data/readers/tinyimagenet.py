@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from prunelab.data.dataset import Augmentation, ImageDataset
-from prunelab.data.download import extract_archive, fetch, missing_files_error
+from prunelab.data.download import ensure_archive_files
 from prunelab.data.errors import DataError
 from prunelab.data.readers.images import image_files, load_or_decode
 from prunelab.specs.dataset import DatasetSpec
@@ -73,16 +73,7 @@ def load_tinyimagenet(spec: DatasetSpec, root: Path) -> tuple[ImageDataset, Imag
     """100,000 training and 10,000 validation images from ``<root>/tiny-imagenet-200/``, decoded at
     ``spec.image_size`` (default 64) with ``spec.num_workers`` processes and cached."""
     directory = root / SUBDIR
-    missing = [name for name in _NEEDED if not (directory / name).exists()]
-    if missing:
-        if not spec.download:
-            raise missing_files_error(spec.name, directory, missing, "Downloading is off (dataset.download=false).")
-        archive = fetch(ARCHIVE, root, dataset=spec.name, missing=missing, missing_from=directory)
-        extract_archive(archive, root)
-        archive.unlink()
-        still = [name for name in _NEEDED if not (directory / name).exists()]
-        if still:
-            raise missing_files_error(spec.name, directory, still, f"The downloaded {ARCHIVE} did not contain them.")
+    ensure_archive_files(spec.name, root, directory, _NEEDED, ARCHIVE, download=spec.download)
     size = spec.image_size or 64
     wnids = _read_wnids(directory / "wnids.txt")
     augmentation = Augmentation(pad=size // 8, flip=True)
