@@ -17,6 +17,7 @@ from prunelab.experiments.lottery import derived_seed
 from prunelab.experiments.scoring import prune_to_density, split_strategy_name
 from prunelab.experiments.stage import run_stage
 from prunelab.experiments.workbench import Workbench, train_summary
+from prunelab.masks import apply_mask
 from prunelab.pruning.baselines import randomize_layerwise
 from prunelab.specs import ExperimentSpec, SpecError, from_dict, spec_to_yaml
 from prunelab.specs.model import INITIALISERS
@@ -126,9 +127,7 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
         else:
             model = bench.new_model()
             model.load_state_dict(_weights_at(parent, state_step, "--state-step"))
-        with torch.no_grad():
-            for name, p in bench.prunable(model).items():
-                p.mul_(mask[name].to(p.device))
+        apply_mask(model, mask)
         result = bench.train(model, run, mask=mask, start_step=state_step)
         mask.save(run.path / "mask.safetensors")
         summary = train_summary(result, mask)

@@ -18,7 +18,7 @@ import torch
 
 from prunelab.experiments.places import MemoryPlace, Place, StorePlace
 from prunelab.experiments.workbench import Bench, Workbench, train_summary
-from prunelab.masks import Mask
+from prunelab.masks import Mask, apply_mask
 from prunelab.pruning.api import LEVEL_STRATEGIES, prune_level, score
 from prunelab.pruning.base import get_strategy
 from prunelab.pruning.selection import prune_fraction
@@ -127,15 +127,14 @@ class Lottery:
         model = self.bench.new_model(fresh_seed)
         if fresh_seed is None:
             model.load_state_dict(self.rewind_state())
+        if not self.prune.ntk_rescale:
+            apply_mask(model, mask)
+            return model
         params = self.bench.prunable(model)
+        scaled = ntk_rescale({n: p.detach() for n, p in params.items()}, mask)
         with torch.no_grad():
-            if self.prune.ntk_rescale:
-                scaled = ntk_rescale({n: p.detach() for n, p in params.items()}, mask)
-                for name, p in params.items():
-                    p.copy_(scaled[name])
-            else:
-                for name, p in params.items():
-                    p.mul_(mask[name].to(p.device))
+            for name, p in params.items():
+                p.copy_(scaled[name])
         return model
 
     # levels -------------------------------------------------------------------------------------

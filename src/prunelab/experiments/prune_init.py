@@ -22,7 +22,7 @@ from prunelab.experiments.lottery import derived_seed
 from prunelab.experiments.scoring import prune_to_density
 from prunelab.experiments.stage import run_stage
 from prunelab.experiments.workbench import Workbench, train_summary
-from prunelab.masks import Mask
+from prunelab.masks import Mask, apply_mask
 from prunelab.pruning.selection import LayerCollapseWarning
 from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
 from prunelab.store import Run, RunStore
@@ -84,7 +84,7 @@ def run_prune(
             log.warning("layer collapse: %s have no weights left", ", ".join(collapsed))
         model = bench.new_model()
         model.load_state_dict(init_state)
-        _mask_weights(bench, model, mask)
+        apply_mask(model, mask)
         mask.save(run.path / "mask.safetensors")
         result = bench.train(model, run, mask=mask)
         summary = train_summary(result, mask)
@@ -107,7 +107,7 @@ def run_prune(
             for r in range(1, rounds + 1):
                 model = bench.new_model()
                 model.load_state_dict(init_state)
-                _mask_weights(bench, model, mask)
+                apply_mask(model, mask)
                 bench.train(model, None, mask=mask, stop_step=bench.to_iterations(round_steps))
                 mask = prune_to_density(model, bench.prunable(model), spec.prune, density ** (r / rounds),
                                         train_set=bench.splits.train, device=bench.device, seed=data_seed + r, mask=mask)
@@ -117,9 +117,3 @@ def run_prune(
     run_id = prune_run_id(spec, density, experiment, rounds, round_steps)
     return run_stage(store, run_id, spec_to_yaml(spec), body,
                      stage_info={"density": density, "experiment": experiment, "rounds": rounds})
-
-
-def _mask_weights(bench: Workbench, model: torch.nn.Module, mask: Mask) -> None:
-    with torch.no_grad():
-        for name, p in bench.prunable(model).items():
-            p.mul_(mask[name].to(p.device))
