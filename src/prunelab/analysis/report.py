@@ -57,7 +57,7 @@ def _config_key(run: Run) -> str:
     prune = dict(spec.get("prune") or {})
     prune.pop("strategy", None)
     spec["prune"] = prune
-    stage_path = run.path / "stage.json"
+    stage_path = run.stage_path
     stage = json.loads(stage_path.read_text()) if stage_path.is_file() else {}
     stage.pop("density", None)  # the x axis, not a setting
     stage.pop("parent", None)  # differs per seed; the parent's settings are the spec above

@@ -129,7 +129,7 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
             model.load_state_dict(_weights_at(parent, state_step, "--state-step"))
         apply_mask(model, mask)
         result = bench.train(model, run, mask=mask, start_step=state_step)
-        mask.save(run.path / "mask.safetensors")
+        mask.save(run.mask_path)
         summary = train_summary(result, mask)
         summary.update({"parent": parent.run_id, "branch": "oneshot", "args": branch.key(),
                         "strategy": branch.strategy, "collapsed_layers": mask.collapsed_layers()})

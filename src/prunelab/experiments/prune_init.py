@@ -85,7 +85,7 @@ def run_prune(
         model = bench.new_model()
         model.load_state_dict(init_state)
         apply_mask(model, mask)
-        mask.save(run.path / "mask.safetensors")
+        mask.save(run.mask_path)
         result = bench.train(model, run, mask=mask)
         summary = train_summary(result, mask)
         summary.update({

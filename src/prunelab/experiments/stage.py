@@ -62,6 +62,5 @@ def run_stage(
 def _remove_if_empty(run: Run) -> None:
     """A stage that failed before producing anything (bad input) leaves no unfinished run behind;
     one that trained at all keeps its checkpoints so that re-running resumes."""
-    bookkeeping = {"spec.yaml", "stage.json"}
-    if run.path.is_dir() and all(p.name in bookkeeping for p in run.path.iterdir()):
+    if run.path.is_dir() and all(p.name in run.bookkeeping for p in run.path.iterdir()):
         shutil.rmtree(run.path, ignore_errors=True)

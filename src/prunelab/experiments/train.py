@@ -28,7 +28,7 @@ def run_train(spec: ExperimentSpec, *, store: RunStore | None = None) -> dict[st
         model = bench.new_model()
         mask = Mask.ones_like(bench.prunable(model))
         result = bench.train(model, run)
-        mask.save(run.path / "mask.safetensors")
+        mask.save(run.mask_path)
         summary = train_summary(result, mask)
         summary["saved_steps"] = run.saved_steps()
         summary["iterations_per_epoch"] = bench.iterations_per_epoch

@@ -9,9 +9,10 @@ from prunelab.store.atomic import (
     load_tensors,
     read_json,
 )
+from prunelab.store.layout import RunLayout
 from prunelab.store.runs import SUMMARY_KEYS, Run, RunNotFound, RunStore, home_dir
 
 __all__ = [
-    "Run", "RunNotFound", "RunStore", "SUMMARY_KEYS", "atomic_save_tensors", "atomic_write_bytes",
+    "Run", "RunLayout", "RunNotFound", "RunStore", "SUMMARY_KEYS", "atomic_save_tensors", "atomic_write_bytes",
     "atomic_write_json", "atomic_write_text", "atomic_write_yaml", "home_dir", "load_tensors", "read_json",
 ]

@@ -1,8 +1,7 @@
 """Content-addressed run directories.
 
-A run directory is named by the kind of stage and the hash of its semantic spec. It holds
-``spec.yaml`` (the resolved spec), ``metrics.jsonl``, ``checkpoints/``, ``weights/`` and, once the
-stage finished, ``summary.json`` — written last, so its presence is what "finished" means.
+A run directory is named by the kind of stage and the hash of its semantic spec; what it holds is
+spelled out in :mod:`prunelab.store.layout` (``summary.json``, written last, means "finished").
 A file lock (``.lock`` beside the directory) makes concurrent starts of the same run train it once:
 the second process waits, then finds the summary and returns it.
 """
@@ -20,6 +19,7 @@ import yaml
 from filelock import FileLock, Timeout
 
 from prunelab.store.atomic import atomic_write_json, atomic_write_text, read_json
+from prunelab.store.layout import RunLayout
 
 __all__ = ["RunStore", "Run", "home_dir", "SUMMARY_KEYS", "RunNotFound"]
 
@@ -41,23 +41,15 @@ def home_dir(home: str | os.PathLike | None = None) -> Path:
 
 
 @dataclass(frozen=True)
-class Run:
-    """One run directory."""
+class Run(RunLayout):
+    """One run directory: its :class:`RunLayout` and its id (``<kind>-<hash>``, or
+    ``<parent>/<stage>`` for the stages of a multi-stage experiment)."""
 
-    run_id: str
-    path: Path
+    run_id: str = ""
 
     @property
     def kind(self) -> str:
         return self.run_id.split("-", 1)[0]
-
-    @property
-    def summary_path(self) -> Path:
-        return self.path / "summary.json"
-
-    @property
-    def spec_path(self) -> Path:
-        return self.path / "spec.yaml"
 
     @property
     def finished(self) -> bool:
@@ -77,21 +69,6 @@ class Run:
             raise ValueError(f"summary for {self.run_id} lacks required keys {missing}")
         atomic_write_json(self.summary_path, summary)
 
-    def weights_path(self, step: int) -> Path:
-        return self.path / "weights" / f"step_{step}.safetensors"
-
-    def saved_steps(self) -> list[int]:
-        folder = self.path / "weights"
-        if not folder.is_dir():
-            return []
-        steps = []
-        for item in folder.glob("step_*.safetensors"):
-            try:
-                steps.append(int(item.stem.split("_", 1)[1]))
-            except ValueError:
-                continue
-        return sorted(steps)
-
 
 class RunStore:
     """The directory of all runs. ``RunStore()`` uses ``$PRUNELAB_HOME`` or ``~/.prunelab/runs``."""
@@ -100,7 +77,7 @@ class RunStore:
         self.root = home_dir(root)
 
     def run(self, run_id: str) -> Run:
-        return Run(run_id, self.root / run_id)
+        return Run(self.root / run_id, run_id)
 
     def create(self, run_id: str, spec_yaml: str, *, extra: dict[str, Any] | None = None) -> Run:
         """Make the run directory and write its resolved spec (idempotent)."""
@@ -109,7 +86,7 @@ class RunStore:
         if not run.spec_path.is_file():
             atomic_write_text(run.spec_path, spec_yaml)
         if extra:
-            atomic_write_json(run.path / "stage.json", extra)
+            atomic_write_json(run.stage_path, extra)
         return run
 
     @contextmanager
@@ -132,15 +109,15 @@ class RunStore:
         if not self.root.is_dir():
             return []
         return sorted(
-            (Run(p.name, p) for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+            (Run(p, p.name) for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")),
             key=lambda r: r.path.stat().st_mtime,
         )
 
     def find(self, ref: str) -> Run:
         """A run by id, unique id prefix, hash prefix, or path to its directory."""
         candidate = Path(ref).expanduser()
-        if candidate.is_dir() and (candidate / "spec.yaml").is_file():
-            return Run(candidate.name, candidate)
+        if candidate.is_dir() and RunLayout(candidate).spec_path.is_file():
+            return Run(candidate, candidate.name)
         exact = self.run(ref)
         if exact.path.is_dir():
             return exact

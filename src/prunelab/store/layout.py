@@ -1,0 +1,89 @@
+"""The layout of a run directory, spelled out once.
+
+Every file a run holds is named here and nowhere else; the trainer, the experiments, the reports
+and the command line all go through :class:`RunLayout` (a :class:`~prunelab.store.runs.Run` is a
+layout with an id)::
+
+    <run>/
+      spec.yaml                       the resolved spec (written first)
+      stage.json                      what else names the stage (density, branch arguments, ...)
+      metrics.jsonl                   one JSON record per evaluation
+      mask.safetensors                the run's mask (input or, for supermasks, learned)
+      weights/step_<N>.safetensors    the state dict at each saved step
+      checkpoints/latest.*            the crash-resume checkpoint
+      tensorboard/                    optional event files
+      summary.json                    written last: its presence means "finished"
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RunLayout"]
+
+_WEIGHTS_PREFIX = "step_"
+_TENSOR_SUFFIX = ".safetensors"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one run directory (nothing is created or read by constructing it)."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(os.fspath(self.path)))
+
+    @property
+    def spec_path(self) -> Path:
+        return self.path / "spec.yaml"
+
+    @property
+    def stage_path(self) -> Path:
+        return self.path / "stage.json"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def mask_path(self) -> Path:
+        return self.path / f"mask{_TENSOR_SUFFIX}"
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.path / "weights"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
+    def weights_path(self, step: int) -> Path:
+        """Where the weights saved at ``step`` live."""
+        return self.weights_dir / f"{_WEIGHTS_PREFIX}{int(step)}{_TENSOR_SUFFIX}"
+
+    def saved_steps(self) -> list[int]:
+        """The steps whose weights are saved, in increasing order."""
+        if not self.weights_dir.is_dir():
+            return []
+        steps = []
+        for item in self.weights_dir.glob(f"{_WEIGHTS_PREFIX}*{_TENSOR_SUFFIX}"):
+            number = item.name[len(_WEIGHTS_PREFIX) : -len(_TENSOR_SUFFIX)]
+            if number.isdigit():
+                steps.append(int(number))
+        return sorted(steps)
+
+    @property
+    def bookkeeping(self) -> frozenset[str]:
+        """The files a run has before any work is done: a run holding only these produced nothing."""
+        return frozenset({self.spec_path.name, self.stage_path.name})
