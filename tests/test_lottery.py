@@ -15,7 +15,7 @@ from conftest import round_half_up as rhu
 import torch
 from safetensors.torch import load_file
 
-import prunelab.training.trainer as trainer_module
+from prunelab.training.loop import TrainingLoop
 from prunelab.experiments.lottery import run_lottery
 from prunelab.experiments.train import run_train
 from prunelab.experiments.workbench import Workbench
@@ -316,7 +316,7 @@ class Crash(RuntimeError):
 
 
 def test_interrupted_lottery_resumes_inside_level_2_and_reuses_earlier_levels(tmp_path, monkeypatch, magnitude):
-    original = trainer_module._Trainer._save_checkpoint
+    original = TrainingLoop._save_checkpoint
     crash = {"armed": True}
 
     def save_then_crash(self, step):
@@ -324,7 +324,7 @@ def test_interrupted_lottery_resumes_inside_level_2_and_reuses_earlier_levels(tm
         if crash["armed"] and self.checkpoint_dir.parent.name == "level_2" and step == 10:
             raise Crash("simulated interruption")
 
-    monkeypatch.setattr(trainer_module._Trainer, "_save_checkpoint", save_then_crash)
+    monkeypatch.setattr(TrainingLoop, "_save_checkpoint", save_then_crash)
     calls = _count_training(monkeypatch)
     store = RunStore(tmp_path / "store")
     spec = make_spec(**{"train.checkpoint_every": "10it"})  # not semantic: same run as the fixture's

@@ -138,7 +138,7 @@ def test_pruned_weights_and_optimizer_state_stay_exactly_zero(name, tmp_path):
     ckpt = load_checkpoint(tmp_path / "checkpoints")
     index = {pname: i for i, (pname, _) in enumerate(model.named_parameters())}
     for pname, keep in mask.items():
-        entry = ckpt.optimizer["state"][index[pname]]
+        entry = ckpt.update["optimizer"]["state"][index[pname]]
         buffers = [v for k, v in entry.items() if k != "step" and torch.is_tensor(v)]
         assert buffers, entry.keys()
         for buffer in buffers:

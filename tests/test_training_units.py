@@ -20,7 +20,7 @@ from prunelab.training import (
     resolve_device,
     save_checkpoint,
 )
-from prunelab.training.checkpoint import CheckpointError, flatten_optimizer_state, unflatten_optimizer_state
+from prunelab.training.checkpoint import CheckpointError, decode_state, encode_state
 from prunelab.training.metrics import TENSORBOARD_HINT, MetricsWriter, load_summary_writer, truncate_metrics
 
 
@@ -191,9 +191,9 @@ def _trained_optimizer(name: str):
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
 def test_optimizer_state_round_trips_through_tensors_and_json(name):
     _, opt = _trained_optimizer(name)
-    tensors, meta = flatten_optimizer_state(opt.state_dict())
-    meta = json.loads(json.dumps(meta))
-    restored = unflatten_optimizer_state(tensors, meta)
+    tensors = {}
+    meta = json.loads(json.dumps(encode_state(opt.state_dict(), tensors)))
+    restored = decode_state(meta, tensors)
     original = opt.state_dict()
     assert restored["param_groups"] == original["param_groups"]
     assert set(restored["state"]) == set(original["state"])
@@ -204,14 +204,14 @@ def test_optimizer_state_round_trips_through_tensors_and_json(name):
 
 def test_checkpoint_round_trip_and_stale_sidecar(tmp_path):
     model, opt = _trained_optimizer("adam")
-    save_checkpoint(tmp_path, step=7, model=model, optimizer=opt, trainer={"best_step": 3})
+    save_checkpoint(tmp_path, step=7, model=model, update={"optimizer": opt.state_dict()}, trainer={"best_step": 3})
     loaded = load_checkpoint(tmp_path)
     assert loaded.step == 7 and loaded.trainer == {"best_step": 3} and loaded.note is None
     assert set(loaded.model) == set(model.state_dict())
     assert all(torch.equal(loaded.model[k], v) for k, v in model.state_dict().items())
     assert torch.equal(loaded.rng["cpu"], torch.get_rng_state())
     fresh_model, fresh_opt = _trained_optimizer("adam")
-    fresh_opt.load_state_dict(loaded.optimizer)
+    fresh_opt.load_state_dict(loaded.update["optimizer"])
     # a sidecar naming another step (a save interrupted between the two files) is detected
     sidecar = json.loads((tmp_path / "latest.json").read_text())
     sidecar["step"] = 5

@@ -1,23 +1,32 @@
-"""The trainer: optimisers, learning-rate schedules, evaluation, checkpoints and resume.
+"""Training: one loop, pluggable update steps, optimisers, schedules, evaluation, checkpoints.
 
-``train(model, train_loader, test_loader, spec, out_dir=...)`` runs a :class:`TrainingSpec`,
-keeping pruned weights exactly zero when given a mask, and resumes bit-for-bit from the last
-checkpoint in ``out_dir``. See ``docs/training.md``.
+``train(model, train_loader, test_loader, spec, out_dir=...)`` runs a :class:`TrainingSpec` with the
+masked weight-training step (pruned weights kept exactly zero), or with any other
+:class:`UpdateStep` (``update=``), and resumes bit-for-bit from the last checkpoint in ``out_dir``.
+See ``docs/training.md``.
 """
 
 from prunelab.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from prunelab.training.device import resolve_device
 from prunelab.training.evaluate import Evaluation, evaluate
+from prunelab.training.loop import TrainingDiverged, TrainingLoop, TrainingPlan, TrainResult
+from prunelab.training.masked_step import MaskedStep
 from prunelab.training.metrics import MetricsWriter, read_metrics
 from prunelab.training.optim import build_optimizer
 from prunelab.training.schedule import lr_at_step, make_lr_schedule
-from prunelab.training.trainer import TrainingDiverged, TrainingPlan, TrainResult, train, weights_path
+from prunelab.training.trainer import train, weights_path
+from prunelab.training.update import StepContext, UpdateStep, classification_loss
 
 __all__ = [
     "train",
     "TrainResult",
     "TrainingDiverged",
+    "TrainingLoop",
     "TrainingPlan",
+    "UpdateStep",
+    "StepContext",
+    "MaskedStep",
+    "classification_loss",
     "evaluate",
     "Evaluation",
     "resolve_device",

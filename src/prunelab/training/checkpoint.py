@@ -1,14 +1,15 @@
 """Crash-resume checkpoints without pickles.
 
-Layout, in ``<out_dir>/checkpoints/``:
+Layout, in the run's ``checkpoints/`` directory:
 
 * ``latest.safetensors`` — tensors: ``model.<state-dict key>`` (parameters and buffers),
-  ``optimizer.state.<param index>.<name>`` (momentum buffers, Adam moments, Adam's step counter),
-  ``rng.cpu`` and ``rng.cuda.<i>`` (generator states as uint8 tensors). Its metadata holds the
-  format tag, the step and a copy of the JSON state below, so the file is self-contained.
-* ``latest.json`` — the non-tensor state: the step, the optimiser's ``param_groups`` and any
-  non-tensor per-parameter state, and the trainer's bookkeeping (best accuracy, eval history, the
-  running training-loss sum).
+  ``update.<n>`` (every tensor of the update step's state: optimiser moments, learned scores' state,
+  a dedicated generator's state, ...) and ``rng.cpu`` / ``rng.cuda.<i>`` (the global generators'
+  states as uint8 tensors). Its metadata holds the format tag, the step and a copy of the JSON
+  state below, so the file is self-contained.
+* ``latest.json`` — the non-tensor state: the step, the update step's state with each tensor
+  replaced by a reference to its key (see :func:`encode_state`), and the training loop's
+  bookkeeping (best accuracy, eval history, the running training-loss sum).
 
 Both are written atomically (temporary file, fsync, rename): tensors first, the JSON last. If a
 process dies between the two renames, the JSON names an older step than the tensors; the loader
@@ -32,19 +33,21 @@ from prunelab.store.atomic import atomic_save_tensors, atomic_write_json, load_t
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "encode_state",
+    "decode_state",
     "Checkpoint",
     "CheckpointError",
     "checkpoint_paths",
     "save_checkpoint",
     "load_checkpoint",
-    "flatten_optimizer_state",
-    "unflatten_optimizer_state",
     "rng_state",
     "restore_rng_state",
 ]
 
-CHECKPOINT_FORMAT = "prunelab.checkpoint/1"
+CHECKPOINT_FORMAT = "prunelab.checkpoint/2"
+_FORMAT_1 = "prunelab.checkpoint/1"  # update state was an optimiser's only; still read
 _MODEL = "model."
+_UPDATE = "update."
 _OPTIM = "optimizer.state."
 _RNG = "rng."
 
@@ -57,7 +60,7 @@ class CheckpointError(ValueError):
 class Checkpoint:
     step: int
     model: dict[str, torch.Tensor]
-    optimizer: dict[str, Any]
+    update: dict[str, Any]  # the update step's state_dict(), tensors restored
     rng: dict[str, torch.Tensor]
     trainer: dict[str, Any] = field(default_factory=dict)
     note: str | None = None  # set when the JSON sidecar was stale or missing and the embedded copy was used
@@ -68,26 +71,9 @@ def checkpoint_paths(directory: str | os.PathLike) -> tuple[Path, Path]:
     return directory / "latest.safetensors", directory / "latest.json"
 
 
-# optimiser state ------------------------------------------------------------------------------
-def flatten_optimizer_state(state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split ``optimizer.state_dict()`` into tensors (safetensors keys) and JSON-able data."""
-    tensors: dict[str, torch.Tensor] = {}
-    plain_state: dict[str, dict[str, Any]] = {}
-    for index, entry in state_dict["state"].items():
-        plain: dict[str, Any] = {}
-        for name, value in entry.items():
-            if torch.is_tensor(value):
-                tensors[f"{_OPTIM}{index}.{name}"] = value
-            else:
-                plain[name] = value
-        plain_state[str(index)] = plain
-    meta = {"param_groups": [dict(group) for group in state_dict["param_groups"]], "state": plain_state}
-    _check_json(meta, "optimizer state")
-    return tensors, meta
-
-
-def unflatten_optimizer_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`flatten_optimizer_state`, ready for ``optimizer.load_state_dict``."""
+def _format_1_optimizer_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """An optimiser ``state_dict`` from a format-1 checkpoint, which stored tensors as
+    ``optimizer.state.<param index>.<name>`` and the rest as JSON (tuples read back as lists)."""
     state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in meta.get("state", {}).items()}
     for key, value in tensors.items():
         if key.startswith(_OPTIM):
@@ -98,7 +84,7 @@ def unflatten_optimizer_state(tensors: Mapping[str, torch.Tensor], meta: Mapping
         group = dict(group)
         for name, value in group.items():
             if name != "params" and isinstance(value, list):
-                group[name] = tuple(value)  # betas and friends were tuples before JSON
+                group[name] = tuple(value)
         groups.append(group)
     return {"state": state, "param_groups": groups}
 
@@ -108,6 +94,54 @@ def _check_json(obj: Any, what: str) -> None:
         json.dumps(obj)
     except TypeError as error:
         raise CheckpointError(f"cannot store the {what} as JSON ({error})") from error
+
+
+# nested state (the update step's) ------------------------------------------------------------------
+_TENSOR, _TUPLE, _ITEMS = "$tensor", "$tuple", "$items"
+
+
+def encode_state(state: Any, tensors: dict[str, torch.Tensor], prefix: str = _UPDATE) -> Any:
+    """``state`` as JSON-able data, every tensor moved into ``tensors`` under ``prefix<n>``.
+
+    Nested dicts, lists, tuples and scalars are kept; a tensor becomes ``{"$tensor": key}``, a tuple
+    ``{"$tuple": [...]}`` and a dict with a non-string key (an optimiser's per-parameter state is
+    keyed by index) or a key starting with ``$`` ``{"$items": [[key, value], ...]}``, so that
+    :func:`decode_state` gives back exactly the structure ``load_state_dict`` expects.
+    """
+    if torch.is_tensor(state):
+        key = f"{prefix}{len(tensors)}"
+        tensors[key] = state
+        return {_TENSOR: key}
+    if isinstance(state, tuple):
+        return {_TUPLE: [encode_state(v, tensors, prefix) for v in state]}
+    if isinstance(state, list):
+        return [encode_state(v, tensors, prefix) for v in state]
+    if isinstance(state, Mapping):
+        if all(isinstance(k, str) and not k.startswith("$") for k in state):
+            return {k: encode_state(v, tensors, prefix) for k, v in state.items()}
+        return {_ITEMS: [[k, encode_state(v, tensors, prefix)] for k, v in state.items()]}
+    if state is None or isinstance(state, (bool, int, float, str)):
+        return state
+    raise CheckpointError(f"cannot store a {type(state).__name__} in a checkpoint (only tensors, numbers, "
+                          "strings, lists, tuples and dicts)")
+
+
+def decode_state(data: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    """The inverse of :func:`encode_state`."""
+    if isinstance(data, list):
+        return [decode_state(v, tensors) for v in data]
+    if isinstance(data, dict):
+        if set(data) == {_TENSOR}:
+            key = data[_TENSOR]
+            if key not in tensors:
+                raise CheckpointError(f"the checkpoint's state refers to tensor {key!r}, which it does not hold")
+            return tensors[key]
+        if set(data) == {_TUPLE}:
+            return tuple(decode_state(v, tensors) for v in data[_TUPLE])
+        if set(data) == {_ITEMS}:
+            return {(tuple(k) if isinstance(k, list) else k): decode_state(v, tensors) for k, v in data[_ITEMS]}
+        return {k: decode_state(v, tensors) for k, v in data.items()}
+    return data
 
 
 # random number generators -----------------------------------------------------------------------
@@ -152,22 +186,23 @@ def save_checkpoint(
     *,
     step: int,
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    update: Mapping[str, Any],
     trainer: Mapping[str, Any] | None = None,
     cuda_rng: bool = False,
 ) -> Path:
-    """Write ``latest.safetensors`` then ``latest.json`` atomically; returns the JSON path."""
+    """Write ``latest.safetensors`` then ``latest.json`` atomically; returns the JSON path.
+
+    ``update`` is the update step's ``state_dict()`` (nested tensors and JSON-able values)."""
     tensor_path, json_path = checkpoint_paths(directory)
     tensors: dict[str, torch.Tensor] = {}
     for name, value in model.state_dict().items():
         if not torch.is_tensor(value):
             raise CheckpointError(f"model state entry {name!r} is not a tensor ({type(value).__name__})")
         tensors[_MODEL + name] = value
-    optim_tensors, optim_meta = flatten_optimizer_state(optimizer.state_dict())
-    tensors.update(optim_tensors)
+    encoded_update = encode_state(update, tensors)
     for name, value in rng_state(cuda_rng).items():
         tensors[_RNG + name] = value
-    payload = {"format": CHECKPOINT_FORMAT, "step": int(step), "optimizer": optim_meta, "trainer": dict(trainer or {})}
+    payload = {"format": CHECKPOINT_FORMAT, "step": int(step), "update": encoded_update, "trainer": dict(trainer or {})}
     _check_json(payload, "trainer state")
     metadata = {"format": CHECKPOINT_FORMAT, "step": str(int(step)), "state": json.dumps(payload)}
     atomic_save_tensors(tensor_path, _unshared(tensors), metadata=metadata)
@@ -190,8 +225,9 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint | None:
     tensors = load_tensors(tensor_path)
     with safe_open(str(tensor_path), framework="pt") as handle:
         metadata = handle.metadata() or {}
-    if metadata.get("format") != CHECKPOINT_FORMAT or "state" not in metadata:
-        raise CheckpointError(f"{tensor_path} is not a prunelab checkpoint (format tag {metadata.get('format')!r})")
+    fmt = metadata.get("format")
+    if fmt not in (CHECKPOINT_FORMAT, _FORMAT_1) or "state" not in metadata:
+        raise CheckpointError(f"{tensor_path} is not a prunelab checkpoint (format tag {fmt!r})")
     embedded = json.loads(metadata["state"])
     step = int(metadata["step"])
     payload, note = embedded, None
@@ -200,7 +236,7 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint | None:
             sidecar = read_json(json_path)
         except ValueError:
             sidecar = None
-        if isinstance(sidecar, dict) and sidecar.get("step") == step and sidecar.get("format") == CHECKPOINT_FORMAT:
+        if isinstance(sidecar, dict) and sidecar.get("step") == step and sidecar.get("format") == fmt:
             payload = sidecar
         else:
             found = sidecar.get("step") if isinstance(sidecar, dict) else "unreadable"
@@ -213,6 +249,10 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint | None:
     if int(payload["step"]) != step:
         raise CheckpointError(f"{tensor_path} is inconsistent: metadata step {step}, state step {payload['step']}")
     model = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
-    optim = unflatten_optimizer_state({k: v for k, v in tensors.items() if k.startswith(_OPTIM)}, payload["optimizer"])
+    if fmt == _FORMAT_1:  # a masked-training checkpoint written before update steps had their own state
+        optimizer_tensors = {k: v for k, v in tensors.items() if k.startswith(_OPTIM)}
+        update = {"optimizer": _format_1_optimizer_state(optimizer_tensors, payload["optimizer"])}
+    else:
+        update = decode_state(payload["update"], tensors)
     rng = {k[len(_RNG):]: v for k, v in tensors.items() if k.startswith(_RNG)}
-    return Checkpoint(step=step, model=model, optimizer=optim, rng=rng, trainer=dict(payload.get("trainer", {})), note=note)
+    return Checkpoint(step=step, model=model, update=update, rng=rng, trainer=dict(payload.get("trainer", {})), note=note)

@@ -1,11 +1,10 @@
-"""The training loop: masked training, evaluation, save points, crash-resume checkpoints, metrics.
+"""The training loop: the plan, events, evaluation, save points, crash-resume checkpoints,
+divergence checks, progress and metrics — around a pluggable :class:`~prunelab.training.update.UpdateStep`.
 
-The hot path (one iteration) does only what a minimal hand-written loop does plus the masking:
-set the learning rate (only when it changes), ``zero_grad(set_to_none=True)``, forward and loss
-(under bf16 autocast if asked), backward, mask the gradients, ``optimizer.step()`` (``foreach``
-implementations), mask the weights, and append the detached loss tensor to a list. There is no
-``.item()`` per step: the pending losses are read in one ``torch.stack(...).tolist()`` at *check
-points* — about twice a second (adaptive), and at every evaluation, save point and checkpoint.
+The hot path (one iteration) is: set the learning rate (only when it changes), call the update
+step on the batch, append the returned loss tensor to a list. There is no ``.item()`` per step:
+the pending losses are read in one ``torch.stack(...).tolist()`` at *check points* — about twice a
+second (adaptive), and at every evaluation, save point and checkpoint.
 
 Non-finite losses are detected at those check points, so the reported iteration is exact even
 though it is found a little later. Because every save point and checkpoint is itself a check
@@ -16,26 +15,24 @@ written: the last good checkpoint stays untouched.
 from __future__ import annotations
 
 import bisect
-import contextlib
-import hashlib
 import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from prunelab.masks.masked import MaskedParameters
+from prunelab.masks import Mask
 from prunelab.specs.base import semantic_dict
 from prunelab.specs.training import TrainingSpec
 from prunelab.steps import to_iterations
 from prunelab.store.atomic import atomic_save_tensors
+from prunelab.store.layout import RunLayout
 from prunelab.training.checkpoint import (
     CheckpointError,
     _unshared,
@@ -47,10 +44,10 @@ from prunelab.training.checkpoint import (
 from prunelab.training.device import resolve_device
 from prunelab.training.evaluate import evaluate
 from prunelab.training.metrics import MetricsWriter, load_summary_writer, truncate_metrics
-from prunelab.training.optim import build_optimizer
 from prunelab.training.schedule import make_lr_schedule
+from prunelab.training.update import StepContext, UpdateStep
 
-__all__ = ["train", "TrainResult", "TrainingDiverged", "TrainingPlan", "weights_path"]
+__all__ = ["TrainingLoop", "TrainResult", "TrainingDiverged", "TrainingPlan"]
 
 WEIGHTS_FORMAT = "prunelab.weights/1"
 _CHECK_SECONDS = 0.5  # target interval between check points (progress bar, NaN detection)
@@ -99,6 +96,7 @@ class TrainResult:
     wall_seconds: float
     resumed_from: int | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    mask: Mask | None = None  # the trained network's mask, as the update step reports it
 
 
 @dataclass(frozen=True)
@@ -138,27 +136,10 @@ class TrainingPlan:
         )
 
 
-def weights_path(out_dir: str | Path, step: int) -> Path:
-    """Where the weights saved at ``step`` live: ``<out_dir>/weights/step_<step>.safetensors``."""
-    return Path(out_dir) / "weights" / f"step_{int(step)}.safetensors"
-
-
 def _stderr_log(message: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(message, file=sys.stderr)
-
-
-def _mask_digest(mask: Mapping[str, torch.Tensor] | None) -> str | None:
-    if mask is None:
-        return None
-    digest = hashlib.sha256()
-    for name in mask:
-        tensor = torch.as_tensor(mask[name]).detach().to("cpu", torch.bool).contiguous()
-        digest.update(name.encode("utf-8"))
-        digest.update(str(tuple(tensor.shape)).encode("utf-8"))
-        digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _check_loader(loader: Any, spec: TrainingSpec) -> None:
@@ -176,23 +157,25 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-class _Trainer:
+class TrainingLoop:
+    """Trains ``model`` in place with ``update`` as ``spec`` says; see :func:`prunelab.training.train`
+    for the arguments. ``run()`` does the work and returns a :class:`TrainResult`."""
+
     def __init__(
         self,
         model: nn.Module,
+        update: UpdateStep,
         train_loader: Any,
         test_loader: Any,
         spec: TrainingSpec,
         *,
-        out_dir: Path | None,
-        mask: Mapping[str, torch.Tensor] | None,
-        prunable: Mapping[str, nn.Parameter] | None,
-        seed: int,
-        device: Any,
-        save_steps: Iterable[int | str],
-        log: Callable[[str], None] | None,
-        start_step: int,
-        stop_step: int | None,
+        out_dir: str | Path | None = None,
+        seed: int = 0,
+        device: Any = None,
+        save_steps: Iterable[int | str] = (),
+        log: Callable[[str], None] | None = None,
+        start_step: int = 0,
+        stop_step: int | None = None,
     ) -> None:
         _check_loader(train_loader, spec)
         self.started = time.perf_counter()
@@ -213,6 +196,7 @@ class _Trainer:
         self.lr_fn = make_lr_schedule(spec, self.plan.iterations_per_epoch, self.total)
         self.device = resolve_device(device if device is not None else spec.device)
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.layout = RunLayout(self.out_dir) if self.out_dir is not None else None
         if spec.tensorboard:
             if self.out_dir is None:
                 self.log("train.tensorboard is set but there is no output directory: no TensorBoard files are written")
@@ -223,12 +207,9 @@ class _Trainer:
         torch.manual_seed(seed)
         model.to(self.device)
         model.train()
-        self.masked: MaskedParameters | None = None
-        if mask is not None:
-            params = prunable if prunable is not None else dict(model.named_parameters())
-            self.masked = MaskedParameters(params, mask)
-            self.masked.apply_to_weights()
-        self.optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], spec)
+        self.forward: nn.Module = torch.compile(model) if spec.compile else model
+        self.update = update
+        update.bind(StepContext(model, self.forward, spec, self.device, self.plan.iterations_per_epoch))
         self.fingerprint = json.loads(
             json.dumps(
                 {
@@ -237,7 +218,7 @@ class _Trainer:
                     "iterations_per_epoch": self.plan.iterations_per_epoch,
                     "total_steps": self.total,
                     "start_step": self.start,
-                    "mask": _mask_digest(mask),
+                    **update.fingerprint(),
                 }
             )
         )
@@ -258,17 +239,13 @@ class _Trainer:
         self.check_every = 10  # steps between check points; adapted to about _CHECK_SECONDS
         self.last_check = (self.start, time.perf_counter())
 
-        self.metrics_path = self.out_dir / "metrics.jsonl" if self.out_dir is not None else None
-        self.checkpoint_dir = self.out_dir / "checkpoints" if self.out_dir is not None else None
+        self.metrics_path = self.layout.metrics_path if self.layout is not None else None
+        self.checkpoint_dir = self.layout.checkpoints_dir if self.layout is not None else None
         if self.out_dir is not None:
             self._resume_or_reset()
-        tb_dir = self.out_dir / "tensorboard" if (self.out_dir is not None and spec.tensorboard) else None
+        tb_dir = self.layout.tensorboard_dir if (self.layout is not None and spec.tensorboard) else None
         purge = (self.resumed_from + 1) if self.resumed_from is not None else 0
         self.writer = MetricsWriter(self.metrics_path, tensorboard_dir=tb_dir, purge_step=purge)
-        self.forward: nn.Module = torch.compile(model) if spec.compile else model
-        self.amp = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16) if spec.bf16 else contextlib.nullcontext()
-        )
         self.next_event = self._next_event(self.step)
 
     # resume ---------------------------------------------------------------------------------
@@ -296,9 +273,7 @@ class _Trainer:
         if checkpoint.note:
             self.log(f"note: {checkpoint.note}")
         self.model.load_state_dict(checkpoint.model, strict=True)
-        self.optimizer.load_state_dict(checkpoint.optimizer)
-        if self.masked is not None:
-            self.masked.apply_to_weights()  # a no-op on a masked checkpoint; guards against a stale one
+        self.update.load_state_dict(checkpoint.update)
         restore_rng_state(checkpoint.rng)
         state = checkpoint.trainer
         self.step = checkpoint.step
@@ -374,6 +349,7 @@ class _Trainer:
 
     def _check_weights(self, step: int) -> None:
         tensors = [t for t in self.model.state_dict().values() if torch.is_tensor(t) and t.is_floating_point()]
+        tensors += [t for t in self.update.checked_tensors() if t.is_floating_point()]
         if not tensors:
             return
         peaks = torch.stack([n.float() for n in torch._foreach_norm(tensors, ord=math.inf)])
@@ -440,9 +416,9 @@ class _Trainer:
         )
 
     def _save_weights(self, step: int) -> None:
-        assert self.out_dir is not None
+        assert self.layout is not None
         atomic_save_tensors(
-            weights_path(self.out_dir, step),
+            self.layout.weights_path(step),
             _unshared(self.model.state_dict()),
             metadata={"format": WEIGHTS_FORMAT, "step": str(step)},
         )
@@ -461,7 +437,7 @@ class _Trainer:
             self.checkpoint_dir,
             step=step,
             model=self.model,
-            optimizer=self.optimizer,
+            update=self.update.state_dict(),
             trainer=state,
             cuda_rng=self.device.type == "cuda",
         )
@@ -502,18 +478,14 @@ class _Trainer:
             wall_seconds=time.perf_counter() - self.started,
             resumed_from=self.resumed_from,
             history=list(self.history),
+            mask=self.update.final_mask(),
         )
 
     def _loop(self) -> None:
         step, end, ipe = self.step, self.end, self.plan.iterations_per_epoch
         if step >= end:
             return
-        loader, optimizer, forward = self.train_loader, self.optimizer, self.forward
-        zero_grad, optimizer_step, groups = optimizer.zero_grad, optimizer.step, optimizer.param_groups
-        lr_fn, amp, label_smoothing = self.lr_fn, self.amp, self.spec.label_smoothing
-        cross_entropy = F.cross_entropy
-        mask_gradients = self.masked.apply_to_gradients if self.masked is not None else None
-        mask_weights = self.masked.apply_to_weights if self.masked is not None else None
+        loader, lr_fn, set_lr, update = self.train_loader, self.lr_fn, self.update.set_lr, self.update.step
         keep = self.pending.append
         current_lr = None
         next_check = min(self.next_event, step + self.check_every)
@@ -522,19 +494,9 @@ class _Trainer:
             for x, y in loader.epoch(epoch, batch):
                 lr = lr_fn(step)
                 if lr != current_lr:
-                    for group in groups:
-                        group["lr"] = lr
+                    set_lr(lr)
                     current_lr = lr
-                zero_grad(set_to_none=True)
-                with amp:
-                    loss = cross_entropy(forward(x), y, label_smoothing=label_smoothing)
-                loss.backward()
-                if mask_gradients is not None:
-                    mask_gradients()
-                optimizer_step()
-                if mask_weights is not None:
-                    mask_weights()
-                keep(loss.detach())
+                keep(update(x, y, step))
                 step += 1
                 if step >= next_check:
                     self.step = step
@@ -550,53 +512,3 @@ class _Trainer:
                     )
             epoch, batch = epoch + 1, 0
         self.step = step
-
-
-def train(
-    model: nn.Module,
-    train_loader: Any,
-    test_loader: Any,
-    spec: TrainingSpec,
-    *,
-    out_dir: str | Path | None,
-    mask: Mapping[str, torch.Tensor] | None = None,
-    prunable: Mapping[str, nn.Parameter] | None = None,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    save_steps: Iterable[int | str] = (),
-    log: Callable[[str], None] | None = None,
-    start_step: int = 0,
-    stop_step: int | None = None,
-) -> TrainResult:
-    """Train ``model`` in place as ``spec`` says; resume automatically from ``out_dir``'s checkpoint.
-
-    ``train_loader`` provides ``iterations_per_epoch`` and ``epoch(e, start_batch)``; ``test_loader``
-    (a loader, an iterable of ``(x, y)``, or ``None``) is evaluated every ``spec.eval_every`` steps and
-    at the end. With ``mask`` the weights it names (looked up in ``prunable``, default: the model's
-    named parameters) stay exactly zero where the mask is False. ``save_steps`` (iterations or step
-    strings) add to ``spec.save_steps``. ``out_dir=None`` trains in memory without writing files.
-    ``device`` overrides ``spec.device``. Logs go to ``log`` (default: stderr); stdout is never used.
-
-    ``start_step`` starts the data order and the learning-rate schedule at that step (for rewinding:
-    ``model`` holds the weights of that step; the optimiser state starts fresh). ``stop_step`` ends
-    this call early (the schedule still spans ``spec.steps``); the final evaluation, final weights and
-    final checkpoint are then those of ``stop_step``.
-
-    Raises :class:`TrainingDiverged` when the loss becomes NaN or infinite.
-    """
-    trainer = _Trainer(
-        model,
-        train_loader,
-        test_loader,
-        spec,
-        out_dir=Path(out_dir) if out_dir is not None else None,
-        mask=mask,
-        prunable=prunable,
-        seed=seed,
-        device=device,
-        save_steps=save_steps,
-        log=log,
-        start_step=start_step,
-        stop_step=stop_step,
-    )
-    return trainer.run()
