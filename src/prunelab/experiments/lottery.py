@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from prunelab.experiments.places import MemoryPlace, Place, StorePlace
+from prunelab.experiments.places import MemoryPlace, Place, StageResult, StorePlace
 from prunelab.experiments.workbench import Bench, Workbench, train_summary
 from prunelab.masks import Mask, apply_mask
 from prunelab.pruning.api import LEVEL_STRATEGIES, prune_level, score
@@ -113,14 +113,14 @@ class Lottery:
             if self.rewind_step == 0:
                 self._rewind = {k: v.detach().clone() for k, v in self.bench.new_model().state_dict().items()}
             else:
-                _, _, self._rewind = self.place.stage("pretrain", self._yaml, self._pretrain)
+                self._rewind = self.place.stage("pretrain", self._yaml, self._pretrain).state
         return self._rewind
 
-    def _pretrain(self, run: Any) -> tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]:
+    def _pretrain(self, run: Any) -> StageResult:
         model = self.bench.new_model()
         mask = Mask.ones_like(self.bench.prunable(model))
         result = self.bench.train(model, run, mask=None, stop_step=self.rewind_step)
-        return train_summary(result, mask), mask, model.state_dict()
+        return StageResult(train_summary(result, mask), mask, model.state_dict())
 
     def _start_model(self, mask: Mask, *, fresh_seed: int | None = None) -> torch.nn.Module:
         """A model at the rewind point (or freshly initialised), masked, NTK-rescaled if asked."""
@@ -138,13 +138,14 @@ class Lottery:
         return model
 
     # levels -------------------------------------------------------------------------------------
-    def level(self, level: int) -> tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]:
+    def level(self, level: int) -> StageResult:
         return self.place.stage(f"level_{level}", self._yaml, lambda run: self._train_level(level, run))
 
     def _level_mask(self, level: int) -> Mask:
         if level == 0:
             return Mask.ones_like(self.bench.prunable(self.bench.new_model()))
-        _, previous_mask, previous_state = self.level(level - 1)
+        previous = self.level(level - 1)
+        previous_mask, previous_state = previous.mask, previous.state
         weights = {name: previous_state[name] for name in previous_mask}
         generator = torch.Generator().manual_seed(derived_seed(self.spec.seed, "prune", level))
         if self.prune.strategy not in LEVEL_STRATEGIES:
@@ -171,22 +172,22 @@ class Lottery:
         return prune_fraction(scores, mask, self.prune.fraction, scope=self.prune.scope, rates=self.prune.rates,
                               ignore=self.prune.ignore, prune_highest=prune_highest, generator=generator)
 
-    def _train_level(self, level: int, run: Any) -> tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]:
+    def _train_level(self, level: int, run: Any) -> StageResult:
         mask = self._level_mask(level)
         log.info("level %d: density %.4f", level, mask.density)
         model = self._start_model(mask)
         result = self.bench.train(model, run, mask=mask, start_step=self.rewind_step)
         summary = {"level": level, **train_summary(result, mask), "collapsed_layers": mask.collapsed_layers()}
-        return summary, mask, model.state_dict()
+        return StageResult(summary, mask, model.state_dict())
 
     # controls -----------------------------------------------------------------------------------
     def control(self, level: int, name: str) -> dict[str, Any]:
         check_controls([name])
-        summary, _, _ = self.place.stage(f"level_{level}/{name}", self._yaml, lambda run: self._train_control(level, name, run))
-        return summary
+        stage = self.place.stage(f"level_{level}/{name}", self._yaml, lambda run: self._train_control(level, name, run))
+        return stage.summary
 
-    def _train_control(self, level: int, name: str, run: Any) -> tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]:
-        _, mask, _ = self.level(level)
+    def _train_control(self, level: int, name: str, run: Any) -> StageResult:
+        mask = self.level(level).mask
         order_seed = None
         if name == "reinit":
             model = self._start_model(mask, fresh_seed=derived_seed(self.spec.seed, "reinit", level))
@@ -199,7 +200,7 @@ class Lottery:
             order_seed = derived_seed(self.spec.seed, "retrain", level) % (2**31)
         result = self.bench.train(model, run, mask=mask, start_step=self.rewind_step, order_seed=order_seed)
         summary = {"level": level, "control": name, **train_summary(result, mask)}
-        return summary, mask, model.state_dict()
+        return StageResult(summary, mask, model.state_dict())
 
     # everything ---------------------------------------------------------------------------------
     def run(self, levels: int, controls: Sequence[str] = ()) -> LotteryResult:
@@ -208,7 +209,8 @@ class Lottery:
         check_controls(controls)
         rows, masks = [], {}
         for level in range(levels + 1):
-            summary, mask, _ = self.level(level)
+            stage = self.level(level)
+            summary, mask = stage.summary, stage.mask
             row = {key: summary[key] for key in ("level", "density", "test_accuracy", "test_loss", "best_accuracy",
                                                  "best_step", "wall_seconds", "collapsed_layers") if key in summary}
             if level > 0:

@@ -19,7 +19,7 @@ from prunelab.models import initialize, prunable_parameters
 from prunelab.specs import DatasetSpec, SpecError, TrainingSpec
 from prunelab.steps import to_iterations
 from prunelab.store import Run
-from prunelab.training import TrainResult, resolve_device, train
+from prunelab.training import TrainResult, UpdateStep, resolve_device, train
 
 __all__ = ["ModuleBench", "TensorLoader", "DataLoaderAdapter", "loaders_from", "fingerprint"]
 
@@ -160,13 +160,14 @@ class ModuleBench:
         return to_iterations(step, self._train_loader.iterations_per_epoch)
 
     def train(self, model: nn.Module, run: Run | None, *, mask: Mask | None = None, order_seed: int | None = None,
-              start_step: int = 0, stop_step: int | None = None) -> TrainResult:
+              start_step: int = 0, stop_step: int | None = None, update: UpdateStep | None = None) -> TrainResult:
         loader = self._train_loader
         if order_seed is not None:
             if not self.reseedable:
                 raise SpecError("the retrain control needs a reseedable data order: pass ImageDatasets or tensors, "
                                 "not a DataLoader")
             loader, _, _ = loaders_from(self.data, self.spec.batch_size, self.spec.eval_batch_size, self.device, order_seed)
+        step_args: dict[str, Any] = {"update": update} if update is not None else {
+            "mask": mask, "prunable": self.prunable(model)}
         return train(model, loader, self._test_loader, self.spec, out_dir=run.path if run is not None else None,
-                     mask=mask, prunable=self.prunable(model), seed=self.seed, device=self.device,
-                     start_step=start_step, stop_step=stop_step)
+                     seed=self.seed, device=self.device, start_step=start_step, stop_step=stop_step, **step_args)

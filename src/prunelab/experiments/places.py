@@ -4,6 +4,7 @@ memory (the Python API on a user's own model, nothing written)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,15 +13,25 @@ from prunelab.experiments.stage import run_stage
 from prunelab.masks import Mask
 from prunelab.store import Run, RunStore, load_tensors
 
-__all__ = ["Place", "StorePlace", "MemoryPlace"]
+__all__ = ["StageResult", "Place", "StorePlace", "MemoryPlace"]
 
-Body = Callable[[Run | None], tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]]
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a finished training stage hands to the stages after it."""
+
+    summary: dict[str, Any]  # the stage's summary.json
+    mask: Mask  # the mask the trained network has
+    state: dict[str, torch.Tensor]  # its final state dict
+
+
+Body = Callable[[Run | None], StageResult]
 
 
 class Place:
-    """Runs a stage once and hands back its summary, mask and final weights."""
+    """Runs a stage once and hands back its :class:`StageResult`."""
 
-    def stage(self, name: str, spec_yaml: str, body: Body) -> tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]:
+    def stage(self, name: str, spec_yaml: str, body: Body) -> StageResult:
         raise NotImplementedError
 
 
@@ -35,29 +46,28 @@ class StorePlace(Place):
     def run(self, name: str) -> Run:
         return self.store.run(f"{self.parent_id}/{name}")
 
-    def stage(self, name: str, spec_yaml: str, body: Body) -> tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]:
+    def stage(self, name: str, spec_yaml: str, body: Body) -> StageResult:
         def wrapped(run: Run) -> dict[str, Any]:
-            summary, mask, state = body(run)
-            mask.save(run.path / "mask.safetensors")
-            return summary
+            result = body(run)
+            result.mask.save(run.mask_path)
+            return result.summary
 
         run_id = f"{self.parent_id}/{name}"
         summary = run_stage(self.store, run_id, spec_yaml, wrapped)
         run = self.store.run(run_id)
-        mask = Mask.load(run.path / "mask.safetensors")
-        state = load_tensors(run.weights_path(summary["final_step"]))
-        return summary, mask, state
+        return StageResult(summary, Mask.load(run.mask_path), load_tensors(run.weights_path(summary["final_step"])))
 
 
 class MemoryPlace(Place):
     """Stages run in memory, once per place object."""
 
     def __init__(self) -> None:
-        self.results: dict[str, tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]] = {}
+        self.results: dict[str, StageResult] = {}
 
-    def stage(self, name: str, spec_yaml: str, body: Body) -> tuple[dict[str, Any], Mask, dict[str, torch.Tensor]]:
+    def stage(self, name: str, spec_yaml: str, body: Body) -> StageResult:
         if name not in self.results:
-            summary, mask, state = body(None)
-            summary.setdefault("run_id", name)
-            self.results[name] = (summary, mask, {k: v.detach().clone() for k, v in state.items()})
+            result = body(None)
+            result.summary.setdefault("run_id", name)
+            state = {k: v.detach().clone() for k, v in result.state.items()}
+            self.results[name] = StageResult(result.summary, result.mask, state)
         return self.results[name]

@@ -15,7 +15,7 @@ from prunelab.data import BatchLoader, DataSplits, load_dataset
 from prunelab.masks import Mask
 from prunelab.models import build_model, prunable_from_spec
 from prunelab.specs import DatasetSpec, ExperimentSpec
-from prunelab.training import TrainResult, resolve_device, train
+from prunelab.training import TrainResult, UpdateStep, resolve_device, train
 from prunelab.steps import to_iterations
 from prunelab.store import Run
 
@@ -37,7 +37,7 @@ class Bench(Protocol):
     def to_iterations(self, step: str | int) -> int: ...
 
     def train(self, model: nn.Module, run: Run | None, *, mask: Mask | None = None, order_seed: int | None = None,
-              start_step: int = 0, stop_step: int | None = None) -> TrainResult: ...
+              start_step: int = 0, stop_step: int | None = None, update: UpdateStep | None = None) -> TrainResult: ...
 
 
 @dataclass
@@ -104,16 +104,19 @@ class Workbench:
         stop_step: int | None = None,
         save_steps: tuple[str, ...] = (),
         log: Any = None,
+        update: UpdateStep | None = None,
     ) -> TrainResult:
+        """Train ``model`` (masked weight training by default, or ``update``) into ``run``'s directory."""
         extra = tuple(self.to_iterations(s) for s in save_steps)  # train() adds spec.train.save_steps itself
+        step_args: dict[str, Any] = {"update": update} if update is not None else {
+            "mask": mask, "prunable": self.prunable(model)}
         return train(
             model,
             self.train_loader(order_seed=order_seed),
             self.test_loader(),
             self.spec.train,
             out_dir=run.path if run is not None else None,
-            mask=mask,
-            prunable=self.prunable(model),
+            **step_args,
             seed=self.spec.seed,
             device=self.device,
             save_steps=extra,
