@@ -49,9 +49,13 @@ def count(params: dict[str, nn.Parameter]) -> int:
 #     + stage 3 (18,432 + 36,864 + 2,048 + 4·36,864) + fc 640 = 270,896 in 22 tensors; each extra
 #     block per stage (depth + 6) adds 96,768 weights and 6 tensors.
 #   VGG-16: 14,710,464 conv + 5,120 fc = 14,715,584.
-#   ResNet-18/34/50/101: the totals are the published ones (11,689,512 / 21,797,672 / 25,557,032 /
-#     44,549,160); prunable = total − 2·(batch-norm channels) − 1,000 fc biases.
-#   Tiny-ImageNet stems: 3×3 instead of 7×7 stem (−7,680) and 200 classes (−409,600 fc weights).
+#   ResNet-18/34/50/101/152: the totals are the published ones (11,689,512 / 21,797,672 / 25,557,032 /
+#     44,549,160 / 60,192,808); prunable = total − 2·(batch-norm channels) − 1,000 fc biases.
+#   ResNet-200 (OpenLTH's 3, 24, 36, 3 blocks): ResNet-152 + 16 stage-2 bottlenecks of 280,064
+#     parameters each (512·128 + 9·128² + 128·512 weights, 2·768 batch-norm) = 64,673,832, of them
+#     16 · 278,528 more prunable weights.
+#   Tiny-ImageNet stems: 3×3 instead of 7×7 stem (−7,680) and 200 classes (−409,600 fc weights
+#     with basic blocks, −1,638,400 with bottlenecks).
 ARCHITECTURES = [
     ("lenet_300_100", MNIST, 10, 266_200, 3, 266_610),
     ("lenet_500_300_100", MNIST, 10, 573_000, 4, 573_910),
@@ -72,10 +76,14 @@ ARCHITECTURES = [
     ("resnet_34", CIFAR, 1000, 21_779_648, 37, 21_797_672),
     ("resnet_50", CIFAR, 1000, 25_502_912, 54, 25_557_032),
     ("resnet_101", CIFAR, 1000, 44_442_816, 105, 44_549_160),
+    ("resnet_152", CIFAR, 1000, 60_040_384, 156, 60_192_808),
+    ("resnet_200", CIFAR, 1000, 64_496_832, 204, 64_673_832),
     ("tinyimagenet_resnet_18", TINY, 200, 11_261_632, 21, 11_271_432),
     ("tinyimagenet_resnet_34", TINY, 200, 21_362_368, 37, 21_379_592),
     ("tinyimagenet_resnet_50", TINY, 200, 23_856_832, 54, 23_910_152),
     ("tinyimagenet_resnet_101", TINY, 200, 42_796_736, 105, 42_902_280),
+    ("tinyimagenet_resnet_152", TINY, 200, 58_394_304, 156, 58_545_928),
+    ("tinyimagenet_resnet_200", TINY, 200, 62_850_752, 204, 63_026_952),
 ]
 
 
@@ -118,10 +126,14 @@ FORWARD_CASES = [
     ("resnet_34", CIFAR, 0.125),
     ("resnet_50", CIFAR, 0.125),
     ("resnet_101", CIFAR, 0.0625),
+    ("resnet_152", CIFAR, 0.0625),
+    ("resnet_200", CIFAR, 0.0625),
     ("tinyimagenet_resnet_18", TINY, 0.125),
     ("tinyimagenet_resnet_34", (3, 16, 16), 0.125),
     ("tinyimagenet_resnet_50", (3, 16, 16), 0.125),
     ("tinyimagenet_resnet_101", (3, 16, 16), 0.0625),
+    ("tinyimagenet_resnet_152", (3, 16, 16), 0.0625),
+    ("tinyimagenet_resnet_200", (3, 16, 16), 0.0625),
 ]
 
 
@@ -272,6 +284,145 @@ def test_pytorch_default_is_reset_parameters_seeded() -> None:
     assert not torch.equal(_init_layer(nn.Linear(400, 300), "pytorch_default", seed=6).weight, layer.weight)
 
 
+# Glorot & Bengio 2010: σ = sqrt(2 / (fan_in + fan_out)), bound = √3·σ = sqrt(6 / (fan_in + fan_out)).
+# Linear(300, 100): fan_in 300, fan_out 100. Conv2d(16, 32, 3): fan_in 16·9 = 144, fan_out 32·9 = 288.
+XAVIER_CASES = [
+    (lambda: nn.Linear(300, 100), math.sqrt(2 / 400), math.sqrt(6 / 400)),
+    (lambda: nn.Conv2d(16, 32, 3), math.sqrt(2 / 432), math.sqrt(6 / 432)),
+]
+
+
+@pytest.mark.parametrize("make, std, bound", XAVIER_CASES, ids=["linear", "conv"])
+def test_xavier_laws_draw_exactly_the_glorot_values(make, std, bound) -> None:
+    layer = _init_layer(make(), "xavier_normal", seed=7)
+    expected = torch.randn(layer.weight.shape, generator=torch.Generator().manual_seed(7)) * std
+    assert torch.equal(layer.weight, expected)
+    assert torch.all(layer.bias == 0)
+    reference = torch.empty(layer.weight.shape)
+    nn.init.xavier_normal_(reference, generator=torch.Generator().manual_seed(7))  # PyTorch's own formula
+    torch.testing.assert_close(layer.weight, reference, rtol=1e-6, atol=1e-7)
+
+    layer = _init_layer(make(), "xavier_uniform", seed=7)
+    expected = torch.empty(layer.weight.shape).uniform_(-bound, bound, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(layer.weight, expected)
+    nn.init.xavier_uniform_(reference, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(layer.weight, reference)
+    assert layer.weight.abs().max().item() <= bound and torch.all(layer.bias == 0)
+
+
+def test_xavier_statistics_on_a_large_layer() -> None:
+    layer = nn.Conv2d(64, 128, 3)  # fan_in 576, fan_out 1,152: σ = sqrt(2 / 1,728) = 0.034021
+    std = math.sqrt(2 / 1728)
+    assert _init_layer(layer, "xavier_normal").weight.std().item() == pytest.approx(std, rel=0.01)
+    uniform = _init_layer(layer, "xavier_uniform").weight
+    assert uniform.std().item() == pytest.approx(std, rel=0.01)
+    assert 0.999 * math.sqrt(3) * std < uniform.abs().max().item() <= math.sqrt(3) * std
+
+
+def _layers_for_golden_draws() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(6, 5))
+
+
+# Each initialiser as a formula over one generator's stream, layer after layer in modules() order:
+# adding initialisers and bias options must leave every existing one drawing exactly these values.
+GOLDEN_LAWS = {
+    "kaiming_normal": lambda w, g: torch.randn(w.shape, generator=g) * math.sqrt(2 / w[0].numel()),
+    "kaiming_uniform": lambda w, g: torch.empty(w.shape).uniform_(
+        -math.sqrt(6 / w[0].numel()), math.sqrt(6 / w[0].numel()), generator=g),
+    "standard_normal": lambda w, g: torch.randn(w.shape, generator=g),
+    "signed_constant": lambda w, g: (torch.randint(0, 2, w.shape, generator=g) * 2 - 1) * math.sqrt(2 / w[0].numel()),
+    "scaled_signed_constant": lambda w, g: (torch.randint(0, 2, w.shape, generator=g) * 2 - 1)
+    * math.sqrt(2 / w[0].numel()) / math.sqrt(0.25),
+}
+
+
+@pytest.mark.parametrize("init", sorted(GOLDEN_LAWS))
+def test_existing_initialisers_draw_what_they_always_drew(init: str) -> None:
+    model = initialize(_layers_for_golden_draws(), init, "uniform", generator=torch.Generator().manual_seed(11),
+                       density=0.25)
+    stream = torch.Generator().manual_seed(11)
+    conv_weight = GOLDEN_LAWS[init](model[0].weight, stream)
+    gamma = torch.rand(4, generator=stream)
+    linear_weight = GOLDEN_LAWS[init](model[3].weight, stream)
+    assert torch.equal(model[0].weight, conv_weight.float()) and torch.equal(model[3].weight, linear_weight.float())
+    assert torch.equal(model[1].weight, gamma)
+    assert torch.all(model[0].bias == 0) and torch.all(model[3].bias == 0) and torch.all(model[1].bias == 0)
+
+
+def test_bias_init_pytorch_default_draws_after_each_weight() -> None:
+    model = initialize(_layers_for_golden_draws(), "kaiming_normal", "ones",
+                       generator=torch.Generator().manual_seed(3), bias_init="pytorch_default")
+    stream = torch.Generator().manual_seed(3)
+    for layer, fan_in in ((model[0], 27), (model[3], 6)):  # 3·3·3 and 6 inputs per output unit
+        weight = torch.randn(layer.weight.shape, generator=stream) * math.sqrt(2 / fan_in)
+        bound = 1 / math.sqrt(fan_in)  # PyTorch's bias law in Linear/Conv reset_parameters
+        bias = torch.empty(layer.bias.shape).uniform_(-bound, bound, generator=stream)
+        assert torch.equal(layer.weight, weight) and torch.equal(layer.bias, bias)
+        assert 0 < layer.bias.abs().max().item() <= bound
+
+
+def test_bias_init_none_and_zeros() -> None:
+    zeros = initialize(_layers_for_golden_draws(), "xavier_uniform", "ones",
+                       generator=torch.Generator().manual_seed(3), bias_init="zeros")
+    default = initialize(_layers_for_golden_draws(), "xavier_uniform", "ones",
+                         generator=torch.Generator().manual_seed(3))
+    assert _same_weights(zeros, default) and torch.all(zeros[3].bias == 0)
+    # pytorch_default keeps PyTorch's biases unless told otherwise; "zeros" leaves its weights alone.
+    kept = _init_layer(nn.Linear(40, 30), "pytorch_default", seed=5)
+    zeroed = initialize(nn.Linear(40, 30), "pytorch_default", "ones", generator=torch.Generator().manual_seed(5),
+                        bias_init="zeros")
+    assert kept.bias.abs().sum() > 0 and torch.all(zeroed.bias == 0) and torch.equal(kept.weight, zeroed.weight)
+    same = initialize(nn.Linear(40, 30), "pytorch_default", "ones", generator=torch.Generator().manual_seed(5),
+                      bias_init="pytorch_default")
+    assert _same_weights(same, kept)
+
+
+def test_model_spec_bias_init_reaches_build_model() -> None:
+    plain = build("lenet_300_100", MNIST, seed=2)
+    openlth = build("lenet_300_100", MNIST, seed=2, bias_init="pytorch_default")
+    assert all(torch.all(layer.bias == 0) for layer in (*plain.hidden, plain.fc))
+    layers = (*openlth.hidden, openlth.fc)
+    assert all(0 < layer.bias.abs().max() <= 1 / math.sqrt(layer.in_features) for layer in layers)
+    assert torch.equal(plain.hidden[0].weight, openlth.hidden[0].weight)  # the first draw precedes any bias
+    with pytest.raises(SpecError, match="unknown model.bias_init 'pytorch'. Did you mean 'pytorch_default'"):
+        ModelSpec(bias_init="pytorch")
+
+
+def test_vgg_conv_bias_is_openlths_layout() -> None:
+    # OpenLTH's cifar_vgg_16: 14,710,464 conv weights + 4,224 conv biases + 2·4,224 batch-norm
+    # + 5,120 fc weights + 10 fc biases = 14,728,266; the prunable weights are unchanged.
+    with torch.device("meta"):
+        model = build("vgg_16", conv_bias=True)
+    assert sum(p.numel() for p in model.parameters()) == 14_728_266
+    assert count(prunable_parameters(model)) == 14_715_584
+    model = build("vgg_11", width=0.125, conv_bias=True, bias_init="pytorch_default")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.bias is not None and 0 < c.bias.abs().max() <= 1 / math.sqrt(c.weight[0].numel()) for c in convs)
+    assert all(torch.all(c.bias == 0) for c in build("vgg_11", width=0.125, conv_bias=True).modules()
+               if isinstance(c, nn.Conv2d))
+    assert _same_weights(build("vgg_11", width=0.125, conv_bias=False), build("vgg_11", width=0.125))
+
+
+def test_architecture_options_fail_clearly_where_they_do_not_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SpecError, match=r"model.conv_bias does not apply to 'cifar_resnet_20'; it applies to .*vgg_16"):
+        build("cifar_resnet_20", conv_bias=True)
+    with pytest.raises(SpecError, match="does not apply to 'lenet_300_100'"):
+        build("lenet_300_100", MNIST, conv_bias=False)
+    with pytest.raises(ValueError, match="unknown architecture option 'bias'"):
+        register_model("x", options=("bias",))
+    monkeypatch.setattr(registry, "_NAMED", dict(registry._NAMED))
+
+    @register_model("biased_probe", options=("conv_bias",))
+    def probe(name, *, input_shape, num_classes, width, conv_bias=False):
+        model = nn.Module()
+        model.conv = nn.Conv2d(input_shape[0], 2, 1, bias=conv_bias)
+        model.fc = nn.Linear(2, num_classes)
+        return model
+
+    assert build("biased_probe", conv_bias=True).conv.bias is not None
+    assert build("biased_probe").conv.bias is None  # unset: the factory's own default
+
+
 def test_initialize_rejects_bad_arguments() -> None:
     layer = nn.Linear(3, 2)
     with pytest.raises(SpecError, match="Did you mean 'kaiming_normal'"):
@@ -280,6 +431,8 @@ def test_initialize_rejects_bad_arguments() -> None:
         initialize(layer, "kaiming_normal", "zero", generator=torch.Generator())
     with pytest.raises(ValueError, match="density"):
         _init_layer(layer, "scaled_signed_constant", density=0.0)
+    with pytest.raises(SpecError, match="bias initialiser 'zero'. Did you mean 'zeros'"):
+        initialize(layer, "kaiming_normal", "ones", generator=torch.Generator(), bias_init="zero")
 
 
 def test_batch_norm_initialisers() -> None:

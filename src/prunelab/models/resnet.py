@@ -1,12 +1,13 @@
 """Residual blocks and the ImageNet ResNets (He et al. 2016), with the Tiny-ImageNet stem.
 
-``resnet_18``/``resnet_34`` stack basic blocks, ``resnet_50``/``resnet_101`` bottlenecks with the
-stride on the 3×3 convolution ("ResNet v1.5", as most reference implementations). The ImageNet stem
+``resnet_18``/``resnet_34`` stack basic blocks, ``resnet_50``/``resnet_101``/``resnet_152``/``resnet_200``
+bottlenecks with the stride on the 3×3 convolution ("ResNet v1.5", as torchvision and OpenLTH's
+``models/imagenet_resnet.py``; ResNet-200 has OpenLTH's 3, 24, 36, 3 blocks per stage). The ImageNet stem
 is a 7×7 stride-2 convolution and a 3×3 stride-2 max-pool; ``tinyimagenet_resnet_*`` replace it with a
 3×3 stride-1 convolution and no max-pool, which keeps enough resolution for 64×64 images. A block
 whose output shape differs from its input adds a 1×1 convolution + batch norm on the shortcut.
 All convolutions are bias-free (each is followed by a batch norm); with 1000 classes the totals
-match the published 11,689,512 (ResNet-18) and 25,557,032 (ResNet-50) parameters.
+match the published 11,689,512 (ResNet-18), 25,557,032 (ResNet-50) and 60,192,808 (ResNet-152) parameters.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ _DEPTHS: dict[int, tuple[type[BasicBlock | Bottleneck], tuple[int, int, int, int
     34: (BasicBlock, (3, 4, 6, 3)),
     50: (Bottleneck, (3, 4, 6, 3)),
     101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+    200: (Bottleneck, (3, 24, 36, 3)),
 }
 _STAGE_CHANNELS = (64, 128, 256, 512)
 
