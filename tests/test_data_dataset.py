@@ -10,7 +10,7 @@ import torch
 
 from prunelab.data import Augmentation, DataSplits, ImageDataset, data_root, load_dataset
 from prunelab.data.loading import randomize_labels, subsample
-from prunelab.specs import DatasetSpec
+from prunelab.specs import DatasetSpec, SpecError
 
 
 def make_dataset(n: int = 30, num_classes: int = 3, shape: tuple[int, int, int] = (1, 4, 4)) -> ImageDataset:
@@ -133,6 +133,34 @@ def test_load_dataset_applies_options_to_train_only() -> None:
     expected, chosen = randomize_labels(subsampled, 0.5, seed=0)
     assert len(chosen) == round(0.5 * len(subsampled))
     assert torch.equal(splits.train.labels, expected.labels)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"normalization": "cifar"}, "unknown dataset.normalization 'cifar'"),
+        ({"normalization": "custom"}, "needs dataset.mean and dataset.std with one value per channel"),
+        ({"normalization": "custom", "mean": (0.5, 0.5), "std": (0.2,)}, "one value per channel each"),
+        ({"normalization": "custom", "mean": (0.5,), "std": (0.0,)}, "dataset.std must be positive"),
+        ({"mean": (0.5,), "std": (0.2,)}, "read only with dataset.normalization=custom"),
+        ({"crop_padding": -1}, "crop_padding must be >= 0"),
+        ({"crop_padding": 2, "augment": False}, "dataset.augment is false"),
+    ],
+)
+def test_normalization_and_crop_options_are_checked(fields: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        DatasetSpec(name="digits", **fields)
+
+
+def test_normalization_replaces_statistics_of_both_splits() -> None:
+    plain = load_dataset(DatasetSpec(name="digits"))
+    custom = load_dataset(DatasetSpec(name="digits", normalization="custom", mean=(0.25,), std=(0.5,)))
+    assert (custom.train.mean, custom.train.std, custom.test.mean, custom.test.std) == ((0.25,), (0.5,)) * 2
+    assert torch.equal(custom.train.images, plain.train.images) and custom.train.mean != plain.train.mean
+    with pytest.raises(SpecError, match="ImageNet's statistics are for RGB images"):
+        load_dataset(DatasetSpec(name="digits", normalization="imagenet"))
+    with pytest.raises(SpecError, match="digits has no augmentation to change"):
+        load_dataset(DatasetSpec(name="digits", crop_padding=2))
 
 
 def test_synthetic_is_seeded_and_learnable() -> None:

@@ -22,11 +22,11 @@ from data_fixtures import (
 )
 from PIL import Image
 
-from prunelab.data import Augmentation, DataError, load_dataset
+from prunelab.data import Augmentation, BatchLoader, DataError, load_dataset
 from prunelab.data.readers import images as image_reader
 from prunelab.data.readers.cifar import read_cifar_batch
 from prunelab.data.readers.mnist import read_idx_images, read_idx_labels
-from prunelab.specs import DatasetSpec
+from prunelab.specs import DatasetSpec, SpecError
 
 
 def spec(name: str, root: Path, **kw: object) -> DatasetSpec:
@@ -118,6 +118,34 @@ def test_cifar10_reads_pickle_batches(tmp_path: Path) -> None:
     assert splits.train.augmentation == Augmentation(pad=4, flip=True) and splits.test.augmentation is None
     assert splits.num_classes == 10 and splits.train.mean == (0.4914, 0.4822, 0.4465)
     assert load_dataset(spec("cifar10", tmp_path, augment=False)).train.augmentation is None
+
+
+def test_cifar_normalization_and_crop_padding_options(tmp_path: Path) -> None:
+    write_cifar10(tmp_path, per_batch=4)
+    imagenet = load_dataset(spec("cifar10", tmp_path, normalization="imagenet"))  # OpenLTH's datasets/cifar10.py
+    for split in (imagenet.train, imagenet.test):
+        assert (split.mean, split.std) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    # The loader feeds the model (pixel / 255 - mean) / std with those statistics.
+    x, _ = next(iter(BatchLoader.evaluation(imagenet.test, batch_size=4)))
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    torch.testing.assert_close(x, (imagenet.test.images.float() / 255 - mean) / std)
+    assert torch.equal(imagenet.train.images, load_dataset(spec("cifar10", tmp_path)).train.images)
+
+    custom = load_dataset(spec("cifar10", tmp_path, normalization="custom", mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1)))
+    assert (custom.test.mean, custom.test.std) == ((0.5, 0.5, 0.5), (0.25, 0.5, 1.0))
+    with pytest.raises(SpecError, match="gives 1 channel statistics, but cifar10 images have 3"):
+        load_dataset(spec("cifar10", tmp_path, normalization="custom", mean=(0.5,), std=(0.2,)))
+
+    flip_only = load_dataset(spec("cifar10", tmp_path, crop_padding=0))
+    assert flip_only.train.augmentation == Augmentation(pad=0, flip=True) and flip_only.test.augmentation is None
+    assert load_dataset(spec("cifar10", tmp_path, crop_padding=6)).train.augmentation == Augmentation(pad=6, flip=True)
+
+
+def test_tinyimagenet_crop_padding_replaces_the_default(tmp_path: Path) -> None:
+    write_tinyimagenet(tmp_path)
+    assert load_dataset(spec("tinyimagenet", tmp_path)).train.augmentation == Augmentation(pad=8, flip=True)
+    assert load_dataset(spec("tinyimagenet", tmp_path, crop_padding=4)).train.augmentation == Augmentation(4, True)
 
 
 def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:

@@ -10,10 +10,12 @@ import torch
 
 from prunelab.data.dataset import DataSplits, ImageDataset
 from prunelab.data.readers import READERS
+from prunelab.data.readers.tinyimagenet import IMAGENET_MEAN, IMAGENET_STD
 from prunelab.data.seeding import generator
+from prunelab.specs.base import SpecError
 from prunelab.specs.dataset import DatasetSpec
 
-__all__ = ["DATA_ROOT_ENV", "data_root", "load_dataset", "subsample", "randomize_labels"]
+__all__ = ["DATA_ROOT_ENV", "data_root", "load_dataset", "normalization_statistics", "subsample", "randomize_labels"]
 
 DATA_ROOT_ENV = "PRUNELAB_DATA"
 
@@ -49,14 +51,43 @@ def randomize_labels(dataset: ImageDataset, fraction: float, seed: int) -> tuple
 
 def load_dataset(spec: DatasetSpec) -> DataSplits:
     """Read ``spec.name`` from the data root (downloading missing files if ``spec.download``) and
-    apply the spec's options to the training set: ``subsample_fraction``, then
-    ``random_labels_fraction`` (both seeded by ``split_seed``), and ``augment=False`` to drop the
-    augmentation. The test set is never altered."""
+    apply the spec's options: ``normalization`` (both sets), then to the training set
+    ``subsample_fraction``, ``random_labels_fraction`` (both seeded by ``split_seed``),
+    ``augment=False`` to drop the augmentation and ``crop_padding`` to change it. The test set's
+    images and labels are never altered."""
     train, test = READERS[spec.name](spec, data_root(spec.root))
+    statistics = normalization_statistics(spec, train)
+    if statistics is not None:
+        mean, std = statistics
+        train, test = (dataclasses.replace(split, mean=mean, std=std) for split in (train, test))
     if spec.subsample_fraction < 1.0:
         train = subsample(train, spec.subsample_fraction, spec.split_seed)
     if spec.random_labels_fraction > 0.0:
         train, _ = randomize_labels(train, spec.random_labels_fraction, spec.split_seed)
     if not spec.augment:
         train = dataclasses.replace(train, augmentation=None)
+    elif spec.crop_padding is not None:
+        if train.augmentation is None:
+            raise SpecError(f"dataset.crop_padding: {spec.name} has no augmentation to change; leave it unset")
+        train = dataclasses.replace(train, augmentation=dataclasses.replace(train.augmentation, pad=spec.crop_padding))
     return DataSplits(train, test)
+
+
+Statistics = tuple[tuple[float, ...], tuple[float, ...]]
+
+
+def normalization_statistics(spec: DatasetSpec, dataset: ImageDataset) -> Statistics | None:
+    """The ``(mean, std)`` that ``spec.normalization`` asks for instead of the data set's own, or
+    ``None`` to keep them: ImageNet's for ``"imagenet"``, ``spec.mean``/``spec.std`` for ``"custom"``.
+    Their length must match the images' channels."""
+    if spec.normalization == "dataset":
+        return None
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if spec.normalization == "imagenet" else (spec.mean, spec.std)
+    channels = dataset.input_shape[0]
+    if len(mean) != channels:
+        hint = "; ImageNet's statistics are for RGB images" if spec.normalization == "imagenet" else ""
+        raise SpecError(
+            f"dataset.normalization={spec.normalization} gives {len(mean)} channel statistics, but {spec.name} "
+            f"images have {channels} channel(s){hint}"
+        )
+    return tuple(mean), tuple(std)
