@@ -1,4 +1,5 @@
 import dataclasses
+import math
 
 import pytest
 import yaml
@@ -39,6 +40,82 @@ def test_published_hyperparameters():
     assert r20.train.milestones == ("80ep", "120ep")
     r50 = get_preset("imagenet_resnet_50")
     assert (r50.train.batch_size, r50.train.lr, r50.train.warmup) == (1024, 0.4, "5ep")
+
+
+# Frankle & Carbin 2019, Figure 2 and Appendix H.1/H.4: (iterations, Adam lr, conv rate per round).
+FRANKLE_CARBIN = {2: ("20000it", 2e-4, 0.10), 4: ("25000it", 3e-4, 0.10), 6: ("30000it", 3e-4, 0.15)}
+
+
+@pytest.mark.parametrize("n", sorted(FRANKLE_CARBIN))
+def test_conv_presets_follow_frankle_and_carbin(n):
+    from prunelab.masks import Mask
+    from prunelab.models import build_model, prunable_from_spec
+    from prunelab.pruning import prune_level
+
+    steps, lr, conv_rate = FRANKLE_CARBIN[n]
+    spec = get_preset(f"cifar_conv{n}")
+    assert (spec.model.init, spec.dataset.augment) == ("xavier_normal", False)  # Gaussian Glorot, no augmentation
+    assert (spec.train.optimizer, spec.train.lr, spec.train.batch_size, spec.train.steps) == ("adam", lr, 60, steps)
+    assert spec.train.schedule == "constant" and spec.train.weight_decay == 0
+    # One level, layer by layer: each layer removes round_half_up(rate · n) of its weights, with
+    # rate = conv_rate for convolutions, 20% for the hidden fc layers and half of that for the output.
+    model = build_model(dataclasses.replace(spec.model, width=0.125), input_shape=(3, 32, 32), num_classes=10, seed=0)
+    weights = {name: p.detach() for name, p in prunable_from_spec(model, spec.model).items()}
+    pruned = prune_level(weights, Mask.ones_like(weights), spec.prune.strategy, spec.prune.fraction,
+                         scope=spec.prune.scope, rates=spec.prune.rates, ignore=spec.prune.ignore)
+    for name, weight in weights.items():
+        rate = conv_rate if name.startswith("convs.") else 0.1 if name == "fc.weight" else 0.2
+        assert int(pruned[name].sum()) == weight.numel() - math.floor(rate * weight.numel() + 0.5), name
+    assert len([name for name in weights if name.startswith("convs.")]) == n
+
+
+def test_openlth_presets_use_its_initialisation_and_data():
+    for name in ("cifar_resnet_20", "cifar_vgg_16", "mnist_lenet_300_100", "imagenet_resnet_50"):
+        assert get_preset(name).model.bias_init == "pytorch_default"  # models/initializers.py sets weights only
+    for name in ("cifar_resnet_20", "cifar_vgg_16", "cifar100_vgg_16"):
+        assert get_preset(name).dataset.normalization == "imagenet"  # datasets/cifar10.py
+    assert get_preset("cifar_vgg_16").model.conv_bias is True  # models/cifar_vgg.py ConvModule
+    assert get_preset("mnist_lenet_300_100").dataset.normalization == "dataset"  # 0.1307 / 0.3081, as OpenLTH
+    for depth in (18, 34, 50, 101, 152, 200):
+        spec = get_preset(f"imagenet_resnet_{depth}")
+        assert (spec.model.name, spec.model.bn_init, spec.model.init) == (f"resnet_{depth}", "uniform", "kaiming_normal")
+        assert spec.train == r50_train() and spec.prune.fraction == 0.2 and spec.prune.ignore == ()
+
+
+def r50_train():
+    return TrainingSpec(optimizer="sgd", lr=0.4, momentum=0.9, weight_decay=1e-4, batch_size=1024, steps="90ep",
+                        schedule="multistep", milestones=("30ep", "60ep", "80ep"), gamma=0.1, warmup="5ep")
+
+
+def test_tinyimagenet_preset_is_the_forks_modified_resnet_18():
+    spec = get_preset("tinyimagenet_resnet_18")
+    assert spec.train == TrainingSpec(optimizer="sgd", lr=0.2, momentum=0.9, weight_decay=1e-4, batch_size=256,
+                                      steps="200ep", schedule="multistep", milestones=("100ep", "150ep"), gamma=0.1,
+                                      warmup="5ep")
+    assert (spec.model.bn_init, spec.dataset.crop_padding, spec.dataset.normalization) == ("uniform", 4, "custom")
+    assert (spec.dataset.mean, spec.dataset.std) == ((-0.021, -0.0354, -0.0376), (1.21, 1.20, 1.25))
+
+
+# prunelab's own presets: the guides' figures and users' stores were made with these run names.
+OWN_PRESET_HASHES = {
+    "digits_conv2": "704d906779ec",
+    "digits_lenet_300_100": "2b4498019d81",
+    "mnist10k_lenet_300_100": "a11315fcfebf",
+    "synthetic_lenet_300_100": "1bb34f513260",
+}
+
+
+def test_own_presets_keep_their_run_names():
+    assert {name: get_preset(name).run_hash("train") for name in OWN_PRESET_HASHES} == OWN_PRESET_HASHES
+
+
+def test_every_preset_has_its_sources_in_the_docs():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "specs.md").read_text(encoding="utf-8")
+    sources = text.split("### Sources of every preset value", 1)[1]
+    missing = [name for name in preset_names() if f"`{name}`" not in sources]
+    assert not missing, f"docs/specs.md lists no sources for {missing}"
 
 
 # Golden hashes: a released default must never change, or existing run names (and users' stores)

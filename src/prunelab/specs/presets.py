@@ -1,8 +1,11 @@
-"""Named experiment presets with the hyper-parameters of the papers they come from.
+"""Named experiment presets with the hyper-parameters of the papers and code they come from.
 
-Sources: OpenLTH's defaults (LeNet, ResNet-20, VGG-16, ResNet-50), Frankle & Carbin 2019 (Conv-2/4/6),
-Frankle et al. 2021 "Missing the Mark" (Tiny-ImageNet ResNet-18). The small offline presets are
-sized to train in seconds to minutes on a CPU.
+Sources (every value is listed with its source in ``docs/specs.md``): OpenLTH's ``default_hparams()``
+(``models/mnist_lenet.py``, ``cifar_resnet.py``, ``cifar_vgg.py``, ``imagenet_resnet.py``) and its
+data sets (``datasets/cifar10.py``: ImageNet's normalisation); Frankle & Carbin 2019, Figure 2 and
+Appendix H (Conv-2/4/6); the "Missing the Mark" fork of OpenLTH, ``models/imagenet_resnet.py`` and
+``datasets/tinyimagenet2.py`` (Tiny-ImageNet ResNet-18). The ``digits_*``, ``mnist10k_*`` and
+``synthetic_*`` presets are prunelab's own, sized to train in seconds to minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -45,18 +48,23 @@ def get_preset(name: str) -> ExperimentSpec:
     return PRESETS[name]()
 
 
-def _cifar_sgd(steps: str = "160ep", milestones: tuple[str, ...] = ("80ep", "120ep"), **kw: object) -> TrainingSpec:
+def _sgd(steps: str, milestones: tuple[str, ...], **kw: object) -> TrainingSpec:
+    """OpenLTH's SGD recipe: momentum 0.9, weight decay 1e-4, lr × 0.1 at each milestone."""
     base = dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128, steps=steps,
                 schedule="multistep", milestones=milestones, gamma=0.1)
     base.update(kw)
     return TrainingSpec(**base)  # type: ignore[arg-type]
 
 
+# OpenLTH's initialisers (models/initializers.py) set only weights, so every bias keeps PyTorch's default.
+_OPENLTH_BIASES = "pytorch_default"
+
+
 @register_preset("mnist_lenet_300_100", "LeNet-300-100 on MNIST (OpenLTH: SGD 0.1, batch 128, 40 epochs)")
 def _mnist_lenet() -> ExperimentSpec:
     return ExperimentSpec(
         dataset=DatasetSpec(name="mnist", augment=False),
-        model=ModelSpec(name="lenet_300_100", init="kaiming_normal"),
+        model=ModelSpec(name="lenet_300_100", init="kaiming_normal", bias_init=_OPENLTH_BIASES),
         train=TrainingSpec(optimizer="sgd", lr=0.1, batch_size=128, steps="40ep", schedule="constant"),
         prune=PruningSpec(fraction=0.2, ignore=("fc.weight",)),
     )
@@ -64,8 +72,13 @@ def _mnist_lenet() -> ExperimentSpec:
 
 @register_preset("mnist10k_lenet_300_100", "LeNet-300-100 on the real 10k MNIST split (8,000 train / 2,000 test), offline")
 def _mnist10k_lenet() -> ExperimentSpec:
-    spec = _mnist_lenet()
-    return spec.updated(dataset=DatasetSpec(name="mnist10k", augment=False))
+    # prunelab's own: OpenLTH's LeNet recipe on the 10k split, with the zero biases it has always had.
+    return ExperimentSpec(
+        dataset=DatasetSpec(name="mnist10k", augment=False),
+        model=ModelSpec(name="lenet_300_100", init="kaiming_normal"),
+        train=TrainingSpec(optimizer="sgd", lr=0.1, batch_size=128, steps="40ep", schedule="constant"),
+        prune=PruningSpec(fraction=0.2, ignore=("fc.weight",)),
+    )
 
 
 @register_preset("digits_lenet_300_100", "LeNet-300-100 on scikit-learn digits (8x8), zero set-up, seconds on a CPU")
@@ -97,12 +110,15 @@ def _synthetic_lenet() -> ExperimentSpec:
     )
 
 
+# OpenLTH's CIFAR-10 (datasets/cifar10.py): random crop with 4-pixel padding and flips, ImageNet's mean/std.
+_OPENLTH_CIFAR10 = DatasetSpec(name="cifar10", normalization="imagenet")
+
 for _depth in (20, 32, 44, 56, 110):
     def _make(depth: int = _depth) -> ExperimentSpec:
         return ExperimentSpec(
-            dataset=DatasetSpec(name="cifar10"),
-            model=ModelSpec(name=f"cifar_resnet_{depth}", bn_init="uniform"),
-            train=_cifar_sgd(),
+            dataset=_OPENLTH_CIFAR10,
+            model=ModelSpec(name=f"cifar_resnet_{depth}", bn_init="uniform", bias_init=_OPENLTH_BIASES),
+            train=_sgd("160ep", ("80ep", "120ep")),
             prune=PruningSpec(fraction=0.2),
         )
 
@@ -113,48 +129,62 @@ for _dataset, _prefix in (("cifar10", "cifar"), ("cifar100", "cifar100")):
     for _depth in (11, 13, 16, 19):
         def _make_vgg(depth: int = _depth, dataset: str = _dataset) -> ExperimentSpec:
             return ExperimentSpec(
-                dataset=DatasetSpec(name=dataset),
-                model=ModelSpec(name=f"vgg_{depth}", bn_init="uniform"),
-                train=_cifar_sgd(),
+                dataset=DatasetSpec(name=dataset, normalization="imagenet"),
+                model=ModelSpec(name=f"vgg_{depth}", bn_init="uniform", bias_init=_OPENLTH_BIASES, conv_bias=True),
+                train=_sgd("160ep", ("80ep", "120ep")),
                 prune=PruningSpec(fraction=0.2, ignore=("fc.weight",)),
             )
 
+        _origin = "OpenLTH" if _dataset == "cifar10" else "OpenLTH's CIFAR-10 recipe"
         register_preset(
-            f"{_prefix}_vgg_{_depth}", f"VGG-{_depth} with BN on {_dataset.upper()} (OpenLTH: SGD 0.1, 160 ep)"
+            f"{_prefix}_vgg_{_depth}", f"VGG-{_depth} with BN on {_dataset.upper()} ({_origin}: SGD 0.1, 160 ep)"
         )(_make_vgg)
 
 
-for _n in (2, 4, 6, 8):
-    _steps = {2: "20000it", 4: "25000it", 6: "30000it", 8: "35000it"}[_n]
+# Frankle & Carbin 2019, Figure 2 and Appendix H: (iterations, Adam lr, conv pruning rate) per network.
+_CONV_RECIPES = {2: ("20000it", 2e-4, 0.1), 4: ("25000it", 3e-4, 0.1), 6: ("30000it", 3e-4, 0.15),
+                 8: ("35000it", 3e-4, 0.15)}  # Conv-8 is not in the paper: prunelab extends the Conv-6 row
 
-    def _make_conv(n: int = _n, steps: str = _steps) -> ExperimentSpec:
+for _n in (2, 4, 6, 8):
+    def _make_conv(n: int = _n) -> ExperimentSpec:
+        steps, lr, conv_rate = _CONV_RECIPES[n]
         return ExperimentSpec(
             dataset=DatasetSpec(name="cifar10", augment=False),
-            model=ModelSpec(name=f"conv{n}", init="kaiming_normal"),
-            train=TrainingSpec(optimizer="adam", lr=2e-4 if n == 2 else 3e-4, batch_size=60, steps=steps,
-                               schedule="constant"),
-            # Frankle & Carbin: conv layers 15%, fc 20%, output 10% per round
-            prune=PruningSpec(fraction=0.2, scope="layerwise", rates={"conv*": 0.15, "fc.weight": 0.1}),
+            model=ModelSpec(name=f"conv{n}", init="xavier_normal"),
+            train=TrainingSpec(optimizer="adam", lr=lr, batch_size=60, steps=steps, schedule="constant"),
+            # per layer: convolutions 10% (Conv-2/4) or 15% (Conv-6), fc 20%, the output layer half of fc
+            prune=PruningSpec(fraction=0.2, scope="layerwise", rates={"convs.*": conv_rate, "fc.weight": 0.1}),
         )
 
-    register_preset(f"cifar_conv{_n}", f"Conv-{_n} on CIFAR-10 (Frankle & Carbin 2019: Adam, batch 60)")(_make_conv)
+    _paper = "Frankle & Carbin 2019" if _n < 8 else "Frankle & Carbin 2019's Conv-6 recipe"
+    register_preset(f"cifar_conv{_n}", f"Conv-{_n} on CIFAR-10 ({_paper}: Adam, batch 60, Glorot normal)")(_make_conv)
 
 
-@register_preset("tinyimagenet_resnet_18", "ResNet-18 (3x3 stem, no max-pool) on Tiny-ImageNet (Missing the Mark: SGD 0.2, 200 ep)")
+@register_preset(
+    "tinyimagenet_resnet_18",
+    "ResNet-18 (3x3 stem, no max-pool) on Tiny-ImageNet (Missing the Mark fork's Modified ResNet-18: SGD 0.2, 200 ep)",
+)
 def _tiny_resnet18() -> ExperimentSpec:
+    # The fork's tinyimagenet_modifiedresnet_18 on its tinyimagenet2 data set (crop with 4-pixel
+    # padding, flips) with the normalisation constants of its datasets/tinyimagenet.py.
     return ExperimentSpec(
-        dataset=DatasetSpec(name="tinyimagenet"),
-        model=ModelSpec(name="tinyimagenet_resnet_18"),
-        train=_cifar_sgd(steps="200ep", milestones=("100ep", "150ep"), lr=0.2, batch_size=256),
+        dataset=DatasetSpec(name="tinyimagenet", crop_padding=4, normalization="custom",
+                            mean=(-0.021, -0.0354, -0.0376), std=(1.21, 1.20, 1.25)),
+        model=ModelSpec(name="tinyimagenet_resnet_18", bn_init="uniform", bias_init=_OPENLTH_BIASES),
+        train=_sgd("200ep", ("100ep", "150ep"), lr=0.2, batch_size=256, warmup="5ep"),
         prune=PruningSpec(fraction=0.2),
     )
 
 
-@register_preset("imagenet_resnet_50", "ResNet-50 on ImageNet (OpenLTH: SGD 0.4, batch 1024, 90 ep, 5 ep warm-up)")
-def _imagenet_resnet50() -> ExperimentSpec:
-    return ExperimentSpec(
-        dataset=DatasetSpec(name="imagenet", image_size=224),
-        model=ModelSpec(name="resnet_50"),
-        train=_cifar_sgd(steps="90ep", milestones=("30ep", "60ep", "80ep"), lr=0.4, batch_size=1024, warmup="5ep"),
-        prune=PruningSpec(fraction=0.2),
-    )
+for _depth in (18, 34, 50, 101, 152, 200):
+    def _make_imagenet(depth: int = _depth) -> ExperimentSpec:
+        return ExperimentSpec(
+            dataset=DatasetSpec(name="imagenet", image_size=224),
+            model=ModelSpec(name=f"resnet_{depth}", bn_init="uniform", bias_init=_OPENLTH_BIASES),
+            train=_sgd("90ep", ("30ep", "60ep", "80ep"), lr=0.4, batch_size=1024, warmup="5ep"),
+            prune=PruningSpec(fraction=0.2),
+        )
+
+    register_preset(
+        f"imagenet_resnet_{_depth}", f"ResNet-{_depth} on ImageNet (OpenLTH: SGD 0.4, batch 1024, 90 ep, 5 ep warm-up)"
+    )(_make_imagenet)
