@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from prunelab.models import registry
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
@@ -15,6 +17,8 @@ def python_blocks(page: str) -> list[str]:
 @pytest.mark.parametrize("page", ["lottery.md", "api.md", "pai.md", "models.md"])
 def test_guide_python_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # PRUNELAB_HOME and one torch thread come from conftest
+    for table in ("_NAMED", "_OPTIONS"):  # models.md registers a model: keep it out of later tests
+        monkeypatch.setattr(registry, table, dict(getattr(registry, table)))
     blocks = python_blocks(page)
     assert blocks, f"{page} has no python example"
     namespace: dict = {"__name__": "__docs__"}
