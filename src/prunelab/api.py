@@ -79,7 +79,7 @@ def lottery(
         place = StorePlace(runs, run_id)
     procedure = Lottery(spec, bench, place, run_id)  # validates the strategy before anything is written
     if store is not None:
-        runs.create(run_id, f"# lottery on a user model ({type(model).__name__})\n" + spec_to_yaml(spec))
+        runs.create(run_id, f"# lottery on a user model ({type(model).__name__})\n" + spec_to_yaml(spec, "lottery"))
     result = procedure.run(levels, controls)
     if store is not None:
         summary = result.summary()

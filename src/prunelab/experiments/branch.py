@@ -135,5 +135,5 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
                         "strategy": branch.strategy, "collapsed_layers": mask.collapsed_layers()})
         return summary
 
-    return run_stage(store, branch_run_id(parent, branch), spec_to_yaml(spec), body,
+    return run_stage(store, branch_run_id(parent, branch), spec_to_yaml(spec, "branch"), body,
                      stage_info={"parent": parent.run_id, "branch": "oneshot", "args": branch.key()})

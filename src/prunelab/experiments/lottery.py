@@ -47,7 +47,7 @@ def check_controls(controls: Sequence[str]) -> None:
 
 
 def lottery_run_id(spec: ExperimentSpec) -> str:
-    return f"lottery-{spec.run_hash('lottery')}"
+    return f"lottery-{spec.for_kind('lottery').run_hash('lottery')}"
 
 
 @dataclass
@@ -90,7 +90,7 @@ class Lottery:
         self.run_id = run_id
         self.prune = spec.prune
         self.rewind_step = bench.to_iterations(spec.prune.rewind)
-        self._yaml = spec_to_yaml(spec)
+        self._yaml = spec_to_yaml(spec, "lottery")
         self._rewind: dict[str, torch.Tensor] | None = None
         self._check_strategy()
 
@@ -229,7 +229,7 @@ def run_lottery(
     run_id = lottery_run_id(spec)
     check_controls(controls)
     lottery = Lottery(spec, Workbench.from_spec(spec), StorePlace(store, run_id), run_id)  # validates first
-    store.create(run_id, spec_to_yaml(spec))
+    store.create(run_id, spec_to_yaml(spec, "lottery"))
     result = lottery.run(levels, controls)
     summary = result.summary()
     summary.update({"strategy": spec.prune.strategy, "fraction": spec.prune.fraction, "rewind": spec.prune.rewind,

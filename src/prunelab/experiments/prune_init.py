@@ -50,7 +50,7 @@ def prune_run_id(spec: ExperimentSpec, density: float, experiment: str, rounds: 
     extra = {"density": repr(float(density)), "experiment": experiment}
     if experiment == "multishot":
         extra.update({"rounds": rounds, "round_steps": round_steps})
-    text = spec.run_hash("prune") + json.dumps(extra, sort_keys=True)
+    text = spec.for_kind("prune").run_hash("prune") + json.dumps(extra, sort_keys=True)
     return f"prune-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
@@ -115,5 +115,5 @@ def run_prune(
         return mask
 
     run_id = prune_run_id(spec, density, experiment, rounds, round_steps)
-    return run_stage(store, run_id, spec_to_yaml(spec), body,
+    return run_stage(store, run_id, spec_to_yaml(spec, "prune"), body,
                      stage_info={"density": density, "experiment": experiment, "rounds": rounds})

@@ -14,9 +14,9 @@ __all__ = ["train_run_id", "run_train"]
 
 
 def train_run_id(spec: ExperimentSpec) -> str:
-    """Dense training does not read the pruning section, so it is left out of the name: changing
-    a pruning option reuses the same dense run."""
-    return f"train-{spec.without_pruning().run_hash('train')}"
+    """Dense training reads neither the pruning nor the supermask section, so they are left out of the
+    name: changing a pruning option reuses the same dense run."""
+    return f"train-{spec.for_kind('train').run_hash('train')}"
 
 
 def run_train(spec: ExperimentSpec, *, store: RunStore | None = None) -> dict[str, Any]:
@@ -37,4 +37,4 @@ def run_train(spec: ExperimentSpec, *, store: RunStore | None = None) -> dict[st
 
     # The stored spec is the one that names the run: without a pruning section, so branches of this
     # run never inherit pruning options from whichever command happened to create it.
-    return run_stage(store, train_run_id(spec), spec_to_yaml(spec.without_pruning()), body)
+    return run_stage(store, train_run_id(spec), spec_to_yaml(spec, "train"), body)

@@ -7,10 +7,11 @@ from prunelab.specs.loading import load_spec, parse_override_args, read_spec_fil
 from prunelab.specs.model import ModelSpec
 from prunelab.specs.presets import get_preset, preset_names
 from prunelab.specs.pruning import PruningSpec
+from prunelab.specs.supermask import SupermaskSpec
 from prunelab.specs.training import TrainingSpec
 
 __all__ = [
-    "DatasetSpec", "ExperimentSpec", "ModelSpec", "PruningSpec", "SpecError", "TrainingSpec",
+    "DatasetSpec", "ExperimentSpec", "ModelSpec", "PruningSpec", "SpecError", "SupermaskSpec", "TrainingSpec",
     "apply_overrides", "canonical_hash", "from_dict", "get_preset", "load_spec", "parse_override_args",
     "preset_names", "read_spec_file", "semantic_dict", "spec_to_yaml", "to_dict",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from prunelab.specs.base import SpecError, apply_overrides, from_dict, to_dict
-from prunelab.specs.experiment import ExperimentSpec
+from prunelab.specs.experiment import SECTIONS, ExperimentSpec
 from prunelab.specs.presets import get_preset
 
 __all__ = ["load_spec", "parse_override_args", "read_spec_file", "spec_to_yaml"]
@@ -86,5 +86,9 @@ def load_spec(
     return spec
 
 
-def spec_to_yaml(spec: ExperimentSpec) -> str:
-    return yaml.safe_dump(to_dict(spec), sort_keys=False)
+def spec_to_yaml(spec: ExperimentSpec, kind: str | None = None) -> str:
+    """The spec as YAML; with ``kind``, only the sections that kind of run reads (and the seed)."""
+    data = to_dict(spec)
+    if kind is not None:
+        data = {key: value for key, value in data.items() if key == "seed" or key in SECTIONS[kind]}
+    return yaml.safe_dump(data, sort_keys=False)
