@@ -21,7 +21,9 @@ class ExperimentSpec:
     seed: int = spec_field(0, help="replicate seed: initialisation, and data order unless set separately")
 
     def run_hash(self, kind: str) -> str:
-        return canonical_hash(self, kind=kind)
+        """The hash run names are built from: the semantic fields that differ from their defaults, with
+        the pruning section's rules of resolution applied (:meth:`PruningSpec.resolved`)."""
+        return canonical_hash(replace(self, prune=self.prune.resolved()), kind=kind)
 
     def without_pruning(self) -> "ExperimentSpec":
         return replace(self, prune=PruningSpec())
