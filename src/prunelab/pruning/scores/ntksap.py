@@ -21,14 +21,13 @@ Sampling (per round r = 1..R, option ``rounds``, and per noise batch):
   user's weights are never used, only the mask): every Conv/Linear weight and every other prunable
   weight with ≥ 2 dimensions ~ Kaiming normal N(0, 2/fan_in); BatchNorm, GroupNorm and LayerNorm
   affine parameters (1, 0) — the reference models' ``_initialize_weights``. Conv/Linear biases
-  (option ``biases``): ``"zero"`` (default) sets them to 0, the value prunelab's initialisers draw;
-  ``"keep"`` leaves the scored network's own biases, as the reference's CIFAR ResNet/VGG and
-  Tiny-ImageNet/ImageNet ResNet models do (the bias line of their ``_initialize_weights`` is
-  commented out; its Tiny-ImageNet/ImageNet VGGs zero them). The two agree when the biases are 0 and
-  wherever a bias cannot change the proxy: the output layer's bias cancels in the difference of the
-  two networks, and a bias followed by BatchNorm is removed by the shared mean. They differ for
-  hidden biases without BatchNorm (LeNet, MLPs) that are non-zero (``pytorch_default``
-  initialisation, or scoring a trained network).
+  (option ``biases``): ``"zero"`` (default) sets them to 0; ``"keep"`` leaves the scored network's
+  own biases, as the reference's CIFAR ResNet/VGG and Tiny-ImageNet/ImageNet ResNet models do (the
+  bias line of their ``_initialize_weights`` is commented out; its Tiny-ImageNet/ImageNet VGGs zero
+  them). The two agree when the biases are 0 and wherever a bias cannot change the proxy: the
+  output layer's bias cancels in the difference of the two networks, and a bias followed by
+  BatchNorm is removed by the shared mean. They differ for non-zero hidden biases without BatchNorm
+  (LeNets with PyTorch's biases, the reference's VGGs without BatchNorm, any trained network's).
 * x ~ N(0, I) (data-agnostic: pruning data, if given, only supplies the batch shapes).
 * Δθ ~ N(0, ε² I) on the prunable weights (ε is a **standard deviation**, see below).
 
