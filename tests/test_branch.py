@@ -102,6 +102,65 @@ def test_branch_at_a_saved_intermediate_step(parent):
     assert summary["final_step"] == 30
 
 
+def test_start_step_zero_trains_the_full_schedule_from_the_weights_of_the_state_step(parent):
+    """The fork's oneshot: the weights come from --state-step, the schedule and the data order start at
+    --start-step (its default 0). Here: weights of step 10, 30 steps from step 0."""
+    branch = OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, prune_step="10it", state_step="10it", start_step="0it")
+    view = branch_view(parent, run_oneshot_branch(parent.id, branch, store=parent.store))
+    rewound = branch_view(parent, run_oneshot_branch(
+        parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, prune_step="10it", state_step="10it"), store=parent.store))
+    assert view.mask == rewound.mask  # the same scoring; only where training starts differs
+    assert view.run.saved_steps() == [0, 10, 30] and rewound.run.saved_steps() == [10, 30]  # the parent saves 10it
+    start = view.weights(0)
+    for key, value in parent.weights[10].items():
+        assert torch.equal(start[key], value * view.mask[key] if key in view.mask else value), key
+    assert torch.equal(start["hidden.0.weight"], rewound.weights(10)["hidden.0.weight"])
+    assert not torch.equal(view.weights(30)["hidden.0.weight"], rewound.weights(30)["hidden.0.weight"])
+    assert view.summary["final_step"] == 30 and view.summary["args"]["start_step"] == "0it"
+
+
+def test_new_branch_options_keep_existing_branch_ids(parent, plain):
+    import hashlib
+    import json
+
+    args = {"prune_fraction": 0.9, "prune_step": "30it", "ignore": [OUTPUT]}
+    assert plain.summary["args"] == args  # start_step=None and randomize_global=False are defaults: not in the key
+    text = json.dumps({"parent": parent.id, "branch": "oneshot", "args": args}, sort_keys=True)
+    assert plain.summary["run_id"] == f"branch-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def test_randomize_global_keeps_the_total_count_not_the_layer_counts(parent, plain):
+    summary = run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it",
+                                                          randomize_global=True), store=parent.store)
+    view = branch_view(parent, summary)
+    assert sum(counts(view.mask)[n] for n in HIDDEN) == 284 and bool(view.mask[OUTPUT].all())
+    assert counts(view.mask) != counts(plain.mask)  # magnitude's layer counts are not kept
+    # positions are uniform over the 2,835 pooled hidden weights: hidden.0 holds 2,240 of them
+    assert int(view.mask["hidden.0.weight"].sum()) == pytest.approx(284 * 2240 / N_HIDDEN, abs=20)
+    start = view.weights(0)
+    for name in view.mask:
+        assert torch.equal(start[name], parent.weights[0][name] * view.mask[name])
+    with pytest.raises(SpecError, match="two different shuffles"):
+        OneShotBranch(prune_fraction=0.5, randomize_layerwise=True, randomize_global=True)
+    with pytest.raises(ValueError, match="'<N>it'"):  # as for --prune-step and --state-step
+        OneShotBranch(prune_fraction=0.5, start_step="ten")
+
+
+def test_cli_start_step_and_randomize_global_flags(parent, capsys):
+    import json
+
+    from prunelab.cli.main import main
+
+    argv = ["branch", parent.id, "oneshot", "--prune-fraction", "0.9", "--prune-step", "30it", "--ignore", OUTPUT,
+            "--randomize-global", "--home", str(parent.store.root), "--json"]
+    assert main(argv) == 0  # the API branch of the test above: reused, not retrained
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["args"] == {"prune_fraction": 0.9, "prune_step": "30it", "ignore": [OUTPUT], "randomize_global": True}
+    assert main(["branch", parent.id, "oneshot", "--prune-fraction", "0.5", "--prune-step", "10it", "--state-step", "10it",
+                 "--start-step", "0it", "--ignore", OUTPUT, "--home", str(parent.store.root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["args"]["start_step"] == "0it"
+
+
 def test_missing_step_error_lists_the_saved_steps(parent):
     with pytest.raises(SpecError, match=r"--prune-step.*step 7 \(saved: 0it, 10it, 30it\)"):
         run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, prune_step="7it"), store=parent.store)

@@ -20,7 +20,7 @@ from prunelab.experiments.lottery import run_lottery
 from prunelab.experiments.train import run_train
 from prunelab.experiments.workbench import Workbench
 from prunelab.masks import Mask
-from prunelab.specs import load_spec
+from prunelab.specs import SpecError, load_spec
 from prunelab.store import RunStore
 
 BASE = {
@@ -68,13 +68,13 @@ def global_magnitude_keep(state, mask, names, n_remove):
 @pytest.fixture(scope="module")
 def magnitude(tmp_path_factory):
     """The preset's lottery (magnitude, global, fraction 0.2, fc.weight ignored), three levels, with
-    the shuffle control. Shared by the read-only tests below."""
+    the layer-wise and the global shuffle controls. Shared by the read-only tests below."""
     root = tmp_path_factory.mktemp("magnitude")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PRUNELAB_HOME", str(root / "home"))
         spec = make_spec()
         store = RunStore(root / "store")
-        summary = run_lottery(spec, 3, controls=("shuffle",), store=store)
+        summary = run_lottery(spec, 3, controls=("shuffle", "shuffle_global"), store=store)
     run_dir = store.run(summary["run_id"]).path
     return SimpleNamespace(spec=spec, store=store, summary=summary, run_dir=run_dir,
                            masks=[level_mask(run_dir, level) for level in range(4)])
@@ -140,19 +140,39 @@ def test_shuffle_control_keeps_per_layer_counts_at_new_positions(magnitude):
             assert torch.equal(start[name], init[name] * shuffled[name])
 
 
+def test_shuffle_global_control_keeps_the_ticket_count_over_the_pruned_layers_only(magnitude):
+    """OpenLTH's randomly_prune --strategy=global: the ticket's kept count at uniformly random positions
+    of all pruned tensors pooled; the ignored output layer stays dense; rewound weights."""
+    init = Workbench.from_spec(magnitude.spec).new_model().state_dict()
+    moved = 0
+    for level in (1, 2, 3):
+        ticket = magnitude.masks[level]
+        shuffled = level_mask(magnitude.run_dir, level, "shuffle_global")
+        assert alive(shuffled, HIDDEN) == alive(ticket, HIDDEN) and bool(shuffled[OUTPUT].all())
+        assert shuffled != level_mask(magnitude.run_dir, level, "shuffle")
+        moved += counts(shuffled) != counts(ticket)
+        # hidden.0 holds 2112 of the 2673 pooled positions: its share of the kept weights is that fraction
+        share = int(shuffled["hidden.0.weight"].sum()) / alive(ticket, HIDDEN)
+        assert share == pytest.approx(2112 / 2673, abs=0.05)
+        start = weights(magnitude.run_dir, f"level_{level}/shuffle_global", 0)
+        for name in shuffled:
+            assert torch.equal(start[name], init[name] * shuffled[name])
+    assert moved == 3, "a global shuffle does not keep the ticket's per-layer counts"
+
+
 def test_summary_json_rows(magnitude):
     on_disk = magnitude.store.run(magnitude.summary["run_id"]).summary()
     assert on_disk == magnitude.summary
-    assert on_disk["kind"] == "lottery" and on_disk["controls"] == ["shuffle"]
+    assert on_disk["kind"] == "lottery" and on_disk["controls"] == ["shuffle", "shuffle_global"]
     rows = on_disk["levels"]
     assert [row["level"] for row in rows] == [0, 1, 2, 3]
     densities = [row["density"] for row in rows]
     assert densities[0] == 1.0 and densities == sorted(densities, reverse=True) and len(set(densities)) == 4
     for row in rows:
         assert 0.0 <= row["test_accuracy"] <= 1.0
-        assert ("shuffle" in row) == (row["level"] > 0)
+        assert ("shuffle" in row) == ("shuffle_global" in row) == (row["level"] > 0)
         if row["level"]:
-            assert 0.0 <= row["shuffle"] <= 1.0
+            assert 0.0 <= row["shuffle"] <= 1.0 and 0.0 <= row["shuffle_global"] <= 1.0
     assert on_disk["density"] == rows[-1]["density"] and on_disk["test_accuracy"] == rows[-1]["test_accuracy"]
 
 
@@ -247,32 +267,108 @@ def test_random_level_strategies_exact_counts_and_seeding(tmp_path, strategy, ma
     assert other[1] != masks[1]
 
 
-def test_ntk_rescale_random_global_scales_rewind_weights_by_layer_density_without_compounding(tmp_path):
+def test_ntk_rescale_random_global_defaults_to_the_reference_global_factor(tmp_path):
+    """Random-Pruning-NTK's random_rescale_global: w_rewind ⊙ m_L / sqrt(d_L) with one d_L, the kept
+    fraction of the considered (hidden) weights; the ignored output layer unscaled; never compounded."""
     store = RunStore(tmp_path / "store")
     spec = make_spec(**{"prune.strategy": "random_global", "prune.ntk_rescale": True})
+    assert spec.prune.ntk_rescale_mode == "auto" and spec.prune.resolved_ntk_rescale_mode == "global"
     summary = run_lottery(spec, 2, store=store)
     run_dir = store.run(summary["run_id"]).path
     init = Workbench.from_spec(spec).new_model().state_dict()
+    considered = 2112 + 561
     for level in (1, 2):
         mask = level_mask(run_dir, level)
         start = weights(run_dir, f"level_{level}", 0)
+        factor = 1 / math.sqrt(alive(mask, HIDDEN) / considered)
         for key, value in init.items():
-            if key not in mask:
+            if key not in mask or key == OUTPUT:
                 assert torch.equal(start[key], value), key
                 continue
-            density = int(mask[key].sum()) / mask[key].numel()
-            expected = value * mask[key] / math.sqrt(density)
-            torch.testing.assert_close(start[key], expected, rtol=1e-6, atol=0)
-            if key in HIDDEN:
-                assert density < 1
-                assert not torch.allclose(start[key], value * mask[key])
-        assert torch.equal(start[OUTPUT], init[OUTPUT])  # ignored: density 1, factor 1
-    # level 2 is not level 1's rescaled weights rescaled again
-    m1, m2 = level_mask(run_dir, 1), level_mask(run_dir, 2)
-    d1 = int(m1["hidden.0.weight"].sum()) / m1["hidden.0.weight"].numel()
-    d2 = int(m2["hidden.0.weight"].sum()) / m2["hidden.0.weight"].numel()
-    compounded = init["hidden.0.weight"] * m2["hidden.0.weight"] / math.sqrt(d1) / math.sqrt(d2)
-    assert not torch.allclose(weights(run_dir, "level_2", 0)["hidden.0.weight"], compounded)
+            torch.testing.assert_close(start[key], value * mask[key] * factor, rtol=1e-6, atol=0)
+        per_layer = [int(mask[n].sum()) / mask[n].numel() for n in HIDDEN]
+        assert per_layer[0] != per_layer[1]  # so the global factor differs from the per-layer ones
+    # level 2 is computed from the rewind weights: its factor is 1/sqrt(d_2), not 1/sqrt(d_1 · d_2)
+    d2 = alive(level_mask(run_dir, 2), HIDDEN) / considered
+    assert d2 == pytest.approx(0.64, abs=0.001)
+    kept = level_mask(run_dir, 2)["hidden.0.weight"]
+    ratio = weights(run_dir, "level_2", 0)["hidden.0.weight"][kept] / init["hidden.0.weight"][kept]
+    torch.testing.assert_close(ratio, torch.full_like(ratio, 1 / math.sqrt(d2)), rtol=1e-6, atol=0)
+
+
+def test_ntk_rescale_per_layer_mode_uses_each_tensors_density(tmp_path):
+    store = RunStore(tmp_path / "store")
+    spec = make_spec(**{"prune.strategy": "random_global", "prune.ntk_rescale": True,
+                        "prune.ntk_rescale_mode": "per_layer"})
+    run_dir = store.run(run_lottery(spec, 1, store=store)["run_id"]).path
+    init = Workbench.from_spec(spec).new_model().state_dict()
+    mask, start = level_mask(run_dir, 1), weights(run_dir, "level_1", 0)
+    for key in HIDDEN:
+        density = int(mask[key].sum()) / mask[key].numel()
+        assert density < 1
+        torch.testing.assert_close(start[key], init[key] * mask[key] / math.sqrt(density), rtol=1e-6, atol=0)
+    assert torch.equal(start[OUTPUT], init[OUTPUT])  # ignored: factor 1
+
+
+def test_ntk_rescale_mode_names_runs_without_renaming_old_ones():
+    from prunelab.experiments.lottery import lottery_run_id
+    from prunelab.specs import SpecError
+    from prunelab.specs.base import canonical_hash
+
+    def legacy_id(spec):  # how runs were named before ntk_rescale_mode existed: fields at their defaults dropped
+        return f"lottery-{canonical_hash(spec, kind='lottery')}"
+
+    for overrides in ({}, {"prune.ntk_rescale": True}, {"prune.strategy": "random_global"}):
+        spec = make_spec(**overrides)
+        assert lottery_run_id(spec) == legacy_id(spec), overrides  # same rule as before: same name
+    rescaled = make_spec(**{"prune.strategy": "random_global", "prune.ntk_rescale": True})
+    explicit = make_spec(**{"prune.strategy": "random_global", "prune.ntk_rescale": True, "prune.ntk_rescale_mode": "global"})
+    per_layer = make_spec(**{"prune.strategy": "random_global", "prune.ntk_rescale": True, "prune.ntk_rescale_mode": "per_layer"})
+    # auto resolves to the reference's global rule for random_global: named as such, not as the old per-layer runs
+    assert lottery_run_id(rescaled) == lottery_run_id(explicit) != legacy_id(rescaled)
+    assert lottery_run_id(per_layer) not in (lottery_run_id(rescaled), legacy_id(rescaled))
+    with pytest.raises(SpecError, match="needs prune.ntk_rescale=true"):
+        make_spec(**{"prune.ntk_rescale_mode": "global"})
+    with pytest.raises(SpecError, match="ntk_rescale_mode must be one of"):
+        make_spec(**{"prune.ntk_rescale": True, "prune.ntk_rescale_mode": "layer"})
+
+
+def test_cli_shortcuts_for_count_rule_and_rescale_mode():
+    import argparse
+
+    from prunelab.cli.commands.lottery import add_pruning_flags, pruning_overrides
+
+    parser = argparse.ArgumentParser()
+    add_pruning_flags(parser)
+    args = parser.parse_args(["--count-rule", "openlth", "--ntk-rescale-mode", "per_layer"])
+    assert set(pruning_overrides(args)) == {"--prune.count_rule=openlth", "--prune.ntk_rescale_mode=per_layer",
+                                            "--prune.ntk_rescale=true"}  # a mode implies rescaling
+    assert pruning_overrides(parser.parse_args([])) == []
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--count-rule", "ceil"])
+
+
+# the OpenLTH count rule -------------------------------------------------------------------------
+def test_openlth_count_rule_counts_the_ignored_layer_and_removes_one_more(tmp_path):
+    store = RunStore(tmp_path / "store")
+    spec = make_spec(**{"prune.count_rule": "openlth"})
+    summary = run_lottery(spec, 2, store=store)
+    run_dir = store.run(summary["run_id"]).path
+    masks = [level_mask(run_dir, level) for level in range(3)]
+    removed = []
+    for level in (1, 2):
+        before = alive(masks[level - 1], HIDDEN)
+        # open_lth sparse_global: ceil(f · all remaining, the ignored 170 included) as a sorted index, + 1
+        removed.append(before - alive(masks[level], HIDDEN))
+        assert removed[-1] == math.ceil(0.2 * (before + 170)) + 1
+        assert bool(masks[level][OUTPUT].all()) and masks[level].is_subset_of(masks[level - 1])
+        expected = global_magnitude_keep(weights(run_dir, f"level_{level - 1}", 30), masks[level - 1], HIDDEN, removed[-1])
+        for name in HIDDEN:
+            assert torch.equal(masks[level][name], expected[name])
+    # 0.2 · (2673 + 170) = 568.6 → 569, + 1; 0.2 · (2103 + 170) = 454.6 → 455, + 1 (the exact rule: 535, 428)
+    assert removed == [570, 456]
+    with pytest.raises(SpecError, match="count_rule must be one of"):
+        make_spec(**{"prune.count_rule": "ceil"})
 
 
 # extending and resuming -------------------------------------------------------------------------

@@ -126,6 +126,8 @@ def test_experiment_argument_errors(tmp_path):
         run_prune(spec, 0.5, experiment="twoshot", store=RunStore(tmp_path))
     with pytest.raises(SpecError, match="--rounds"):
         run_prune(spec, 0.5, experiment="multishot", rounds=0, store=RunStore(tmp_path))
+    with pytest.raises(SpecError, match="counts lottery levels"):  # an option that would be ignored is an error
+        run_prune(make_spec(**{"prune.count_rule": "openlth"}), 0.5, store=RunStore(tmp_path))
 
 
 def test_densities_from():

@@ -126,6 +126,24 @@ def test_synflow_input_shape_from_data_or_clear_error():
         score("synflow", make_ctx(model))
 
 
+def test_synflow_abs_buffers_option_on_a_negative_running_mean():
+    """1 → BN(running mean −1, var 1) → 1, weights 1, eval mode, input 1, σ = sqrt(1 + 1e-5).
+    Synaptic-Flow (|·| of the whole state): R = w₂ (w₁ − |−1|)/σ → scores (1/σ, 0). The fork (|·| of
+    the parameters only): R = w₂ (w₁ + 1)/σ → scores (1/σ, 2/σ)."""
+    model = nn.Sequential(linear(1, 1, torch.ones(1, 1)), nn.BatchNorm1d(1), linear(1, 1, torch.ones(1, 1))).eval()
+    with torch.no_grad():
+        model[1].running_mean.fill_(-1.0)
+    sigma = math.sqrt(1 + 1e-5)
+    state = score("synflow", make_ctx(model, input_shape=(1,)))
+    params = score("synflow", make_ctx(model, input_shape=(1,), abs_buffers=False))
+    assert float(state["0.weight"]) == pytest.approx(1 / sigma, rel=1e-12) and float(state["2.weight"]) == 0.0
+    assert float(params["0.weight"]) == pytest.approx(1 / sigma, rel=1e-12)
+    assert float(params["2.weight"]) == pytest.approx(2 / sigma, rel=1e-12)
+    assert float(model[1].running_mean) == -1.0  # the user's model is untouched
+    with pytest.raises(ValueError, match="abs_buffers"):
+        score("synflow", make_ctx(model, input_shape=(1,), abs_buffers="no"))
+
+
 # SNIP ----------------------------------------------------------------------------------------------
 def test_snip_single_softmax_layer_closed_form():
     g = torch.Generator().manual_seed(1)
@@ -149,6 +167,58 @@ def test_snip_single_softmax_layer_closed_form():
     assert bool((s["weight"][~mask["weight"]] == 0).all())
     # iterative SNIP scores a round exactly like SNIP
     torch.testing.assert_close(STRATEGIES["iterative_snip"].score(ctx)["weight"], s["weight"], rtol=0, atol=0)
+
+
+# several batches: Synaptic-Flow's "total" vs the Missing-the-Mark fork's "per_batch" ---------------
+def _two_batch_problem():
+    """z = w x with w = (1, 1)ᵀ (a 1 → 2 linear layer), so p = (½, ½) for every x. Batch 1: two copies
+    of (x = 1, y = 0), mean gradient g₁ = (p − e₀) x = (−½, ½), Hessian H₁ = A x² = A with
+    A = diag p − p pᵀ = ¼ [[1, −1], [−1, 1]]. Batch 2: one (x = 2, y = 1): g₂ = (1, −1), H₂ = 4A."""
+    model = linear(1, 2, torch.ones(2, 1, dtype=torch.float64))
+    batches = [(torch.ones(2, 1, dtype=torch.float64), torch.tensor([0, 0])),
+               (torch.full((1, 1), 2.0, dtype=torch.float64), torch.tensor([1]))]
+    return model, batches
+
+
+def _two_batch_ctx(model, batches, **options):
+    return ScoreContext(model, {"weight": model.weight}, Mask.ones_like({"weight": model.weight}), CPU,
+                        torch.Generator().manual_seed(0), as_batch_source(batches, CPU), options)
+
+
+def test_snip_aggregate_over_two_batches_hand_derived():
+    model, batches = _two_batch_problem()
+    # total (Synaptic-Flow): |w ⊙ (g₁ + g₂)| = |(½, −½)|; per batch (the fork): Σ_b (B_b/N)|w ⊙ g_b|
+    # = ⅔ (½, ½) + ⅓ (1, 1) = (⅔, ⅔)
+    total = STRATEGIES["snip"].score(_two_batch_ctx(model, batches))["weight"]
+    per_batch = STRATEGIES["snip"].score(_two_batch_ctx(model, batches, aggregate="per_batch"))["weight"]
+    torch.testing.assert_close(total, torch.tensor([[0.5], [0.5]], dtype=torch.float64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(per_batch, torch.full((2, 1), 2 / 3, dtype=torch.float64), rtol=1e-12, atol=0)
+    assert torch.equal(STRATEGIES["iterative_snip"].score(_two_batch_ctx(model, batches, aggregate="per_batch"))["weight"],
+                       per_batch)
+    # one batch: the conventions agree
+    one = [(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))]
+    a = STRATEGIES["snip"].score(_two_batch_ctx(model, one))["weight"]
+    b = STRATEGIES["snip"].score(_two_batch_ctx(model, one, aggregate="per_batch"))["weight"]
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="aggregate"):
+        STRATEGIES["snip"].score(_two_batch_ctx(model, batches, aggregate="mean"))
+
+
+def test_grasp_aggregate_over_two_batches_hand_derived():
+    model, batches = _two_batch_problem()
+    # total: Hg = (H₁ + H₂)(g₁ + g₂) = 5A (½, −½) = (5/4, −5/4), score −w ⊙ Hg = (−5/4, 5/4)
+    # per batch: ⅔ H₁g₁ + ⅓ H₂g₂ = ⅔ (−¼, ¼) + ⅓ (2, −2) = (½, −½), score (−½, ½)
+    expected = {"total": [-1.25, 1.25], "per_batch": [-0.5, 0.5]}
+    for aggregate, values in expected.items():
+        ctx = _two_batch_ctx(model, batches, aggregate=aggregate, temperature=1.0)
+        want = torch.tensor(values, dtype=torch.float64).reshape(2, 1)
+        torch.testing.assert_close(STRATEGIES["grasp"].score(ctx)["weight"], want, rtol=1e-12, atol=0)
+        ctx = _two_batch_ctx(model, batches, aggregate=aggregate, temperature=1.0)
+        torch.testing.assert_close(STRATEGIES["grasp_abs"].score(ctx)["weight"], want.abs(), rtol=1e-12, atol=0)
+    one = [(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))]
+    a = STRATEGIES["grasp"].score(_two_batch_ctx(model, one, temperature=1.0))["weight"]
+    b = STRATEGIES["grasp"].score(_two_batch_ctx(model, one, temperature=1.0, aggregate="per_batch"))["weight"]
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
 
 
 # GraSP ---------------------------------------------------------------------------------------------
@@ -288,6 +358,89 @@ def test_ntksap_mask_gradient_conserved_per_layer():
         torch.testing.assert_close((grads[k] * mask[k]).sum(), 2 * proxy, rtol=1e-10, atol=0)
 
 
+def test_ntksap_biases_keep_or_zero():
+    from prunelab.pruning.scores.ntksap import reinitialise
+
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with torch.no_grad():
+        net[0].bias.fill_(-100.0)  # every hidden unit dead unless the bias is re-drawn as 0
+        net[2].bias.fill_(5.0)
+    kept = net[0].bias.clone()
+    reinitialise(net, {"0.weight", "2.weight"}, torch.Generator().manual_seed(0), biases="keep")
+    assert torch.equal(net[0].bias, kept) and bool((net[2].bias == 5.0).all())
+    reinitialise(net, {"0.weight", "2.weight"}, torch.Generator().manual_seed(0))
+    assert bool((net[0].bias == 0).all()) and bool((net[2].bias == 0).all())
+    with torch.no_grad():
+        net[0].bias.fill_(-100.0)
+    keep = score("ntksap", make_ctx(net, input_shape=(3,), batch_size=8, rounds=2, biases="keep"))
+    zero = score("ntksap", make_ctx(net, input_shape=(3,), batch_size=8, rounds=2))
+    assert all(bool((t == 0).all()) for t in keep.values())  # the reference keeps the dead biases: P = 0
+    assert all(bool((t > 0).any()) for t in zero.values())
+    with pytest.raises(ValueError, match="biases"):
+        score("ntksap", make_ctx(net, input_shape=(3,), biases="random"))
+
+
+def test_ntksap_biases_cancel_before_batchnorm_and_at_the_output():
+    """A bias followed by BatchNorm is removed by the (shared) batch mean and the output bias cancels in
+    f(θ) − f(θ + Δθ): keeping or zeroing such biases gives the same scores."""
+    g = torch.Generator().manual_seed(4)
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)).double()
+    with torch.no_grad():
+        net[0].bias.copy_(torch.randn(6, generator=g, dtype=torch.float64) * 3)
+        net[3].bias.copy_(torch.randn(3, generator=g, dtype=torch.float64) * 3)
+    keep = score("ntksap", make_ctx(net, input_shape=(4,), batch_size=16, rounds=2, biases="keep", seed=3))
+    zero = score("ntksap", make_ctx(net, input_shape=(4,), batch_size=16, rounds=2, seed=3))
+    for k in keep:
+        torch.testing.assert_close(keep[k], zero[k], rtol=1e-9, atol=1e-12)
+
+
+def test_ntksap_noise_batches_follow_the_data(monkeypatch):
+    import prunelab.pruning.scores.ntksap as ntksap_module
+
+    seen: list[tuple[int, ...]] = []
+    original = ntksap_module.ntksap_mask_gradient
+
+    def recording(net, names, mask, inputs, perturbation):
+        seen.append(tuple(inputs.shape))
+        return original(net, names, mask, inputs, perturbation)
+
+    monkeypatch.setattr(ntksap_module, "ntksap_mask_gradient", recording)
+    model = nn.Sequential(nn.Linear(4, 3))
+    data = [(torch.randn(6, 4), torch.randint(0, 3, (6,))), (torch.randn(3, 4), torch.randint(0, 3, (3,)))]
+
+    def shapes(**options):
+        seen.clear()
+        score("ntksap", make_ctx(model, rounds=2, **options))
+        return list(seen)
+
+    assert shapes(data=data) == [(6, 4), (3, 4)] * 2  # one noise batch per pruning batch, per round
+    assert shapes(data=data, input_shape=(4,)) == [(6, 4), (3, 4)] * 2  # the data wins over the fixed 100
+    assert shapes(data=data, batch_size=7) == [(7, 4)] * 2  # an explicit batch size: one batch per round
+    assert shapes(input_shape=(4,)) == [(100, 4)] * 2  # no data: the default 100
+    with pytest.raises(ValueError, match="differs from the pruning data"):
+        shapes(data=data, input_shape=(5,))
+
+
+def test_experiments_give_ntksap_examples_per_class_times_classes_noise(monkeypatch):
+    """The experiment path passes the class-balanced pruning data, in batches of 256 (the reference's
+    --prune-batch-size), so the noise per round is examples_per_class × classes (CIFAR-100: 1,000)."""
+    import prunelab.pruning.scores.ntksap as ntksap_module
+    from prunelab.data import ImageDataset
+    from prunelab.experiments.scoring import prune_to_density
+    from prunelab.specs import PruningSpec
+
+    seen: list[tuple[int, ...]] = []
+    original = ntksap_module.ntksap_mask_gradient
+    monkeypatch.setattr(ntksap_module, "ntksap_mask_gradient",
+                        lambda net, names, mask, x, d: seen.append(tuple(x.shape)) or original(net, names, mask, x, d))
+    labels = torch.arange(1500) % 100  # a CIFAR-100-like label set: 100 classes, 15 examples each
+    train_set = ImageDataset(torch.zeros(1500, 1, 2, 2, dtype=torch.uint8), labels, 100, (0.5,), (0.25,))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 100))
+    spec = PruningSpec(strategy="ntksap", iterations=1, options={"rounds": 1})  # 10 examples per class
+    mask = prune_to_density(model, prunable(model), spec, 0.5, train_set=train_set, device=CPU, seed=0)
+    assert seen == [(256, 1, 2, 2)] * 3 + [(232, 1, 2, 2)] and mask.num_kept == 200
+
+
 def test_ntksap_needs_shape_or_data():
     model = nn.Sequential(nn.Linear(4, 3))
     with pytest.raises(ValueError, match="input_shape"):
@@ -331,11 +484,17 @@ def tiny_setup(train: bool):
     return model, data, mask
 
 
+OPTION_VARIANTS = [(name, {}) for name in SCORE_STRATEGIES] + [
+    (name, {"aggregate": "per_batch"}) for name in ("snip", "iterative_snip", "grasp", "grasp_abs")
+] + [("synflow", {"abs_buffers": False}), ("ntksap", {"biases": "keep"})]
+
+
 @pytest.mark.parametrize("train", [True, False], ids=["train-mode", "eval-mode"])
-@pytest.mark.parametrize("name", SCORE_STRATEGIES)
-def test_contract_on_conv_bn_net(name, train):
+@pytest.mark.parametrize("name,options", OPTION_VARIANTS,
+                         ids=[name + "".join(f"-{k}={v}" for k, v in o.items()) for name, o in OPTION_VARIANTS])
+def test_contract_on_conv_bn_net(name, options, train):
     model, data, mask = tiny_setup(train)
-    ctx = make_ctx(model, mask, data=data, seed=11)
+    ctx = make_ctx(model, mask, data=data, seed=11, **options)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     modes = [m.training for m in model.modules()]
     flags = [p.requires_grad for p in model.parameters()]
@@ -356,11 +515,11 @@ def test_contract_on_conv_bn_net(name, train):
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(torch.get_rng_state(), rng), f"{name} consumed the global RNG"
 
-    again = score(name, make_ctx(model, mask, data=data, seed=11))
+    again = score(name, make_ctx(model, mask, data=data, seed=11, **options))
     for k in s:
         assert torch.equal(s[k], again[k]), f"{name} is not deterministic for a given generator seed"
     if name == "ntksap":  # random by construction: another seed, other scores
-        other = score(name, make_ctx(model, mask, data=data, seed=12))
+        other = score(name, make_ctx(model, mask, data=data, seed=12, **options))
         assert any(not torch.equal(s[k], other[k]) for k in s)
 
 

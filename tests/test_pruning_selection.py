@@ -17,6 +17,7 @@ from prunelab.pruning import (
     ntk_rescale,
     ntk_scale_factors,
     prune_fraction,
+    randomize_global,
     randomize_layerwise,
     round_half_up,
     select_by_density,
@@ -314,6 +315,24 @@ def test_randomize_layerwise_keeps_counts_and_moves_positions():
     assert torch.equal(kept_b["b"], ref["b"]) and int(kept_b["a"].sum()) == int(ref["a"].sum())
 
 
+def test_randomize_global_keeps_the_considered_total_but_not_the_layer_counts():
+    shapes = {"a": (40, 10), "b": (200,), "fc": (30,)}
+    ref = select_by_density(rand_scores(shapes), dense(shapes), 0.2, ignore=["fc"], generator=gen())
+    shuffled = randomize_global(ref, gen(1), ignore=["fc"])
+    kept = lambda m: int(m["a"].sum()) + int(m["b"].sum())  # noqa: E731
+    assert kept(shuffled) == kept(ref) == 120 and torch.equal(shuffled["fc"], ref["fc"])
+    assert shuffled == randomize_global(ref, gen(1), ignore=["fc"]) and shuffled != randomize_global(ref, gen(2), ignore=["fc"])
+    # uniform over the 600 pooled positions: over many draws each tensor gets its size's share
+    share_a = sum(int(randomize_global(ref, gen(s), ignore=["fc"])["a"].sum()) for s in range(200)) / 200
+    assert share_a == pytest.approx(120 * 400 / 600, rel=0.03)
+    # a layer-wise shuffle would keep 'a' at exactly its own count; the global one moves weights across
+    counts_a = {int(randomize_global(ref, gen(s), ignore=["fc"])["a"].sum()) for s in range(20)}
+    assert len(counts_a) > 3
+    # nothing ignored: the ignored-by-IMP tensor takes part too (OpenLTH's default)
+    everything = randomize_global(ref, gen(1))
+    assert sum(int(m.sum()) for m in everything.values()) == ref.num_kept and not bool(everything["fc"].all())
+
+
 # NTK rescaling ----------------------------------------------------------------------------------
 def test_ntk_rescale_values():
     w = {"a": torch.arange(1.0, 9.0), "b": torch.full((4,), 2.0)}
@@ -322,10 +341,39 @@ def test_ntk_rescale_values():
     assert torch.allclose(out["a"], torch.tensor([2.0, 4.0, 0, 0, 0, 0, 0, 0]))  # d = 1/4 → ×2
     assert torch.equal(out["b"], w["b"])  # dense layer unchanged
     assert torch.equal(w["a"], torch.arange(1.0, 9.0))  # inputs untouched
-    glob = ntk_rescale(w, mask, per_layer=False)  # d = 6/12 → ×√2 everywhere
+    glob = ntk_rescale(w, mask, mode="global")  # considered: 6 of 12 kept → ×√2 everywhere
+    assert torch.allclose(glob["a"], torch.tensor([1.0, 2.0, 0, 0, 0, 0, 0, 0]) * math.sqrt(2))
     assert torch.allclose(glob["b"], torch.full((4,), 2.0 * math.sqrt(2)))
     assert ntk_scale_factors(mask) == pytest.approx({"a": 2.0, "b": 1.0})
     assert ntk_scale_factors(Mask({"a": torch.zeros(3)})) == {"a": 0.0}
+    assert ntk_scale_factors(Mask({"a": torch.zeros(3)}), mode="global") == {"a": 0.0}
+    with pytest.raises(MaskSelectionError, match="mode"):
+        ntk_scale_factors(mask, mode="overall")
+
+
+def test_ntk_global_mode_is_one_factor_from_the_considered_density_ignored_unscaled():
+    # The reference (Random-Pruning-NTK, random_rescale_global): kept weights × 1/sqrt(1 - p), p the
+    # pruned fraction of the considered weights; ignored tensors keep factor 1.
+    a = torch.zeros(100, dtype=torch.bool)
+    a[:25] = True  # 25 % density
+    mask = Mask({"a": a, "fc": torch.ones(10, dtype=torch.bool)})
+    assert ntk_scale_factors(mask, mode="global", ignore=["fc"]) == {"a": 2.0, "fc": 1.0}
+    assert ntk_scale_factors(mask, mode="per_layer", ignore=["fc"]) == {"a": 2.0, "fc": 1.0}
+    # without the ignore the dense fc is considered: 35 of 110 kept → one factor sqrt(110/35)
+    assert ntk_scale_factors(mask, mode="global") == pytest.approx({"a": math.sqrt(110 / 35), "fc": math.sqrt(110 / 35)})
+    # two considered tensors of one size at 25 % and 75 %: global pools them (50 % → √2 for both),
+    # per-layer does not (2 and 1/sqrt(0.75))
+    b = torch.zeros(100, dtype=torch.bool)
+    b[:75] = True
+    two = Mask({"a": a, "b": b, "fc": torch.ones(10, dtype=torch.bool)})
+    assert ntk_scale_factors(two, mode="global", ignore="fc") == pytest.approx({"a": math.sqrt(2), "b": math.sqrt(2), "fc": 1.0})
+    assert ntk_scale_factors(two, ignore="fc") == pytest.approx({"a": 2.0, "b": 1 / math.sqrt(0.75), "fc": 1.0})
+    w = {"a": torch.full((100,), 3.0), "b": torch.ones(100), "fc": torch.full((10,), -1.0)}
+    out = ntk_rescale(w, two, mode="global", ignore="fc")
+    assert torch.equal(out["fc"], w["fc"])
+    assert torch.allclose(out["a"], 3.0 * a * math.sqrt(2)) and torch.allclose(out["b"], b * math.sqrt(2))
+    with pytest.raises(MaskSelectionError, match="matches no prunable tensor"):
+        ntk_scale_factors(mask, mode="global", ignore="fc.weight")
 
 
 def test_ntk_rescale_does_not_compound_across_levels():
@@ -341,3 +389,59 @@ def test_ntk_rescale_does_not_compound_across_levels():
     assert not torch.allclose(compounded, level2["a"])
     kept = m2["a"]
     assert torch.allclose(level2["a"][kept].abs() / w0["a"][kept].abs(), torch.full((16,), 2.5))
+
+
+# the OpenLTH count rule --------------------------------------------------------------------------
+LENET = {"fc_layers.0.weight": (300, 784), "fc_layers.1.weight": (100, 300), "fc.weight": (10, 100)}
+
+
+def openlth_kept(levels: int, fraction: float = 0.2) -> list[int]:
+    """Independent re-derivation of open_lth's pruning/sparse_global.py: remaining = the mask's sum
+    over every prunable tensor (the ignored output layer, 1,000 weights, included); to prune =
+    ceil(f · remaining); the threshold is the sorted alive |w| at that index and only |w| > threshold
+    survives, so one more goes. Returns the considered (hidden) kept counts of levels 0..levels."""
+    considered, ignored = 784 * 300 + 300 * 100, 100 * 10
+    kept = [considered]
+    for _ in range(levels):
+        sorted_index = math.ceil(fraction * (kept[-1] + ignored))  # np.ceil(...).astype(int), float64
+        kept.append(kept[-1] - (sorted_index + 1))
+    return kept
+
+
+def test_openlth_count_rule_on_lenet_300_100_with_fc_ignored():
+    weights = {n: torch.randn(s, generator=gen(i)) for i, (n, s) in enumerate(LENET.items())}
+    hidden = ("fc_layers.0.weight", "fc_layers.1.weight")
+    reference = openlth_kept(16)
+    assert [reference[level] for level in (1, 8, 16)] == [211959, 43655, 6486]  # pinned
+    exact_kept, openlth, exact = [265200], dense(LENET), dense(LENET)
+    for level in range(1, 17):
+        magnitudes = {n: w.abs() for n, w in weights.items()}
+        openlth = prune_fraction(magnitudes, openlth, 0.2, ignore=["fc.weight"], count_rule="openlth", generator=gen(level))
+        exact = prune_fraction(magnitudes, exact, 0.2, ignore=["fc.weight"], generator=gen(level))
+        assert sum(int(openlth[n].sum()) for n in hidden) == reference[level], f"level {level}"
+        assert bool(openlth["fc.weight"].all()) and bool(exact["fc.weight"].all())
+        exact_kept.append(sum(int(exact[n].sum()) for n in hidden))
+        assert exact_kept[-1] == exact_kept[-2] - expected(0.2, exact_kept[-2])
+        if level in (1, 8, 16):  # the smallest |w| went: strictly above the threshold survives
+            alive = torch.cat([weights[n].abs()[openlth[n]] for n in hidden])
+            gone = torch.cat([weights[n].abs()[~openlth[n]] for n in hidden])
+            assert float(gone.max()) < float(alive.min())
+    assert [exact_kept[level] for level in (1, 8, 16)] == [212160, 44494, 7465]
+    # level 16: OpenLTH keeps 979 hidden weights (13.1 %) fewer than the exact rule
+    assert exact_kept[16] - reference[16] == 979 and round(1 - reference[16] / exact_kept[16], 3) == 0.131
+
+
+def test_openlth_count_rule_without_ignore_and_its_limits():
+    shapes = {"a": (50,), "b": (30,)}
+    scores = rand_scores(shapes)
+    # ceil(0.25 · 80) + 1 = 21 removed (exact: round(0.25 · 80) = 20)
+    assert prune_fraction(scores, dense(shapes), 0.25, count_rule="openlth").num_kept == 59
+    assert prune_fraction(scores, dense(shapes), 0.25).num_kept == 60
+    # fraction 0 still removes the one weight at the threshold index 0, as sparse_global does
+    assert prune_fraction(scores, dense(shapes), 0.0, count_rule="openlth").num_kept == 79
+    with pytest.raises(MaskSelectionError, match="global scope and no per-layer rates"):
+        prune_fraction(scores, dense(shapes), 0.2, count_rule="openlth", scope="layerwise")
+    with pytest.raises(MaskSelectionError, match="global scope and no per-layer rates"):
+        prune_fraction(scores, dense(shapes), 0.2, count_rule="openlth", rates={"a": 0.1})
+    with pytest.raises(MaskSelectionError, match="count_rule"):
+        prune_fraction(scores, dense(shapes), 0.2, count_rule="ceil")

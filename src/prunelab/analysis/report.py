@@ -16,7 +16,7 @@ from prunelab.store.atomic import atomic_write
 
 __all__ = ["collect_points", "aggregate", "plot_accuracy_vs_density", "plot_layer_densities", "report_table"]
 
-CONTROL_LABELS = {"reinit": "reinit", "shuffle": "shuffle", "retrain": "retrain"}
+CONTROL_LABELS = {"reinit": "reinit", "shuffle": "shuffle", "retrain": "retrain", "shuffle_global": "shuffle_global"}
 
 
 def collect_points(runs: Iterable[Run]) -> list[dict[str, Any]]:

@@ -1,6 +1,13 @@
 """Branches of a trained run ("Pruning Neural Networks at Initialization: Why Are We Missing the
 Mark?"): score at the weights of one saved step, start from the weights of another, optionally
-shuffle the mask per layer or re-initialise, then train."""
+shuffle the mask (per layer or globally) or re-initialise, then train from a point of the schedule.
+
+Steps, as in the fork's ``oneshot`` branch: ``prune_step`` chooses the weights that are scored,
+``state_step`` the weights training starts from, and ``start_step`` the step at which the
+learning-rate schedule and the data order begin (training runs from there to the end of the
+parent's schedule). ``start_step=None`` means "the state step" (rewinding: weights and schedule
+from step k); the fork's default is step 0 whatever the state step, which is ``start_step="0it"``
+here ("weights from step k, full schedule")."""
 
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ from prunelab.experiments.scoring import prune_to_density, split_strategy_name
 from prunelab.experiments.stage import run_stage
 from prunelab.experiments.workbench import Workbench, train_summary
 from prunelab.masks import apply_mask
-from prunelab.pruning.baselines import randomize_layerwise
+from prunelab.pruning.baselines import randomize_global, randomize_layerwise
 from prunelab.specs import ExperimentSpec, SpecError, from_dict, spec_to_yaml
 from prunelab.specs.model import INITIALISERS
 from prunelab.steps import parse_step
@@ -35,9 +42,11 @@ class OneShotBranch:
     prune_fraction: float = 0.0
     prune_step: str = "0it"
     state_step: str = "0it"
+    start_step: str | None = None
     prune_iterations: int | None = None
     prune_highest: bool | None = None
     randomize_layerwise: bool = False
+    randomize_global: bool = False
     reinitialize: bool = False
     model_init: str | None = None
     scope: str = "global"
@@ -56,6 +65,10 @@ class OneShotBranch:
             raise SpecError(f"--prune-fraction is the fraction of weights removed, in [0, 1); got {self.prune_fraction}")
         parse_step(self.prune_step)
         parse_step(self.state_step)
+        if self.start_step is not None:
+            parse_step(self.start_step)
+        if self.randomize_layerwise and self.randomize_global:
+            raise SpecError("--randomize-layerwise and --randomize-global are two different shuffles; give one")
         if self.model_init is not None:
             if self.model_init not in INITIALISERS:
                 raise SpecError(f"unknown --model-init {self.model_init!r}; valid: {', '.join(INITIALISERS)}")
@@ -114,6 +127,7 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
         bench = Workbench.from_spec(spec)
         prune_step = bench.to_iterations(branch.prune_step)
         state_step = bench.to_iterations(branch.state_step)
+        start_step = state_step if branch.start_step is None else bench.to_iterations(branch.start_step)
         scoring_model = bench.new_model()
         scoring_model.load_state_dict(_weights_at(parent, prune_step, "--prune-step"))
         mask = prune_to_density(
@@ -122,13 +136,16 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
         )
         if branch.randomize_layerwise:
             mask = randomize_layerwise(mask, torch.Generator().manual_seed(derived_seed(spec.seed, "branch-shuffle")))
+        if branch.randomize_global:
+            mask = randomize_global(mask, torch.Generator().manual_seed(derived_seed(spec.seed, "branch-shuffle-global")),
+                                    ignore=branch.ignore)
         if branch.reinitialize:
             model = bench.new_model(derived_seed(spec.seed, "branch-reinit") % (2**31))
         else:
             model = bench.new_model()
             model.load_state_dict(_weights_at(parent, state_step, "--state-step"))
         apply_mask(model, mask)
-        result = bench.train(model, run, mask=mask, start_step=state_step)
+        result = bench.train(model, run, mask=mask, start_step=start_step)
         mask.save(run.mask_path)
         summary = train_summary(result, mask)
         summary.update({"parent": parent.run_id, "branch": "oneshot", "args": branch.key(),

@@ -22,7 +22,7 @@ from prunelab.masks import Mask, apply_mask
 from prunelab.pruning.api import LEVEL_STRATEGIES, prune_level, score
 from prunelab.pruning.base import get_strategy
 from prunelab.pruning.selection import prune_fraction
-from prunelab.pruning.baselines import randomize_layerwise
+from prunelab.pruning.baselines import randomize_global, randomize_layerwise
 from prunelab.pruning.rescale import ntk_rescale
 from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
 from prunelab.specs.base import check_choice
@@ -32,7 +32,9 @@ __all__ = ["CONTROLS", "LotteryResult", "Lottery", "lottery_run_id", "run_lotter
 
 log = logging.getLogger("prunelab")
 
-CONTROLS = ("reinit", "shuffle", "retrain")
+#: ``shuffle``: each layer's mask permuted (OpenLTH ``randomly_prune --strategy=layerwise``); ``shuffle_global``:
+#: the ticket's count over all considered tensors at uniformly random positions (``--strategy=global``).
+CONTROLS = ("reinit", "shuffle", "retrain", "shuffle_global")
 
 
 def derived_seed(*parts: object) -> int:
@@ -131,7 +133,8 @@ class Lottery:
             apply_mask(model, mask)
             return model
         params = self.bench.prunable(model)
-        scaled = ntk_rescale({n: p.detach() for n, p in params.items()}, mask)
+        scaled = ntk_rescale({n: p.detach() for n, p in params.items()}, mask,
+                             mode=self.prune.resolved_ntk_rescale_mode, ignore=self.prune.ignore)
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(scaled[name])
@@ -153,6 +156,7 @@ class Lottery:
         return prune_level(
             weights, previous_mask, self.prune.strategy, self.prune.fraction,
             scope=self.prune.scope, rates=self.prune.rates, ignore=self.prune.ignore, generator=generator,
+            count_rule=self.prune.count_rule,
         )
 
     def _scored_level_mask(self, level: int, state: dict[str, torch.Tensor], mask: Mask,
@@ -170,7 +174,8 @@ class Lottery:
                        seed=derived_seed(self.spec.seed, "score", level), **options)
         prune_highest = strategy.prune_highest if self.prune.prune_highest is None else self.prune.prune_highest
         return prune_fraction(scores, mask, self.prune.fraction, scope=self.prune.scope, rates=self.prune.rates,
-                              ignore=self.prune.ignore, prune_highest=prune_highest, generator=generator)
+                              ignore=self.prune.ignore, prune_highest=prune_highest, generator=generator,
+                              count_rule=self.prune.count_rule)
 
     def _train_level(self, level: int, run: Any) -> StageResult:
         mask = self._level_mask(level)
@@ -194,6 +199,10 @@ class Lottery:
         elif name == "shuffle":
             generator = torch.Generator().manual_seed(derived_seed(self.spec.seed, "shuffle", level))
             mask = randomize_layerwise(mask, generator)
+            model = self._start_model(mask)
+        elif name == "shuffle_global":  # the lottery's ignored tensors keep their mask
+            generator = torch.Generator().manual_seed(derived_seed(self.spec.seed, "shuffle_global", level))
+            mask = randomize_global(mask, generator, ignore=self.prune.ignore)
             model = self._start_model(mask)
         else:  # retrain: same ticket, different data order
             model = self._start_model(mask)

@@ -67,6 +67,9 @@ def run_prune(
         raise SpecError(f"unknown experiment {experiment!r}; valid: {', '.join(EXPERIMENTS)}")
     if experiment == "multishot" and rounds < 1:
         raise SpecError("--rounds must be >= 1")
+    if spec.prune.count_rule != "exact":
+        raise SpecError(f"prune.count_rule={spec.prune.count_rule} counts lottery levels; pruning to a density keeps "
+                        "round(d * n) weights, drop the setting")
     store = store or RunStore()
 
     def body(run: Run) -> dict[str, Any]:

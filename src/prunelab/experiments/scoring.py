@@ -48,14 +48,19 @@ def prune_to_density(
     seed: int,
     mask: Mask | None = None,
 ) -> Mask:
-    """The mask of ``prune_spec.strategy`` at ``density`` (scored on ``model``'s current weights)."""
+    """The mask of ``prune_spec.strategy`` at ``density`` (scored on ``model``'s current weights).
+
+    Data-dependent strategies get ``examples_per_class`` class-balanced examples in batches of 256.
+    NTK-SAP gets the same batches, whose shapes it draws its noise from (``examples_per_class`` ×
+    classes examples per round, as the reference's ``--prune-dataset-ratio``/``--prune-batch-size``);
+    SynFlow only the input shape."""
     name, count = split_strategy_name(prune_spec.strategy)
     strategy = get_strategy(name)
     data = None
-    if strategy.needs_data:
+    if strategy.needs_data or strategy.name == "ntksap":
         data = pruning_data(train_set, count or prune_spec.examples_per_class, seed, device)
     options: dict[str, Any] = dict(prune_spec.options)
-    if strategy.name in ("synflow", "ntksap") and "input_shape" not in options:
+    if strategy.name == "synflow" and "input_shape" not in options:
         options["input_shape"] = tuple(train_set.input_shape)
     return prune(
         model, strategy, density, data,

@@ -10,14 +10,16 @@ from prunelab.pruning import baselines as _baselines  # noqa: F401  (registers t
 from prunelab.pruning import scores as _scores  # noqa: F401  (registers the PaI strategies)
 from prunelab.pruning.api import LEVEL_STRATEGIES, default_prunable_parameters, prune, prune_level, score
 from prunelab.pruning.base import STRATEGIES, ScoreContext, ScoreFn, Strategy, get_strategy, register_strategy, strategy_names
-from prunelab.pruning.baselines import magnitude_at, random_scores_like, randomize_layerwise
-from prunelab.pruning.rescale import ntk_rescale, ntk_scale_factors
+from prunelab.pruning.baselines import magnitude_at, random_scores_like, randomize_global, randomize_layerwise
+from prunelab.pruning.rescale import NTK_RESCALE_MODES, ntk_rescale, ntk_scale_factors
 from prunelab.pruning.schedules import SCHEDULES, density_schedule
 from prunelab.pruning.selection import (
+    COUNT_RULES,
     SCOPES,
     LayerCollapseWarning,
     MaskSelectionError,
     NoRevivalWarning,
+    openlth_prune_count,
     prune_fraction,
     round_half_up,
     select_by_density,
@@ -44,6 +46,8 @@ __all__ = [
     "round_half_up",
     "target_count",
     "SCOPES",
+    "COUNT_RULES",
+    "openlth_prune_count",
     "MaskSelectionError",
     "NoRevivalWarning",
     "LayerCollapseWarning",
@@ -52,6 +56,8 @@ __all__ = [
     "magnitude_at",
     "random_scores_like",
     "randomize_layerwise",
+    "randomize_global",
+    "NTK_RESCALE_MODES",
     "ntk_rescale",
     "ntk_scale_factors",
 ]

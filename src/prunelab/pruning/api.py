@@ -274,9 +274,11 @@ def prune_level(
     rates: Rates = None,
     ignore: str | Iterable[str] = (),
     generator: torch.Generator | None = None,
+    count_rule: str = "exact",
 ) -> Mask:
     """One lottery-ticket level: remove ``round_half_up(f · n_alive)`` alive weights (see
-    :func:`prune_fraction` for scopes, ``rates`` and ``ignore``); the result is a subset of ``current``.
+    :func:`prune_fraction` for scopes, ``rates``, ``ignore`` and ``count_rule``, whose
+    ``"openlth"`` value removes OpenLTH's ``ceil(f · n_all) + 1``); the result is a subset of ``current``.
 
     ``weights`` are the weights to score (the trained weights of the level). Strategies:
     ``magnitude`` (keep the largest ``|w|``); ``random`` (uniform random, any scope);
@@ -288,7 +290,7 @@ def prune_level(
     current = current if isinstance(current, Mask) else Mask(current)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     _check_scope(scope)
-    common = dict(scope=scope, rates=rates, ignore=ignore, generator=generator)
+    common = dict(scope=scope, rates=rates, ignore=ignore, generator=generator, count_rule=count_rule)
     if strategy == "magnitude":
         result = prune_fraction(magnitude_at(weights), current, fraction, **common)
     elif strategy in ("random", "random_global"):

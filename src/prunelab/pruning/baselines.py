@@ -8,6 +8,9 @@
 * ``random_layerwise`` is not a score function: it is "the per-layer densities of a reference
   mask with random positions" — :func:`randomize_layerwise` for a finished mask (the lottery
   ticket *shuffle* control), :func:`prunelab.pruning.api.prune_level` for a lottery level step.
+* :func:`randomize_global` keeps only a mask's total count over the considered tensors and draws
+  its positions uniformly over all of them (the *global shuffle* control of OpenLTH's
+  ``randomly_prune`` branch).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from prunelab.masks import Mask
 from prunelab.pruning.base import ScoreContext, register_strategy
 from prunelab.pruning.selection import match_patterns
 
-__all__ = ["magnitude", "magnitude_at", "random_scores", "random_scores_like", "randomize_layerwise"]
+__all__ = ["magnitude", "magnitude_at", "random_scores", "random_scores_like", "randomize_layerwise", "randomize_global"]
 
 
 def magnitude_at(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -77,3 +80,29 @@ def randomize_layerwise(
         new[order] = True
         out[name] = new.reshape(m.shape)
     return Mask(out)
+
+
+def randomize_global(
+    mask: Mapping[str, torch.Tensor], generator: torch.Generator | None = None, *, ignore: str | Iterable[str] = ()
+) -> Mask:
+    """The same total number of kept weights over the considered (non-ignored) tensors as ``mask``,
+    at positions drawn uniformly at random from all of their positions pooled: the per-layer
+    densities are *not* kept (each tensor's count is hypergeometric). Ignored tensors are copied
+    unchanged. A new mask, not a pruning step (pruned positions may be chosen). ``generator``
+    defaults to a fresh one seeded with 0.
+
+    OpenLTH's ``randomly_prune --strategy=global`` permutes the vectorised mask of *every* prunable
+    tensor (its ``--layers_to_ignore`` then resets the named tensors to dense, which adds weights);
+    here the ignored tensors take no part, so the considered tensors keep exactly the ticket's count."""
+    mask = mask if isinstance(mask, Mask) else Mask(mask)
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    ignored = match_patterns(ignore, mask) if ignore else set()
+    considered = [n for n in mask if n not in ignored]
+    sizes = [mask[n].numel() for n in considered]
+    kept = sum(int(mask[n].sum()) for n in considered)
+    chosen = torch.zeros(sum(sizes), dtype=torch.bool)
+    chosen[torch.randperm(chosen.numel(), generator=generator, device=generator.device)[:kept].cpu()] = True
+    out = {name: m.clone() for name, m in mask.items() if name in ignored}
+    for name, part in zip(considered, torch.split(chosen, sizes)):
+        out[name] = part.reshape(mask[name].shape).to(mask[name].device)
+    return Mask({name: out[name] for name in mask})

@@ -34,7 +34,9 @@ class ExperimentSpec:
     seed: int = spec_field(0, help="replicate seed: initialisation, and data order unless set separately")
 
     def run_hash(self, kind: str) -> str:
-        return canonical_hash(self, kind=kind)
+        """The hash run names are built from: the semantic fields that differ from their defaults, with
+        the pruning section's rules of resolution applied (:meth:`PruningSpec.resolved`)."""
+        return canonical_hash(replace(self, prune=self.prune.resolved()), kind=kind)
 
     def for_kind(self, kind: str) -> "ExperimentSpec":
         """This spec with the sections a ``kind`` of run does not read reset to their defaults."""

@@ -1,7 +1,15 @@
 """How a network is pruned: the strategy (a score function), how much, where, and how often.
 
-Lottery tickets read ``fraction`` (removed per level), ``rewind`` and ``ntk_rescale``; pruning at
-initialisation reads the target density from the command and ``iterations``/``schedule``.
+Lottery tickets read ``fraction`` (removed per level), ``count_rule``, ``rewind``, ``ntk_rescale`` and
+``ntk_rescale_mode``; pruning at initialisation reads the target density from the command and
+``iterations``/``schedule``.
+
+``ntk_rescale_mode`` defaults to ``"auto"``, a rule: with ``ntk_rescale`` on, ``auto`` means ``"global"``
+(the Random-Pruning-NTK reference's single factor) for the ``random_global`` strategy and ``"per_layer"``
+for any other. Run names hash :meth:`PruningSpec.resolved`, where ``auto`` is written out as ``global``
+for ``random_global``: those lotteries used per-layer factors before the field existed, so the rule
+gives them new names instead of reusing results computed with the old factors, while every other
+spec (``auto`` = per-layer, as before) keeps its name.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from prunelab.steps import parse_step
 
 SCOPES = ("global", "layerwise")
 SCHEDULES = ("exponential", "linear")
+COUNT_RULES = ("exact", "openlth")
+NTK_RESCALE_MODES = ("auto", "global", "per_layer")
 
 
 def _mapping_field(help: str) -> dict:
@@ -30,6 +40,11 @@ class PruningSpec:
     ignore: tuple[str, ...] = spec_field((), help="glob patterns of prunable weights never pruned")
     rewind: str = spec_field("0it", help="lottery: the step whose weights survivors are reset to")
     ntk_rescale: bool = spec_field(False, help="lottery: rescale survivors by 1/sqrt(density) (random_global NTK control)")
+    ntk_rescale_mode: str = spec_field(
+        "auto", help="lottery: global (one factor from the considered density), per_layer, or auto (global for "
+        "random_global, else per_layer)")
+    count_rule: str = spec_field(
+        "exact", help="lottery: weights removed per level: exact (round(f * alive)) or openlth (ceil(f * all alive) + 1)")
     iterations: int | None = spec_field(None, help="prune-score rounds per pruning (None: the strategy's default)")
     schedule: str = spec_field("exponential", help="density schedule over iterations: exponential or linear")
     prune_highest: bool | None = spec_field(None, help="remove the highest scores (None: the strategy's own rule)")
@@ -43,6 +58,13 @@ class PruningSpec:
             raise ValueError(f"prune.scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"prune.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.count_rule not in COUNT_RULES:
+            raise ValueError(f"prune.count_rule must be one of {', '.join(COUNT_RULES)}, got {self.count_rule!r}")
+        if self.ntk_rescale_mode not in NTK_RESCALE_MODES:
+            raise ValueError(
+                f"prune.ntk_rescale_mode must be one of {', '.join(NTK_RESCALE_MODES)}, got {self.ntk_rescale_mode!r}")
+        if self.ntk_rescale_mode != "auto" and not self.ntk_rescale:
+            raise ValueError(f"prune.ntk_rescale_mode={self.ntk_rescale_mode} needs prune.ntk_rescale=true")
         for pattern, rate in self.rates.items():
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"prune.rates[{pattern!r}] must be in [0, 1), got {rate}")
@@ -51,3 +73,17 @@ class PruningSpec:
         if self.examples_per_class < 1:
             raise ValueError("prune.examples_per_class must be >= 1")
         parse_step(self.rewind)
+
+    @property
+    def resolved_ntk_rescale_mode(self) -> str:
+        """``global`` or ``per_layer``: the factor rule the lottery applies when ``ntk_rescale`` is on."""
+        if self.ntk_rescale_mode != "auto":
+            return self.ntk_rescale_mode
+        return "global" if self.strategy == "random_global" else "per_layer"
+
+    def resolved(self) -> "PruningSpec":
+        """This spec as run names hash it: ``auto`` written out where it does not mean the per-layer rule
+        that runs made before ``ntk_rescale_mode`` existed used (``random_global`` with rescaling)."""
+        if self.ntk_rescale and self.ntk_rescale_mode == "auto" and self.resolved_ntk_rescale_mode != "per_layer":
+            return dataclasses.replace(self, ntk_rescale_mode=self.resolved_ntk_rescale_mode)
+        return self

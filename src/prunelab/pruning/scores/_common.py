@@ -30,7 +30,14 @@ __all__ = [
     "loss_on_batch",
     "prunable_list",
     "kaiming_normal_",
+    "AGGREGATES",
+    "aggregate_option",
 ]
+
+#: How SNIP/GraSP combine several pruning batches: ``total`` — the score of the gradients summed over
+#: the batches (Synaptic-Flow, the GraSP authors' code); ``per_batch`` — per-batch scores weighted by
+#: the batch's share of the examples and summed (the "Missing the Mark" OpenLTH fork).
+AGGREGATES = ("total", "per_batch")
 
 
 def seed_from(generator: torch.Generator) -> int:
@@ -160,3 +167,11 @@ def kaiming_normal_(tensor: torch.Tensor, generator: torch.Generator) -> None:
     draw = torch.randn(tuple(tensor.shape), generator=generator, device=generator.device, dtype=tensor.dtype)
     with torch.no_grad():
         tensor.copy_(draw.mul_(std))
+
+
+def aggregate_option(ctx: ScoreContext, strategy: str, default: str = "total") -> str:
+    """The ``aggregate`` option, checked against :data:`AGGREGATES`."""
+    value = ctx.option("aggregate", default)
+    if value not in AGGREGATES:
+        raise ValueError(f"{strategy} aggregate must be one of {', '.join(map(repr, AGGREGATES))}, got {value!r}")
+    return value

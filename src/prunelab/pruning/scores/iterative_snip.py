@@ -16,12 +16,13 @@ from prunelab.pruning.scores.snip import connection_sensitivity
 __all__ = ["iterative_snip"]
 
 
-@register_strategy("iterative_snip", needs_data=True, default_iterations=100, options=("train_mode",))
+@register_strategy("iterative_snip", needs_data=True, default_iterations=100, options=("train_mode", "aggregate"))
 def iterative_snip(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """Iterative SNIP: |g ⊙ w| re-scored on the masked weights each round; prune lowest.
 
     ``default_iterations=100``, the same exponential schedule length as SynFlow (the SynFlow and
     NTK-SAP codes take the number of rounds from their ``--prune-epochs`` setting, shared by all
-    iterative pruners). Options and BatchNorm handling as ``snip`` (``train_mode``, default True).
+    iterative pruners). Options and BatchNorm handling as ``snip`` (``train_mode``, default True;
+    ``aggregate``, default ``"total"``).
     """
-    return connection_sensitivity(ctx)
+    return connection_sensitivity(ctx, "iterative_snip")

@@ -19,10 +19,25 @@ Sampling (per round r = 1..R, option ``rounds``, and per noise batch):
 
 * θ: a fresh initialisation of a *copy* of the network (weight-agnostic: the current values of the
   user's weights are never used, only the mask): every Conv/Linear weight and every other prunable
-  weight with ≥ 2 dimensions ~ Kaiming normal N(0, 2/fan_in); Conv/Linear biases 0; BatchNorm,
-  GroupNorm and LayerNorm affine parameters (1, 0) — the reference models' ``_initialize_weights``.
+  weight with ≥ 2 dimensions ~ Kaiming normal N(0, 2/fan_in); BatchNorm, GroupNorm and LayerNorm
+  affine parameters (1, 0) — the reference models' ``_initialize_weights``. Conv/Linear biases
+  (option ``biases``): ``"zero"`` (default) sets them to 0; ``"keep"`` leaves the scored network's
+  own biases, as the reference's CIFAR ResNet/VGG and Tiny-ImageNet/ImageNet ResNet models do (the
+  bias line of their ``_initialize_weights`` is commented out; its Tiny-ImageNet/ImageNet VGGs zero
+  them). The two agree when the biases are 0 and wherever a bias cannot change the proxy: the
+  output layer's bias cancels in the difference of the two networks, and a bias followed by
+  BatchNorm is removed by the shared mean. They differ for non-zero hidden biases without BatchNorm
+  (LeNets with PyTorch's biases, the reference's VGGs without BatchNorm, any trained network's).
 * x ~ N(0, I) (data-agnostic: pruning data, if given, only supplies the batch shapes).
 * Δθ ~ N(0, ε² I) on the prunable weights (ε is a **standard deviation**, see below).
+
+Noise batches, per round: with pruning data, one batch per pruning batch with that batch's shape, as
+the reference draws ``randn_like`` of each batch of its prune loader (``--prune-dataset-ratio 10``
+examples per class in batches of ``--prune-batch-size 256``: one batch of 100 on CIFAR-10, 1,000
+examples in four batches on CIFAR-100); ``input_shape``, if also given, must match the data. An
+explicit ``batch_size`` instead draws one batch of that many examples (shape from ``input_shape`` or
+the data). Without data: one batch of ``batch_size`` (default 100, the reference's size on
+CIFAR-10) examples of ``input_shape``.
 
 BatchNorm, as the reference code: the running statistics of the fresh copy are reset and set, with
 momentum 1, to the statistics of the current noise batch in one no-grad train-mode pass of the
@@ -67,18 +82,21 @@ DEFAULT_ROUNDS = 5  # the released CIFAR-10 script's --ntksap_R 5; R=1 starves l
 DEFAULT_BATCH_SIZE = 100
 
 
-def reinitialise(net: nn.Module, prunable: set[str], generator: torch.Generator) -> None:
+BIASES = ("zero", "keep")
+
+
+def reinitialise(net: nn.Module, prunable: set[str], generator: torch.Generator, *, biases: str = "zero") -> None:
     """Fresh weights for ``net`` in place, drawn from ``generator`` in ``named_modules`` order:
-    Conv/Linear weights Kaiming normal (fan-in, ReLU gain) and biases 0; BatchNorm/GroupNorm/
-    LayerNorm affine weights 1 and biases 0; any other parameter named in ``prunable`` with at least
-    two dimensions Kaiming normal. Everything else keeps its value."""
+    Conv/Linear weights Kaiming normal (fan-in, ReLU gain) and biases 0 (``biases="keep"``: left
+    as they are); BatchNorm/GroupNorm/LayerNorm affine weights 1 and biases 0; any other parameter
+    named in ``prunable`` with at least two dimensions Kaiming normal. Everything else keeps its value."""
     done: set[int] = set()
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, (_ConvNd, nn.Linear)):
                 kaiming_normal_(module.weight, generator)
                 done.add(id(module.weight))
-                if module.bias is not None:
+                if module.bias is not None and biases == "zero":
                     module.bias.zero_()
             elif isinstance(module, (_BatchNorm, nn.GroupNorm, nn.LayerNorm)):
                 if getattr(module, "weight", None) is not None:
@@ -131,40 +149,53 @@ def ntksap_mask_gradient(
 
 
 def _noise_batch_shapes(ctx: ScoreContext) -> list[tuple[int, ...]]:
-    """One shape per noise batch: ``(batch_size, *input_shape)`` when ``input_shape`` is given
-    (the data, if any, is then unused), else the shapes of the pruning batches."""
+    """One shape per noise batch (see the module docstring): the pruning batches' shapes; or one
+    ``(batch_size, *example)`` batch when ``batch_size`` is given or there is no data."""
     shape = input_shape_option(ctx)
-    if shape is not None:
-        batch_size = int(ctx.option("batch_size", DEFAULT_BATCH_SIZE))
-        if batch_size < 1:
-            raise ValueError(f"ntksap batch_size must be >= 1, got {batch_size}")
-        return [(batch_size, *shape)]
+    explicit = ctx.option("batch_size", None)
+    batch_size = DEFAULT_BATCH_SIZE if explicit is None else int(explicit)
+    if batch_size < 1:
+        raise ValueError(f"ntksap batch_size must be >= 1, got {batch_size}")
     if ctx.data is None:
-        raise ValueError(
-            "ntksap is data-free but needs the model's input shape: pass input_shape=(C, H, W) "
-            "(one example, without the batch dimension; batch_size sets the noise batch, default "
-            f"{DEFAULT_BATCH_SIZE}) or pruning data, whose batch shapes are then used"
-        )
+        if shape is None:
+            raise ValueError(
+                "ntksap is data-free but needs the model's input shape: pass input_shape=(C, H, W) "
+                "(one example, without the batch dimension; batch_size sets the noise batch, default "
+                f"{DEFAULT_BATCH_SIZE}) or pruning data, whose batch shapes are then used"
+            )
+        return [(batch_size, *shape)]
     shapes = [tuple(int(s) for s in x.shape) for x, _ in ctx.batches()]
     if not shapes:
         raise ValueError("ntksap: the pruning data has no batches to take the input shape from")
+    if shape is not None and any(s[1:] != shape for s in shapes):
+        raise ValueError(f"ntksap input_shape={shape} differs from the pruning data's examples, {shapes[0][1:]}; "
+                         "drop input_shape (the data's shape is used)")
+    if explicit is not None:
+        return [(batch_size, *shapes[0][1:])]
     return shapes
 
 
-@register_strategy("ntksap", needs_data=False, default_iterations=20, options=("rounds", "epsilon", "input_shape", "batch_size"))
+@register_strategy("ntksap", needs_data=False, default_iterations=20,
+                   options=("rounds", "epsilon", "input_shape", "batch_size", "biases"))
 def ntksap(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """NTK-SAP |∂/∂m Σ‖f(x;θ⊙m) − f(x;(θ+Δθ)⊙m)‖²| over fresh θ and noise x (Wang et al. 2023).
 
-    Options: ``rounds`` R (1; the reference CIFAR-10 script uses 5), ``epsilon`` — the *standard
-    deviation* of Δθ (0.01, the reference code's default), ``input_shape`` (one example's shape;
-    else the pruning batches' shapes are used, one noise batch per pruning batch, as the reference
-    code draws ``randn_like`` of each batch), ``batch_size`` (noise examples per round with
-    ``input_shape``; 100 — the reference's 10 examples per class on CIFAR-10). Prune lowest.
-    20 iterations by default (``--prune-epochs 20`` in the reference run script). Works on a copy;
-    all randomness from ``ctx.generator``.
+    Options: ``rounds`` R (5, the reference's released CIFAR-10 script ``--ntksap_R 5``; its
+    command-line default is 1), ``epsilon`` — the *standard deviation* of Δθ (0.01, the reference
+    code's default), ``input_shape`` (one example's shape; needed without data), ``batch_size``
+    (noise examples per round: without data 100, the reference's 10 examples per class on
+    CIFAR-10; with data, when given, one batch of that size instead of the data's batches),
+    ``biases`` (``"zero"``: re-initialised to 0; ``"keep"``: the network's own, as the reference's
+    CIFAR models). With pruning data the noise batches take the pruning batches' shapes, as the
+    reference draws ``randn_like`` of each batch. Prune lowest. 20 iterations by default
+    (``--prune-epochs 20`` in the reference run script). Works on a copy; all randomness from
+    ``ctx.generator``.
     """
     epsilon = float(ctx.option("epsilon", DEFAULT_EPSILON))
     rounds = int(ctx.option("rounds", DEFAULT_ROUNDS))
+    biases = ctx.option("biases", "zero")
+    if biases not in BIASES:
+        raise ValueError(f"ntksap biases must be one of {', '.join(map(repr, BIASES))}, got {biases!r}")
     if not epsilon > 0:
         raise ValueError(f"ntksap epsilon (a standard deviation) must be positive, got {epsilon}")
     if rounds < 1:
@@ -184,7 +215,7 @@ def ntksap(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     with seeded_global_rng(gen, ctx.device):  # train-mode statistics pass: dropout seeded
         for _ in range(rounds):
             for shape in shapes:
-                reinitialise(net, prunable, gen)
+                reinitialise(net, prunable, gen, biases=biases)
                 x = torch.randn(shape, generator=gen, device=gen.device, dtype=dtype).to(device)
                 delta = {
                     k: torch.randn(tuple(own[names[k]].shape), generator=gen, device=gen.device, dtype=dtype)

@@ -14,6 +14,13 @@ Implementation: a :func:`copy.deepcopy` of the model is converted to float64, pu
 made non-negative; the user's model is never modified (the reference code takes ``abs_()`` in
 place and multiplies the signs back afterwards — working on a copy gives the same scores with
 nothing to restore).
+
+Option ``abs_buffers`` (default True): the floating-point buffers are made non-negative too, as
+Synaptic-Flow's ``Pruners/pruners.py`` does by taking ``abs_()`` over the whole ``state_dict``;
+``False`` makes only the parameters non-negative, as the "Missing the Mark" fork's
+``oneshot_experiments_helpers/synflow.py`` (``named_parameters``). The two agree at initialisation
+(running means 0, variances 1) and differ once BatchNorm running means are negative, i.e. when
+pruning a trained network.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from prunelab.pruning.scores._common import infer_input_shape, mask_scores, mode
 __all__ = ["synflow"]
 
 
-@register_strategy("synflow", needs_data=False, default_iterations=100, options=("input_shape",))
+@register_strategy("synflow", needs_data=False, default_iterations=100, options=("input_shape", "abs_buffers"))
 def synflow(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """SynFlow |θ ⊙ ∂R/∂θ|, R = 1ᵀ f(1; |θ|), in float64 (Tanaka et al. 2020); prune lowest.
 
@@ -38,14 +45,18 @@ def synflow(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     ``ValueError`` says so. The input is one all-ones example (batch of 1), as in the reference code.
     BatchNorm: eval mode, using the model's current running statistics (made non-negative like
     every other floating-point state entry, as the reference code's ``abs_()`` over the whole
-    ``state_dict``); nothing is reset or updated. 100 iterations by default (the paper's setting).
+    ``state_dict``); nothing is reset or updated. Option ``abs_buffers=False`` leaves the buffers'
+    signs (the "Missing the Mark" fork). 100 iterations by default (the paper's setting).
     Scores are returned in float64.
     """
     shape = infer_input_shape(ctx, "synflow")
+    abs_buffers = ctx.option("abs_buffers", True)
+    if not isinstance(abs_buffers, bool):
+        raise ValueError(f"synflow abs_buffers must be true or false, got {abs_buffers!r}")
     names = model_names(ctx.model, ctx.params)
     net = copy.deepcopy(ctx.model).to(torch.float64).eval()
     with torch.no_grad():
-        for t in itertools.chain(net.parameters(), net.buffers()):
+        for t in itertools.chain(net.parameters(), net.buffers() if abs_buffers else ()):
             if t.is_floating_point():
                 t.abs_()
     own = dict(net.named_parameters())
