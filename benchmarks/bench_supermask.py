@@ -38,7 +38,8 @@ CASES = {
 
 def _batches(shape: tuple[int, ...], batch: int, count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn((batch, *shape), generator=g), torch.randint(0, 10, (batch,), generator=g)) for _ in range(count)]
+    return [(torch.randn((batch, *shape), generator=g), torch.randint(0, 10, (batch,), generator=g))
+            for _ in range(count)]
 
 
 def masked_iterations(model: torch.nn.Module, batches: list, density: float) -> float:
@@ -122,8 +123,9 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         return
     for r in results:
-        print(f"{r['case']:>9}: masked {r['masked_ms_per_it']:.2f} ms/it, supermask {r['supermask_ms_per_it']:.2f} ms/it "
-              f"(masks {r['mask_ms']:.2f} ms), ratio {r['ratio_median']:.3f} ({r['ratio_min']:.3f}–{r['ratio_max']:.3f})")
+        print(f"{r['case']:>9}: masked {r['masked_ms_per_it']:.2f} ms/it, "
+              f"supermask {r['supermask_ms_per_it']:.2f} ms/it (masks {r['mask_ms']:.2f} ms), "
+              f"ratio {r['ratio_median']:.3f} ({r['ratio_min']:.3f}–{r['ratio_max']:.3f})")
 
 
 if __name__ == "__main__":

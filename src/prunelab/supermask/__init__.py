@@ -26,11 +26,13 @@ from prunelab.supermask.layers import (
 )
 from prunelab.supermask.rerandomize import RERAND_MODES, eligible_masks, rerandomize_
 from prunelab.supermask.scope import GlobalScope
+from prunelab.supermask.step import SupermaskStep
 from prunelab.supermask.subnet import RANKINGS, global_subnet_masks, subnet_mask
 
 __all__ = [
     "METHODS", "RANKINGS", "RERAND_MODES", "SCALE_FAN", "SCOPES", "SCORE_INITS", "WEIGHT_INITS",
     "GlobalScope", "SupermaskConv1d", "SupermaskConv2d", "SupermaskConv3d", "SupermaskError", "SupermaskLayer",
-    "SupermaskLinear", "WeightLaw", "draw_scores", "effective_state_dict", "eligible_masks", "global_subnet_masks",
+    "SupermaskLinear", "SupermaskStep", "WeightLaw", "draw_scores", "effective_state_dict", "eligible_masks",
+    "global_subnet_masks",
     "rerandomize_", "subnet_mask", "supermask_layers", "supermask_masks", "to_dense", "to_supermask",
 ]

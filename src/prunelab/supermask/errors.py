@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from prunelab.specs.base import closest
 
-__all__ = ["SupermaskError", "check_option", "check_density"]
+__all__ = ["SupermaskError", "check_option", "check_density", "check_number"]
 
 
 class SupermaskError(ValueError):
@@ -31,7 +31,22 @@ def check_density(density: object, *, allow_zero: bool = False) -> float:
     try:
         d = float(density)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise SupermaskError(f"density must be a number in {low} (the fraction of weights kept), got {density!r}") from None
+        raise SupermaskError(
+            f"density must be a number in {low} (the fraction of weights kept), got {density!r}"
+        ) from None
     if math.isnan(d) or d > 1.0 or d < 0.0 or (d == 0.0 and not allow_zero):
         raise SupermaskError(f"density must be in {low} (the fraction of weights kept), got {density!r}")
     return d
+
+
+def check_number(value: object, what: str) -> float:
+    """``value`` as a finite float; ``what`` names it in the error."""
+    if isinstance(value, bool):
+        raise SupermaskError(f"{what} must be a number, got {value!r}")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SupermaskError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise SupermaskError(f"{what} must be finite, got {value!r}")
+    return number

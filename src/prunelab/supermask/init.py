@@ -65,7 +65,9 @@ class WeightLaw:
         check_option(self.scale_fan, SCALE_FAN, "scale_fan")
         object.__setattr__(self, "density", check_density(self.density))
         if self.scale_fan == "pruned_fraction" and self.density == 1.0:
-            raise SupermaskError("scale_fan='pruned_fraction' multiplies the fan by 1 − density, which is 0 at density 1")
+            raise SupermaskError(
+                "scale_fan='pruned_fraction' multiplies the fan by 1 − density, which is 0 at density 1"
+            )
 
     @property
     def fan_factor(self) -> float:

@@ -31,7 +31,7 @@ from torch import nn
 
 from prunelab.pruning.selection import target_count
 from prunelab.supermask.convert import _current_masks, supermask_layers
-from prunelab.supermask.errors import SupermaskError, check_option
+from prunelab.supermask.errors import SupermaskError, check_number, check_option
 from prunelab.supermask.layers import SupermaskLayer
 from prunelab.supermask.subnet import _keep_top_stable, _ranked_values, keep_largest, ranking_keys
 
@@ -42,25 +42,14 @@ RERAND_MODES = ("bernoulli", "manual")
 _INT64_MAX = torch.iinfo(torch.int64).max
 
 
-def _number(value: object, what: str) -> float:
-    if isinstance(value, bool):
-        raise SupermaskError(f"{what} must be a number, got {value!r}")
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise SupermaskError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise SupermaskError(f"{what} must be finite, got {value!r}")
-    return number
-
-
 def _lowest_pruned(layers: list[SupermaskLayer], keeps: list[torch.Tensor], count: int) -> list[torch.Tensor]:
     """The ``count`` lowest-ranked weights outside ``keeps``, jointly over ``layers`` (one ranking)."""
     total = sum(keep.numel() for keep in keeps)
     if any(layer.scores.dtype == torch.float64 for layer in layers):
         device = keeps[0].device
         values = torch.cat([
-            _ranked_values(layer.scores, layer.ranking).double().to(device).masked_fill(keep.reshape(-1).to(device), math.inf)
+            _ranked_values(layer.scores, layer.ranking).double().to(device)
+            .masked_fill(keep.reshape(-1).to(device), math.inf)
             for layer, keep in zip(layers, keeps)
         ])
         ties = torch.cat([layer.tie_break.reshape(-1).to(device=device, dtype=torch.int64) for layer in layers])
@@ -77,9 +66,11 @@ def _lowest_pruned(layers: list[SupermaskLayer], keeps: list[torch.Tensor], coun
 
 def eligible_masks(model: nn.Module, rerand_rate: float = 1.0) -> dict[str, torch.Tensor]:
     """Module path → bool mask of the weights :func:`rerandomize_` may re-draw (see the module docstring)."""
-    rate = _number(rerand_rate, "rerand_rate")
+    rate = check_number(rerand_rate, "rerand_rate")
     if not 0.0 <= rate <= 1.0:
-        raise SupermaskError(f"rerand_rate must be in [0, 1] (the fraction of pruned weights eligible), got {rerand_rate!r}")
+        raise SupermaskError(
+            f"rerand_rate must be in [0, 1] (the fraction of pruned weights eligible), got {rerand_rate!r}"
+        )
     layers = supermask_layers(model)
     if not layers:
         raise SupermaskError(f"{type(model).__name__} has no supermask layer to re-randomise")
@@ -98,8 +89,8 @@ def eligible_masks(model: nn.Module, rerand_rate: float = 1.0) -> dict[str, torc
                 raise SupermaskError("this module holds only part of a global ranking; re-randomise the whole network")
             kept = scope.kept if scope is not None else members[0]._kept
             pruned = sum(layer.weight.numel() for layer in members) - kept
-            for path, mask in zip(paths, _lowest_pruned(members, [keeps[p] for p in paths], target_count(rate, pruned))):
-                eligible[path] = mask
+            lowest = _lowest_pruned(members, [keeps[p] for p in paths], target_count(rate, pruned))
+            eligible.update(zip(paths, lowest))
         return {path: eligible[path] for path in layers}
 
 
@@ -122,16 +113,18 @@ def rerandomize_(
     check_option(mode, RERAND_MODES, "re-randomisation mode")
     if not isinstance(generator, torch.Generator):
         raise SupermaskError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    lam = _number(fraction, "fraction (λ)")
+    lam = check_number(fraction, "fraction (λ)")
     if mode == "bernoulli":
         if not 0.0 <= lam <= 1.0:
-            raise SupermaskError(f"fraction (λ) is a probability in bernoulli mode and must be in [0, 1], got {fraction!r}")
+            raise SupermaskError(
+                f"fraction (λ) is a probability in bernoulli mode and must be in [0, 1], got {fraction!r}"
+            )
         if mu is not None:
             raise SupermaskError("mu is used by mode='manual' only; bernoulli mode re-draws with probability λ")
     elif mu is None:
         raise SupermaskError("mode='manual' needs mu: eligible weights become λ·w + μ·r")
     else:
-        mu = _number(mu, "mu")
+        mu = check_number(mu, "mu")
     eligible = eligible_masks(model, rerand_rate)
     layers = supermask_layers(model)
     with torch.no_grad():
