@@ -99,7 +99,9 @@ class SupermaskLayer(nn.Module):
         if self.bias is not None:
             self.bias.requires_grad_(self.learns_bias)
         self.scores = nn.Parameter(draw_scores(score_init, self.weight, score_generator).to(self.weight.device))
-        self.register_buffer("tie_break", tie_break.reshape(self.weight.shape).to(self.weight.device), persistent=True)
+        # a copy: a slice of the network-wide permutation would share its storage (safetensors refuses that)
+        ties = tie_break.reshape(self.weight.shape).to(self.weight.device, copy=True)
+        self.register_buffer("tie_break", ties, persistent=True)
 
     def _setup_from(self, generator: torch.Generator, **options: Any) -> None:
         weights, scores, ties = child_generators(generator, 3)
