@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from prunelab.specs import ExperimentSpec, SpecError, from_dict, semantic_dict
+from prunelab.specs.experiment import SECTIONS
 from prunelab.store import Run
 from prunelab.store.atomic import atomic_write
 
@@ -23,15 +25,14 @@ def collect_points(runs: Iterable[Run]) -> list[dict[str, Any]]:
     """One point (method, density, accuracy, seed, layer densities) per trained network."""
     points: list[dict[str, Any]] = []
     runs = list(runs)
-    configs = {run.run_id: _config_key(run) for run in runs}
-    labels = _config_labels(configs)
+    summaries = {run.run_id: run.summary() for run in runs}
+    methods = {run.run_id: _method(summaries[run.run_id]) for run in runs}
+    labels = _config_labels({run.run_id: (methods[run.run_id], _config_key(run)) for run in runs})
     for run in runs:
-        summary = run.summary()
+        summary = summaries[run.run_id]
         seed = summary.get("seed", 0)
-        suffix = labels[configs[run.run_id]]
+        method = methods[run.run_id] + labels[run.run_id]
         if summary.get("kind") == "lottery":
-            strategy = summary.get("strategy", "magnitude")
-            method = ("IMP" if strategy == "magnitude" else f"lottery:{strategy}") + suffix
             for row in summary["levels"]:
                 points.append({"method": method, "density": row["density"], "accuracy": row["test_accuracy"],
                                "seed": seed, "run_id": run.run_id})
@@ -40,39 +41,58 @@ def collect_points(runs: Iterable[Run]) -> list[dict[str, Any]]:
                         points.append({"method": f"{method} {control}", "density": row["density"],
                                        "accuracy": row[control], "seed": seed, "run_id": run.run_id})
         else:
-            method = summary.get("strategy") or summary.get("kind", "train")
-            if summary.get("experiment") == "multishot":
-                method = f"{method} (multishot)"
-            method += suffix
             points.append({"method": method, "density": summary["density"], "accuracy": summary["test_accuracy"],
                            "seed": seed, "run_id": run.run_id, "layer_densities": summary.get("layer_densities", {})})
     return points
 
 
+def _method(summary: dict[str, Any]) -> str:
+    """What a run's points are labelled with: the lottery's or pruning strategy, the supermask method."""
+    kind = summary.get("kind", "train")
+    if kind == "lottery":
+        strategy = summary.get("strategy", "magnitude")
+        return "IMP" if strategy == "magnitude" else f"lottery:{strategy}"
+    if kind == "supermask":
+        return str(summary.get("method", "supermask"))
+    method = summary.get("strategy") or kind
+    return f"{method} (multishot)" if summary.get("experiment") == "multishot" else str(method)
+
+
 def _config_key(run: Run) -> str:
-    """What a run's settings are apart from its seed and strategy: runs that differ in anything else
-    are different experiments and must not be averaged as replicates."""
-    spec = run.spec_data()
-    spec.pop("seed", None)
-    prune = dict(spec.get("prune") or {})
-    prune.pop("strategy", None)
-    spec["prune"] = prune
-    stage_path = run.stage_path
-    stage = json.loads(stage_path.read_text()) if stage_path.is_file() else {}
-    stage.pop("density", None)  # the x axis, not a setting
-    stage.pop("parent", None)  # differs per seed; the parent's settings are the spec above
+    """What a run's settings are apart from its seed, its method and its density: runs of one method that
+    differ in anything else are different experiments and must not be averaged as replicates. Specs are
+    compared by the fields that differ from their defaults, among the sections the run's kind reads."""
+    data = run.spec_data()
+    try:
+        spec = from_dict(ExperimentSpec, data)
+    except SpecError:
+        settings: Any = data
+    else:
+        settings = semantic_dict(spec.for_kind(run.kind) if run.kind in SECTIONS else spec)
+        settings.pop("seed", None)
+        settings.get("prune", {}).pop("strategy", None)
+        for key in ("method", "density"):
+            settings.get("supermask", {}).pop(key, None)
+    stage = json.loads(run.stage_path.read_text()) if run.stage_path.is_file() else {}
+    for key in ("density", "method", "parent"):  # the x axis, the label, and per-seed parents
+        stage.pop(key, None)
     args = {k: v for k, v in (stage.pop("args", None) or {}).items() if k not in ("prune_fraction", "strategy")}
     if args:
         stage["args"] = args
-    return json.dumps([spec, stage], sort_keys=True, default=str)
+    return json.dumps([settings, stage], sort_keys=True, default=str)
 
 
-def _config_labels(configs: dict[str, str]) -> dict[str, str]:
-    """'' when all runs share one configuration, else ' [config 1]', ' [config 2]', ..."""
-    distinct = sorted(set(configs.values()))
-    if len(distinct) <= 1:
-        return {c: "" for c in distinct}
-    return {c: f" [config {i + 1}]" for i, c in enumerate(distinct)}
+def _config_labels(configs: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """Per run: '' when every run of its method shares one configuration, else ' [config 1]', ' [config 2]',
+    ... numbering that method's distinct configurations."""
+    by_method: dict[str, list[str]] = defaultdict(list)
+    for method, key in configs.values():
+        by_method[method].append(key)
+    numbers = {method: {key: i + 1 for i, key in enumerate(sorted(set(keys)))} for method, keys in by_method.items()}
+    return {
+        run_id: (f" [config {numbers[method][key]}]" if len(numbers[method]) > 1 else "")
+        for run_id, (method, key) in configs.items()
+    }
 
 
 def aggregate(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -106,8 +126,16 @@ def plot_accuracy_vs_density(rows: Sequence[dict[str, Any]], path: str | Path, t
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     methods = sorted({r["method"] for r in rows})
+    sparse = any(r["density"] < 1.0 for r in rows)
     for method in methods:
         pts = sorted((r for r in rows if r["method"] == method), key=lambda r: -r["density"])
+        if sparse and len(pts) == 1 and pts[0]["density"] == 1.0:
+            # a dense baseline (e.g. the weight-trained network beside supermasks): a line across the plot
+            y, e = 100 * pts[0]["mean_accuracy"], 100 * pts[0]["std_accuracy"]
+            line = ax.axhline(y, linestyle="--", linewidth=1, label=f"{method} (dense)")
+            if e > 0:
+                ax.axhspan(y - e, y + e, color=line.get_color(), alpha=0.1)
+            continue
         xs = [100 * r["density"] for r in pts]
         ys = [100 * r["mean_accuracy"] for r in pts]
         es = [100 * r["std_accuracy"] for r in pts]

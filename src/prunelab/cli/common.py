@@ -11,7 +11,8 @@ from typing import Any
 
 from prunelab.specs import ExperimentSpec, SpecError, load_spec, parse_override_args
 
-__all__ = ["add_spec_arguments", "spec_from_args", "seeds_from_args", "print_json", "format_table", "setup_logging"]
+__all__ = ["add_spec_arguments", "spec_from_args", "seeds_from_args", "floats_from", "print_json", "format_table",
+           "setup_logging"]
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -69,6 +70,16 @@ def seeds_from_args(args: argparse.Namespace, default: int) -> list[int]:
     if getattr(args, "replicate", None) is not None:
         return [args.replicate]
     return [default]
+
+
+def floats_from(text: str | None, flag: str) -> list[float]:
+    """``'0.1,0.03'`` → ``[0.1, 0.03]``; ``None`` or ``''`` → ``[]``."""
+    if not text:
+        return []
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SpecError(f"{flag} takes comma-separated numbers, got {text!r}") from None
 
 
 def print_json(obj: Any) -> None:

@@ -35,8 +35,9 @@ class ExperimentSpec:
 
     def run_hash(self, kind: str) -> str:
         """The hash run names are built from: the semantic fields that differ from their defaults, with
-        the pruning section's rules of resolution applied (:meth:`PruningSpec.resolved`)."""
-        return canonical_hash(replace(self, prune=self.prune.resolved()), kind=kind)
+        the pruning and supermask sections' rules of resolution applied (:meth:`PruningSpec.resolved`,
+        :meth:`SupermaskSpec.resolved`)."""
+        return canonical_hash(replace(self, prune=self.prune.resolved(), supermask=self.supermask.resolved()), kind=kind)
 
     def for_kind(self, kind: str) -> "ExperimentSpec":
         """This spec with the sections a ``kind`` of run does not read reset to their defaults."""

@@ -17,6 +17,7 @@ from prunelab.specs.dataset import DatasetSpec
 from prunelab.specs.experiment import ExperimentSpec
 from prunelab.specs.model import ModelSpec
 from prunelab.specs.pruning import PruningSpec
+from prunelab.specs.supermask import SupermaskSpec
 from prunelab.specs.training import TrainingSpec
 
 __all__ = ["PRESETS", "get_preset", "preset_names", "register_preset"]
@@ -188,3 +189,73 @@ for _depth in (18, 34, 50, 101, 152, 200):
     register_preset(
         f"imagenet_resnet_{_depth}", f"ResNet-{_depth} on ImageNet (OpenLTH: SGD 0.4, batch 1024, 90 ep, 5 ep warm-up)"
     )(_make_imagenet)
+
+
+# Supermasks ------------------------------------------------------------------------------------------
+# The scores' optimiser is SGD with momentum 0.9 and a cosine schedule in both papers; `model.init` is
+# the law of the frozen weights. Sources per value in docs/specs.md ("Supermask presets").
+def _cosine(steps: str, lr: float, weight_decay: float, batch_size: int = 128) -> TrainingSpec:
+    return TrainingSpec(optimizer="sgd", lr=lr, momentum=0.9, weight_decay=weight_decay, batch_size=batch_size,
+                        steps=steps, schedule="cosine")
+
+
+for _n in (2, 4, 6, 8):
+    def _make_edgepopup(n: int = _n) -> ExperimentSpec:
+        # hidden-networks configs/smallscale/conv{n}/conv{n}_usc_unsigned.yml, --prune-rate 0.5 (kept)
+        return ExperimentSpec(
+            dataset=DatasetSpec(name="cifar10"),
+            model=ModelSpec(name=f"conv{n}", init="signed_constant"),
+            train=_cosine("100ep", lr=0.1, weight_decay=1e-4),
+            supermask=SupermaskSpec(method="edge-popup", density=0.5),
+        )
+
+    register_preset(
+        f"cifar_conv{_n}_edgepopup",
+        f"edge-popup supermask of Conv-{_n} on CIFAR-10 (hidden-networks: signed constant, 50%, SGD 0.1 cosine, 100 ep)",
+    )(_make_edgepopup)
+
+
+@register_preset("cifar_conv6_iterand", "IteRand supermask of Conv-6 on CIFAR-10 (iterand Figure 1: 50%, K=300, lambda 0.1)")
+def _cifar_conv6_iterand() -> ExperimentSpec:
+    # iterand config.yaml figure1_conv6_ku_iterand (cifar10_sgd base); ImageNet statistics as its transforms
+    return ExperimentSpec(
+        dataset=DatasetSpec(name="cifar10", normalization="imagenet"),
+        model=ModelSpec(name="conv6", init="kaiming_uniform"),
+        train=_cosine("100ep", lr=0.3, weight_decay=1e-4),
+        supermask=SupermaskSpec(method="iterand", density=0.5, rerand_freq="300it", rerand_lambda=0.1),
+    )
+
+
+@register_preset("cifar_resnet18_iterand",
+                 "IteRand supermask of ResNet-18 on CIFAR-10 (iterand cifar10_resnet18_sc_iterand: 40%, K=300, lambda 0.1)")
+def _cifar_resnet18_iterand() -> ExperimentSpec:
+    # iterand's CIFAR ResNet-18 has a 3x3 stem and no max-pool: prunelab's tinyimagenet_resnet_18 architecture
+    return ExperimentSpec(
+        dataset=DatasetSpec(name="cifar10", normalization="imagenet"),
+        model=ModelSpec(name="tinyimagenet_resnet_18", init="signed_constant"),
+        train=_cosine("100ep", lr=0.1, weight_decay=5e-4),
+        supermask=SupermaskSpec(method="iterand", density=0.4, rerand_freq="300it", rerand_lambda=0.1),
+    )
+
+
+@register_preset("mnist10k_lenet_300_100_supermask",
+                 "edge-popup/IteRand supermask of LeNet-300-100 on the real 10k MNIST split, offline (minutes on a CPU)")
+def _mnist10k_lenet_supermask() -> ExperimentSpec:
+    return ExperimentSpec(
+        dataset=DatasetSpec(name="mnist10k", augment=False),
+        model=ModelSpec(name="lenet_300_100", init="signed_constant"),
+        train=_cosine("20ep", lr=0.1, weight_decay=5e-4),
+        # --method iterand re-draws every epoch (the paper's K = 300 iterations is 0.85 of a CIFAR-10 epoch)
+        supermask=SupermaskSpec(method="edge-popup", density=0.5, rerand_freq="1ep"),
+    )
+
+
+@register_preset("digits_lenet_300_100_supermask",
+                 "edge-popup/IteRand supermask of LeNet-300-100 on scikit-learn digits, zero set-up, seconds on a CPU")
+def _digits_lenet_supermask() -> ExperimentSpec:
+    return ExperimentSpec(
+        dataset=DatasetSpec(name="digits", augment=False),
+        model=ModelSpec(name="lenet_300_100", init="signed_constant"),
+        train=_cosine("10ep", lr=0.1, weight_decay=5e-4, batch_size=64),
+        supermask=SupermaskSpec(method="edge-popup", density=0.5, rerand_freq="1ep"),
+    )

@@ -1,8 +1,12 @@
 """How a supermask is learned on frozen random weights: edge-popup or IteRand, how dense, which
-conventions. Read only by ``supermask`` runs; the frozen weights' law is ``model.init``."""
+conventions. Read only by ``supermask`` runs; the frozen weights' law is ``model.init``.
+
+Edge-popup is IteRand with λ = 0: a spec may carry a re-randomisation period (a preset meant for both
+methods does) and edge-popup simply never re-draws; a non-zero λ with edge-popup is an error."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from prunelab.specs.base import SpecError, check_choice, spec_field
@@ -55,17 +59,25 @@ class SupermaskSpec:
             raise SpecError(f"supermask.rerand_rate must be in [0, 1], got {self.rerand_rate}")
         if self.rerand_freq is not None:
             parse_step(self.rerand_freq)
-        rerand_given = [name for name in ("rerand_freq", "rerand_lambda", "rerand_mu")
-                        if getattr(self, name) is not None]
-        if self.rerand_mode != "bernoulli":
-            rerand_given.append("rerand_mode")
-        if self.rerand_rate != 1.0:
-            rerand_given.append("rerand_rate")
-        if self.method == "edge-popup" and rerand_given:
+        if self.rerand_lambda is not None and not self.rerand_lambda >= 0:
+            raise SpecError(f"supermask.rerand_lambda must be >= 0, got {self.rerand_lambda}")
+        if self.rerand_mode == "bernoulli" and (self.rerand_lambda or 0.0) > 1.0:
+            raise SpecError(f"supermask.rerand_lambda is a probability in bernoulli mode, in [0, 1]; got {self.rerand_lambda}")
+        if (self.rerand_mode == "manual") != (self.rerand_mu is not None):
+            raise SpecError("supermask.rerand_mu goes with supermask.rerand_mode=manual (w <- lambda w + mu r), and only with it")
+        if self.method == "edge-popup" and (self.rerand_lambda or self.rerand_mu is not None):
             raise SpecError(
-                f"edge-popup does not re-randomise, but {', '.join('supermask.' + n for n in rerand_given)} "
-                "is set; use --method iterand (edge-popup is IteRand with lambda = 0)"
+                "edge-popup does not re-randomise (it is IteRand with lambda = 0), but supermask.rerand_lambda or "
+                "rerand_mu is set; use --method iterand"
             )
+
+    def resolved(self) -> "SupermaskSpec":
+        """This spec as run names hash it: edge-popup never re-randomises, so the re-randomisation period,
+        mode and rate it carries (e.g. from a preset meant for both methods) do not rename its runs."""
+        if self.method == "edge-popup":
+            return dataclasses.replace(self, rerand_freq=None, rerand_lambda=None, rerand_mode="bernoulli",
+                                       rerand_mu=None, rerand_rate=1.0)
+        return self
 
     @property
     def iterand_freq(self) -> str | None:

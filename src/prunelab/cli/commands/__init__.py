@@ -1,5 +1,8 @@
 """One module per command; each exposes ``register(subparsers)``."""
 
-from prunelab.cli.commands import branch, demo, lottery, presets, prune, report, runs, train
+from prunelab.cli.commands import branch, demo, lottery, presets, prune, report, runs, supermask, train
 
-REGISTRY = [train.register, lottery.register, branch.register, prune.register, report.register, presets.register, runs.register, demo.register]
+REGISTRY = [
+    train.register, lottery.register, branch.register, prune.register, supermask.register, report.register,
+    presets.register, runs.register, demo.register,
+]

@@ -7,21 +7,12 @@ import dataclasses
 from pathlib import Path
 
 from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density, plot_layer_densities
-from prunelab.cli.common import add_spec_arguments, format_table, print_json, seeds_from_args, spec_from_args
+from prunelab.cli.common import add_spec_arguments, floats_from, format_table, print_json, seeds_from_args, spec_from_args
 from prunelab.experiments.prune_init import EXPERIMENTS, densities_from, run_prune
 from prunelab.specs import SpecError
 from prunelab.store import RunStore
 
 PAI_STRATEGIES = ("random", "magnitude", "snip", "grasp", "grasp_abs", "synflow", "iterative_snip", "ntksap")
-
-
-def _floats(text: str | None, flag: str) -> list[float]:
-    if not text:
-        return []
-    try:
-        return [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise SpecError(f"{flag} takes comma-separated numbers, got {text!r}") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, overrides: list[str]) -> int:
-    densities = densities_from(_floats(args.density, "--density"), _floats(args.sparsity, "--sparsity"),
-                               _floats(args.compression, "--compression"))
+    densities = densities_from(floats_from(args.density, "--density"), floats_from(args.sparsity, "--sparsity"),
+                               floats_from(args.compression, "--compression"))
     names = list(PAI_STRATEGIES) if args.strategy == "all" else [s.strip() for s in args.strategy.split(",") if s.strip()]
     if args.iterations is not None:
         overrides = [*overrides, f"--prune.iterations={args.iterations}"]
