@@ -1,12 +1,14 @@
-"""prunelab: research on neural-network pruning — lottery tickets, pruning at initialisation.
+"""prunelab: research on neural-network pruning — lottery tickets, pruning at initialisation, supermasks.
 
 The public API, in the order data flows: specs → data/models → masks/pruning → training → runs.
 """
 
 from prunelab.api import lottery
 from prunelab.data import BatchLoader, DataSplits, ImageDataset, load_dataset
+from prunelab.experiments.export import export_run, load_exported
 from prunelab.experiments.lottery import LotteryResult, run_lottery
 from prunelab.experiments.prune_init import run_prune
+from prunelab.experiments.supermask import run_supermask
 from prunelab.experiments.train import run_train
 from prunelab.masks import Mask, MaskedParameters, apply_mask
 from prunelab.models import build_model, initialize, model_names, prunable_parameters, register_model
@@ -17,22 +19,25 @@ from prunelab.specs import (
     ModelSpec,
     PruningSpec,
     SpecError,
+    SupermaskSpec,
     TrainingSpec,
     get_preset,
     load_spec,
     preset_names,
 )
 from prunelab.steps import parse_step, to_iterations
-from prunelab.store import RunStore
-from prunelab.training import TrainResult, evaluate, train
+from prunelab.store import RunLayout, RunStore
+from prunelab.supermask import SupermaskStep, rerandomize_, subnet_mask, to_supermask
+from prunelab.training import MaskedStep, TrainingLoop, TrainResult, UpdateStep, evaluate, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BatchLoader", "DataSplits", "DatasetSpec", "ExperimentSpec", "ImageDataset", "LotteryResult", "Mask",
-    "MaskedParameters", "ModelSpec", "PruningSpec", "RunStore", "SpecError", "TrainResult", "TrainingSpec",
-    "apply_mask", "build_model", "evaluate", "get_preset", "initialize", "load_dataset", "load_spec", "lottery",
-    "model_names", "parse_step", "preset_names", "prunable_parameters", "prune", "register_model",
-    "register_strategy", "run_lottery", "run_prune", "run_train", "score", "strategy_names", "to_iterations",
-    "train",
+    "MaskedParameters", "MaskedStep", "ModelSpec", "PruningSpec", "RunLayout", "RunStore", "SpecError",
+    "SupermaskSpec", "SupermaskStep", "TrainResult", "TrainingLoop", "TrainingSpec", "UpdateStep", "apply_mask",
+    "build_model", "evaluate", "export_run", "get_preset", "initialize", "load_dataset", "load_exported",
+    "load_spec", "lottery", "model_names", "parse_step", "preset_names", "prunable_parameters", "prune",
+    "register_model", "register_strategy", "rerandomize_", "run_lottery", "run_prune", "run_supermask",
+    "run_train", "score", "strategy_names", "subnet_mask", "to_iterations", "to_supermask", "train",
 ]

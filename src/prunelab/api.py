@@ -76,10 +76,12 @@ def lottery(
         else:
             run_id = run_name
         runs = RunStore(store)
-        place = StorePlace(runs, run_id)
+        user_model = {"user_model": type(model).__name__}  # tells the CLI it cannot rebuild these runs
+        place = StorePlace(runs, run_id, stage_info=user_model)
     procedure = Lottery(spec, bench, place, run_id)  # validates the strategy before anything is written
     if store is not None:
-        runs.create(run_id, f"# lottery on a user model ({type(model).__name__})\n" + spec_to_yaml(spec, "lottery"))
+        runs.create(run_id, f"# lottery on a user model ({type(model).__name__})\n" + spec_to_yaml(spec, "lottery"),
+                    extra=user_model)
     result = procedure.run(levels, controls)
     if store is not None:
         summary = result.summary()

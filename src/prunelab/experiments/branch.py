@@ -21,15 +21,16 @@ from typing import Any
 import torch
 
 from prunelab.experiments.lottery import derived_seed
+from prunelab.experiments.reading import check_registry_run, run_mask, run_spec, run_weights
 from prunelab.experiments.scoring import prune_to_density, split_strategy_name
 from prunelab.experiments.stage import run_stage
 from prunelab.experiments.workbench import Workbench, train_summary
 from prunelab.masks import apply_mask
 from prunelab.pruning.baselines import randomize_global, randomize_layerwise
-from prunelab.specs import ExperimentSpec, SpecError, from_dict, spec_to_yaml
+from prunelab.specs import SpecError, spec_to_yaml
 from prunelab.specs.model import INITIALISERS
 from prunelab.steps import parse_step
-from prunelab.store import Run, RunStore, load_tensors
+from prunelab.store import Run, RunStore
 
 __all__ = ["OneShotBranch", "run_oneshot_branch", "BRANCHES"]
 
@@ -86,27 +87,9 @@ def complement(fraction: float) -> float:
     return float(1 - Fraction(repr(float(fraction))))
 
 
-def parent_spec(run: Run) -> ExperimentSpec:
-    data = run.spec_data()
-    if not data:
-        raise SpecError(f"run {run.run_id} has no spec.yaml; only trained runs can be branched")
-    return from_dict(ExperimentSpec, data)
-
-
 def branch_run_id(parent: Run, branch: OneShotBranch) -> str:
     text = json.dumps({"parent": parent.run_id, "branch": "oneshot", "args": branch.key()}, sort_keys=True)
     return f"branch-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
-
-
-def _weights_at(parent: Run, step: int, flag: str) -> dict[str, torch.Tensor]:
-    path = parent.weights_path(step)
-    if not path.is_file():
-        saved = ", ".join(f"{s}it" for s in parent.saved_steps()) or "none"
-        raise SpecError(
-            f"{flag}: run {parent.run_id} has no weights saved at step {step} (saved: {saved}). "
-            "Train the parent with --save-steps to keep more steps."
-        )
-    return load_tensors(path)
 
 
 def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStore | None = None) -> dict[str, Any]:
@@ -114,7 +97,8 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
     parent = store.find(parent_ref)
     if not parent.finished:
         raise SpecError(f"run {parent.run_id} has not finished; finish it (re-run its command) before branching")
-    spec = parent_spec(parent)
+    check_registry_run(parent)
+    spec = run_spec(parent)
     prune_spec = dataclasses.replace(
         spec.prune, strategy=branch.strategy, iterations=branch.prune_iterations, prune_highest=branch.prune_highest,
         scope=branch.scope, ignore=branch.ignore, **({"examples_per_class": branch.examples_per_class} if branch.examples_per_class else {}),
@@ -129,10 +113,13 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
         state_step = bench.to_iterations(branch.state_step)
         start_step = state_step if branch.start_step is None else bench.to_iterations(branch.start_step)
         scoring_model = bench.new_model()
-        scoring_model.load_state_dict(_weights_at(parent, prune_step, "--prune-step"))
+        scoring_model.load_state_dict(run_weights(parent, prune_step, flag="--prune-step"))
+        # a sparse parent (a pruned run, a lottery level, a supermask) is pruned further: never revived
+        parent_mask = run_mask(parent) if parent.mask_path.is_file() else None
         mask = prune_to_density(
             scoring_model, bench.prunable(scoring_model), prune_spec, complement(branch.prune_fraction),
             train_set=bench.splits.train, device=bench.device, seed=derived_seed(spec.seed, "branch-data"),
+            mask=parent_mask,
         )
         if branch.randomize_layerwise:
             mask = randomize_layerwise(mask, torch.Generator().manual_seed(derived_seed(spec.seed, "branch-shuffle")))
@@ -143,7 +130,7 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
             model = bench.new_model(derived_seed(spec.seed, "branch-reinit") % (2**31))
         else:
             model = bench.new_model()
-            model.load_state_dict(_weights_at(parent, state_step, "--state-step"))
+            model.load_state_dict(run_weights(parent, state_step, flag="--state-step"))
         apply_mask(model, mask)
         result = bench.train(model, run, mask=mask, start_step=start_step)
         mask.save(run.mask_path)

@@ -39,9 +39,10 @@ class StorePlace(Place):
     """Stages are sub-runs ``<parent>/<name>`` of the run store: finished ones are reused, their mask
     and final weights read back from disk."""
 
-    def __init__(self, store: RunStore, parent_id: str) -> None:
+    def __init__(self, store: RunStore, parent_id: str, *, stage_info: dict[str, Any] | None = None) -> None:
         self.store = store
         self.parent_id = parent_id
+        self.stage_info = stage_info  # written to every stage's stage.json (e.g. a user model's class)
 
     def run(self, name: str) -> Run:
         return self.store.run(f"{self.parent_id}/{name}")
@@ -53,7 +54,7 @@ class StorePlace(Place):
             return result.summary
 
         run_id = f"{self.parent_id}/{name}"
-        summary = run_stage(self.store, run_id, spec_yaml, wrapped)
+        summary = run_stage(self.store, run_id, spec_yaml, wrapped, stage_info=self.stage_info)
         run = self.store.run(run_id)
         return StageResult(summary, Mask.load(run.mask_path), load_tensors(run.weights_path(summary["final_step"])))
 

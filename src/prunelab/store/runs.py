@@ -60,6 +60,10 @@ class Run(RunLayout):
             raise RunNotFound(f"run {self.run_id} has not finished (no {self.summary_path})")
         return read_json(self.summary_path)
 
+    def stage_info(self) -> dict[str, Any]:
+        """What else names the stage (``stage.json``): density, branch arguments, a user model's class."""
+        return read_json(self.stage_path) if self.stage_path.is_file() else {}
+
     def spec_data(self) -> dict[str, Any]:
         return yaml.safe_load(self.spec_path.read_text(encoding="utf-8")) if self.spec_path.is_file() else {}
 

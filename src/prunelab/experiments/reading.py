@@ -1,0 +1,64 @@
+"""Reading a stored run back for further work — branching, exporting, analysing: its spec, its mask and
+its weights at a saved step **as the ordinary registry model's state dict**, whatever kind of run it is.
+
+A supermask run stores its network's state (frozen weights, scores, tie keys); here it becomes the
+effective weights ``w ⊙ m`` under the original parameter names, so every consumer treats it like any
+other trained run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from prunelab.experiments.supermask import supermask_network
+from prunelab.experiments.workbench import Workbench
+from prunelab.masks import Mask
+from prunelab.specs import ExperimentSpec, SpecError, from_dict
+from prunelab.store import Run, load_tensors
+from prunelab.supermask import effective_state_dict
+
+__all__ = ["run_spec", "run_mask", "run_weights", "check_registry_run"]
+
+
+def run_spec(run: Run) -> ExperimentSpec:
+    """The spec a finished run was trained with."""
+    data = run.spec_data()
+    if not data:
+        raise SpecError(f"run {run.run_id} has no spec.yaml; only trained runs can be read back")
+    return from_dict(ExperimentSpec, data)
+
+
+def check_registry_run(run: Run) -> None:
+    """Refuse runs on a user's own module (the Python API): their spec names no registry model."""
+    info = run.stage_info()
+    if info.get("user_model"):
+        raise SpecError(
+            f"run {run.run_id} trained a user model ({info['user_model']}), which the command line cannot rebuild; "
+            "load its weights in Python (prunelab.store.load_tensors on the run's weights files)"
+        )
+
+
+def run_mask(run: Run) -> Mask:
+    """The run's mask (the input mask of weight training, the learned one of a supermask run)."""
+    if not run.mask_path.is_file():
+        hint = " (a lottery keeps one per level: use RUN/level_<L>)" if run.kind == "lottery" and "/" not in run.run_id else ""
+        raise SpecError(f"run {run.run_id} has no mask{hint}")
+    return Mask.load(run.mask_path)
+
+
+def run_weights(run: Run, step: int, *, flag: str = "step") -> dict[str, torch.Tensor]:
+    """The ordinary model's state dict at ``step`` (``flag`` names the option that asked, for errors)."""
+    path = run.weights_path(step)
+    if not path.is_file():
+        saved = ", ".join(f"{s}it" for s in run.saved_steps()) or "none"
+        raise SpecError(
+            f"{flag}: run {run.run_id} has no weights saved at step {step} (saved: {saved}). "
+            "Train the run with --save-steps to keep more steps."
+        )
+    state = load_tensors(path)
+    if run.kind != "supermask":
+        return state
+    spec = run_spec(run)
+    network = supermask_network(spec, Workbench.from_spec(spec))
+    network.load_state_dict(state)
+    return {name: value.detach().cpu() for name, value in effective_state_dict(network).items()}
