@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import torch
 
-from prunelab.pruning.selection import target_count
+from prunelab.pruning.selection import kth_smallest, target_count
 from prunelab.supermask.errors import SupermaskError, check_density, check_option
 
 __all__ = ["RANKINGS", "subnet_mask", "global_subnet_masks", "draw_tie_break", "ranking_keys", "keep_largest",
@@ -82,7 +82,7 @@ def keep_largest(keys: torch.Tensor, k: int) -> torch.Tensor:
         return torch.ones_like(keys, dtype=torch.bool)
     if k <= 0:
         return torch.zeros_like(keys, dtype=torch.bool)
-    return keys >= torch.kthvalue(keys, n - k + 1).values
+    return keys >= kth_smallest(keys, n - k + 1)
 
 
 def _keep_top_stable(values: torch.Tensor, tie_break: torch.Tensor, k: int) -> torch.Tensor:
@@ -173,5 +173,5 @@ def masks_keeping(
     total = sum(key.numel() for key in keys)
     if k >= total or k <= 0:
         return [torch.full(s.shape, k > 0, dtype=torch.bool, device=s.device) for s in scores]
-    threshold = torch.kthvalue(torch.cat([key.to(device) for key in keys]), total - k + 1).values
+    threshold = kth_smallest(torch.cat([key.to(device) for key in keys]), total - k + 1)
     return [(key >= threshold.to(key.device)).reshape(s.shape) for key, s in zip(keys, scores)]
