@@ -10,7 +10,7 @@ import torch
 
 from prunelab.supermask import SupermaskError, SupermaskStep, supermask_layers, supermask_masks, to_supermask
 from prunelab.supermask import step as step_module
-from prunelab.training import StepContext, load_checkpoint, train
+from prunelab.training import StepContext, classification_loss, load_checkpoint, train
 
 from test_training import Crash, Net, assert_same_state, loaders, quiet, spec, state
 
@@ -21,7 +21,8 @@ def network(seed: int = 0, **options) -> torch.nn.Module:
 
 
 def bound(step: SupermaskStep, model: torch.nn.Module, s=None) -> SupermaskStep:
-    step.bind(StepContext(model, model, s or spec(), torch.device("cpu"), 6))
+    s = s or spec()
+    step.bind(StepContext(model, model, s, torch.device("cpu"), 6, classification_loss(s, torch.device("cpu"))))
     return step
 
 

@@ -15,9 +15,10 @@ __all__ = ["add_spec_arguments", "spec_from_args", "seeds_from_args", "floats_fr
            "setup_logging"]
 
 
-def setup_logging(verbose: bool = False) -> None:
+def setup_logging(verbose: bool = False, *, quiet: bool = False) -> None:
+    """Log lines on stderr: debug with ``verbose``, warnings only when ``quiet`` (torchrun ranks > 0)."""
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO),
         format="%(message)s",
         stream=sys.stderr,
         force=True,

@@ -51,16 +51,21 @@ def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tens
     return gathered.view(batch, channels, height, width).masked_fill_(~inside[:, None], 0)
 
 
-def random_crop_and_flip(images: torch.Tensor, augmentation: Augmentation, rng: torch.Generator) -> torch.Tensor:
-    """:func:`crop_and_flip` with offsets and flips drawn from ``rng`` (a CPU generator, so the
-    draws are identical whatever device the images are on)."""
-    batch = images.shape[0]
+def _crop_and_flip_draws(batch: int, augmentation: Augmentation, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The crop offsets ``[batch, 2]`` and flips ``[batch]`` of one batch, drawn from ``rng``."""
     pad = augmentation.pad
     offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=rng)
     flips = torch.rand(batch, generator=rng) < 0.5
     if not augmentation.flip:
         flips = torch.zeros_like(flips)
-    return crop_and_flip(images, offsets, flips, pad)
+    return offsets, flips
+
+
+def random_crop_and_flip(images: torch.Tensor, augmentation: Augmentation, rng: torch.Generator) -> torch.Tensor:
+    """:func:`crop_and_flip` with offsets and flips drawn from ``rng`` (a CPU generator, so the
+    draws are identical whatever device the images are on)."""
+    offsets, flips = _crop_and_flip_draws(images.shape[0], augmentation, rng)
+    return crop_and_flip(images, offsets, flips, augmentation.pad)
 
 
 class BatchLoader:
@@ -68,7 +73,9 @@ class BatchLoader:
     ``device``.
 
     ``shuffle=False`` keeps the data set's order; ``augment=False`` (or a data set without
-    augmentation) yields the images unchanged. The last batch of an epoch may be smaller.
+    augmentation) yields the images unchanged. ``shard=(rank, world_size)`` yields only that rank's
+    part of every batch (``tensor_split`` of the global batch, with the global batch's augmentation),
+    for data-parallel training: the shards of a batch together are exactly the unsharded batch. The last batch of an epoch may be smaller.
     ``iter(loader)`` runs epoch 0 — convenient for evaluation; training loops call
     :meth:`epoch` with the epoch number so each epoch gets its own order.
     """
@@ -83,9 +90,13 @@ class BatchLoader:
         augment_seed: int = 0,
         augment: bool = True,
         device: str | torch.device = "cpu",
+        shard: tuple[int, int] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+            raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}")
+        self.shard = shard if shard is not None and shard[1] > 1 else None
         if len(dataset) == 0:
             raise ValueError(f"data set {dataset.name!r} is empty")
         self.dataset = dataset
@@ -114,6 +125,10 @@ class BatchLoader:
     def iterations_per_epoch(self) -> int:
         return math.ceil(len(self.dataset) / self.batch_size)
 
+    def global_batch_size(self, batch: int) -> int:
+        """The number of examples in batch ``batch`` of an epoch over all shards (the last may be smaller)."""
+        return min(self.batch_size, len(self.dataset) - batch * self.batch_size)
+
     def __len__(self) -> int:
         return self.iterations_per_epoch
 
@@ -141,7 +156,17 @@ class BatchLoader:
             index = order[batch * self.batch_size : (batch + 1) * self.batch_size]
             yield self._make_batch(index, epoch, batch)
 
+    def _rows(self, size: int) -> torch.Tensor | None:
+        """Which rows of a global batch of ``size`` this shard takes (``None``: all of them)."""
+        if self.shard is None:
+            return None
+        rank, world = self.shard
+        return torch.arange(size).tensor_split(world)[rank]
+
     def _make_batch(self, index: torch.Tensor, epoch: int, batch: int) -> Batch:
+        rows = self._rows(index.numel())
+        if rows is not None:
+            index = index[rows.to(index.device)]
         images = self.dataset.images.index_select(0, index)
         labels = self.dataset.labels.index_select(0, index.to(self.dataset.labels.device))
         if self._pin:
@@ -149,7 +174,11 @@ class BatchLoader:
         images = images.to(self.device, non_blocking=self._pin)
         labels = labels.to(self.device, non_blocking=self._pin)
         if self.augmentation is not None:
+            # drawn for the whole global batch, so a shard's examples get what one process would give them
             rng = generator("augment", self.augment_seed, epoch, batch)
-            images = random_crop_and_flip(images, self.augmentation, rng)
+            offsets, flips = _crop_and_flip_draws(self.global_batch_size(batch), self.augmentation, rng)
+            if rows is not None:
+                offsets, flips = offsets[rows], flips[rows]
+            images = crop_and_flip(images, offsets, flips, self.augmentation.pad)
         x = images.to(torch.float32).mul_(self._scale).add_(self._shift)
         return x, labels

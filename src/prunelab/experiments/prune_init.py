@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from prunelab import distributed
 from prunelab.analysis.flops import efficiency_metrics
 from prunelab.experiments.branch import complement
 from prunelab.experiments.lottery import derived_seed
@@ -79,7 +80,10 @@ def run_prune(
         data_seed = derived_seed(spec.seed, "prune-data")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LayerCollapseWarning)  # reported once below, with the density
-            mask = _prune(bench, init_model, init_state, data_seed)
+            if experiment == "multishot" or distributed.is_writer():  # multishot trains: every rank takes part
+                mask = _prune(bench, init_model, init_state, data_seed)
+            else:  # under torchrun rank 0 scores alone; its mask reaches this rank in the training step
+                mask = Mask.ones_like(bench.prunable(init_model))
         collapsed = mask.collapsed_layers()
         if collapsed:
             warnings.warn(f"layer collapse at density {density}: {', '.join(collapsed)} fully pruned", LayerCollapseWarning,
@@ -90,6 +94,7 @@ def run_prune(
         apply_mask(model, mask)
         mask.save(run.mask_path)
         result = bench.train(model, run, mask=mask)
+        mask = result.mask if result.mask is not None else mask  # rank 0's, under torchrun
         summary = train_summary(result, mask)
         summary.update({
             "strategy": spec.prune.strategy, "target_density": density, "experiment": experiment,

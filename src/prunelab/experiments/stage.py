@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from prunelab import distributed
 from prunelab.store import Run, RunStore
 
 __all__ = ["run_stage"]
@@ -38,8 +39,16 @@ def run_stage(
     if run.finished:
         log.info("reusing finished run %s", run_id)
         return run.summary()
+    summary = _run_body(store, run, spec_yaml, body, stage_info)
+    distributed.barrier()  # under torchrun: rank 0 wrote the summary before any rank reads the store again
+    return summary
+
+
+def _run_body(store: RunStore, run: Run, spec_yaml: str, body: Callable[[Run], dict[str, Any]],
+              stage_info: dict[str, Any] | None) -> dict[str, Any]:
+    run_id = run.run_id
     with store.lock(run_id, on_wait=log.warning):
-        if run.finished:  # another process finished it while we waited
+        if distributed.agree(run.finished):  # another process finished it while we waited
             return run.summary()
         fresh = not run.path.exists()
         store.create(run_id, spec_yaml, extra=stage_info)
@@ -47,7 +56,7 @@ def run_stage(
         try:
             summary = body(run)
         except Exception:
-            if fresh:
+            if fresh and distributed.is_writer():
                 _remove_if_empty(run)
             raise
         summary.setdefault("run_id", run_id)

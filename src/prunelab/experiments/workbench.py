@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from prunelab import distributed
 from prunelab.data import BatchLoader, DataSplits, load_dataset
 from prunelab.masks import Mask
 from prunelab.models import build_model, prunable_from_spec
@@ -20,6 +21,11 @@ from prunelab.steps import to_iterations
 from prunelab.store import Run
 
 __all__ = ["Bench", "Workbench", "train_summary"]
+
+
+def _shard() -> tuple[int, int] | None:
+    """Under ``torchrun``, this rank's part of every batch; otherwise the whole batch."""
+    return (distributed.rank(), distributed.world_size()) if distributed.active() else None
 
 
 @functools.lru_cache(maxsize=4)
@@ -63,10 +69,12 @@ class Workbench:
             augment_seed=augment_seed if augment_seed is not None else (t.augment_seed if t.augment_seed is not None else self.spec.seed),
             augment=self.spec.dataset.augment,
             device=self.device,
+            shard=_shard(),
         )
 
     def test_loader(self) -> BatchLoader:
-        return BatchLoader(self.splits.test, self.spec.train.eval_batch_size, shuffle=False, augment=False, device=self.device)
+        return BatchLoader(self.splits.test, self.spec.train.eval_batch_size, shuffle=False, augment=False,
+                           device=self.device, shard=_shard())
 
     @property
     def input_shape(self) -> tuple[int, ...]:

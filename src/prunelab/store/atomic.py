@@ -17,6 +17,8 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from prunelab import distributed
+
 __all__ = [
     "atomic_write",
     "atomic_write_bytes",
@@ -39,8 +41,13 @@ _UMASK = _current_umask()
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp_path)`` then move ``tmp_path`` onto ``path`` atomically."""
+    """Call ``writer(tmp_path)`` then move ``tmp_path`` onto ``path`` atomically.
+
+    Under ``torchrun`` only rank 0 writes (:mod:`prunelab.distributed`): on the other ranks this
+    returns ``path`` without touching the file system."""
     path = Path(path)
+    if not distributed.is_writer():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

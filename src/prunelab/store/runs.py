@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 
+from prunelab import distributed
 from prunelab.store.atomic import atomic_write_json, atomic_write_text, read_json
 from prunelab.store.layout import RunLayout
 
@@ -86,6 +87,8 @@ class RunStore:
     def create(self, run_id: str, spec_yaml: str, *, extra: dict[str, Any] | None = None) -> Run:
         """Make the run directory and write its resolved spec (idempotent)."""
         run = self.run(run_id)
+        if not distributed.is_writer():  # under torchrun, rank 0 keeps the store
+            return run
         run.path.mkdir(parents=True, exist_ok=True)
         if not run.spec_path.is_file():
             atomic_write_text(run.spec_path, spec_yaml)
@@ -95,7 +98,11 @@ class RunStore:
 
     @contextmanager
     def lock(self, run_id: str, *, timeout: float = -1, on_wait: Any = None) -> Iterator[None]:
-        """Exclusive lock for one run; ``on_wait(message)`` is called if another process holds it."""
+        """Exclusive lock for one run; ``on_wait(message)`` is called if another process holds it.
+        Under ``torchrun`` only rank 0 takes it (the other ranks train the same run with it)."""
+        if not distributed.is_writer():
+            yield
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.root / f".{run_id.replace('/', '__')}.lock"))
         try:

@@ -27,7 +27,7 @@ from prunelab.supermask.convert import supermask_layers, supermask_masks
 from prunelab.supermask.errors import SupermaskError, check_number, check_option
 from prunelab.supermask.rerandomize import RERAND_MODES, rerandomize_
 from prunelab.training.optim import build_optimizer
-from prunelab.training.update import StepContext, UpdateStep, classification_loss
+from prunelab.training.update import StepContext, UpdateStep
 
 __all__ = ["SupermaskStep"]
 
@@ -95,7 +95,7 @@ class SupermaskStep(UpdateStep):
         self._zero_grad = self.optimizer.zero_grad
         self._optimizer_step = self.optimizer.step
         self._forward = context.forward
-        self._loss = classification_loss(context.spec, context.device)
+        self._loss = context.loss
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:  # not cached: load_state_dict replaces the groups

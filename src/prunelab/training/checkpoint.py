@@ -154,7 +154,16 @@ def rng_state(cuda: bool = False) -> dict[str, torch.Tensor]:
     return states
 
 
-def restore_rng_state(states: Mapping[str, torch.Tensor]) -> None:
+def restore_rng_state(states: Mapping[str, torch.Tensor], *, rank: int | None = None) -> None:
+    """Set the global generators to ``states``; ``rank`` picks that rank's from a data-parallel
+    checkpoint (keys ``rank<r>.cpu``, ``rank<r>.cuda.<i>``)."""
+    if rank is not None:
+        prefix = f"rank{rank}."
+        own = {k[len(prefix):]: v for k, v in states.items() if k.startswith(prefix)}
+        if not own:
+            raise CheckpointError(f"the checkpoint holds no generator state for rank {rank}: it was written "
+                                  "by another number of processes")
+        states = own
     if "cpu" in states:
         torch.set_rng_state(states["cpu"].to("cpu", torch.uint8))
     cuda = [states[k] for k in sorted((k for k in states if k.startswith("cuda.")), key=lambda k: int(k[5:]))]
@@ -188,11 +197,12 @@ def save_checkpoint(
     model: nn.Module,
     update: Mapping[str, Any],
     trainer: Mapping[str, Any] | None = None,
-    cuda_rng: bool = False,
+    rng: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``latest.safetensors`` then ``latest.json`` atomically; returns the JSON path.
 
-    ``update`` is the update step's ``state_dict()`` (nested tensors and JSON-able values)."""
+    ``update`` is the update step's ``state_dict()`` (nested tensors and JSON-able values); ``rng`` the
+    generator states to store (default: this process's CPU generator, :func:`rng_state`)."""
     tensor_path, json_path = checkpoint_paths(directory)
     tensors: dict[str, torch.Tensor] = {}
     for name, value in model.state_dict().items():
@@ -200,7 +210,7 @@ def save_checkpoint(
             raise CheckpointError(f"model state entry {name!r} is not a tensor ({type(value).__name__})")
         tensors[_MODEL + name] = value
     encoded_update = encode_state(update, tensors)
-    for name, value in rng_state(cuda_rng).items():
+    for name, value in (rng if rng is not None else rng_state()).items():
         tensors[_RNG + name] = value
     payload = {"format": CHECKPOINT_FORMAT, "step": int(step), "update": encoded_update, "trainer": dict(trainer or {})}
     _check_json(payload, "trainer state")

@@ -6,6 +6,8 @@ import re
 
 import torch
 
+from prunelab import distributed
+
 __all__ = ["resolve_device"]
 
 _CUDA_RE = re.compile(r"^cuda(?::(\d+))?$")
@@ -13,13 +15,14 @@ _CUDA_RE = re.compile(r"^cuda(?::(\d+))?$")
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` (or ``None``) picks ``cuda`` when available, else ``cpu``; asking for CUDA on a
-    machine without it is an error rather than a silent fall-back to the CPU."""
+    machine without it is an error rather than a silent fall-back to the CPU. Under ``torchrun``,
+    ``cuda`` means this rank's GPU, ``cuda:<LOCAL_RANK>``."""
     if isinstance(device, torch.device):
         text = str(device)
     else:
         text = "auto" if device is None else str(device).strip().lower()
     if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        text = "cuda" if torch.cuda.is_available() else "cpu"
     if text == "cpu":
         return torch.device("cpu")
     match = _CUDA_RE.match(text)
@@ -32,6 +35,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             "use train.device=cpu or train.device=auto"
         )
     index = int(match.group(1)) if match.group(1) is not None else None
+    if index is None and distributed.active():  # under torchrun each rank has its own GPU
+        index = distributed.local_rank()
     if index is not None and index >= torch.cuda.device_count():
         raise RuntimeError(
             f"device {text!r} was requested but only {torch.cuda.device_count()} CUDA device(s) are visible"

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunelab import distributed
+
 __all__ = ["Evaluation", "evaluate", "iterate_batches"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -44,7 +46,8 @@ def evaluate(
 
     ``loader`` is a prunelab loader (``loader.epoch(0)`` is used) or an iterable of ``(x, y)``.
     ``batch_size`` splits larger batches (to bound memory); ``bf16`` runs the forward pass under
-    bfloat16 autocast. Counts and sums stay on the device and are read once at the end.
+    bfloat16 autocast. Counts and sums stay on the device and are read once at the end. Under
+    ``torchrun`` each rank evaluates its shard of ``loader`` and the sums are added over ranks.
     """
     if device is None:
         first = next(iter(model.parameters()), None)
@@ -71,6 +74,9 @@ def evaluate(
                     examples += yb.shape[0]
     finally:
         model.train(was_training)
+    if distributed.active():  # each rank evaluated its shard: one reduction of the three sums
+        totals = distributed.all_reduce_sum(torch.stack([correct.double(), loss_sum, loss_sum.new_tensor(examples)]))
+        correct, loss_sum, examples = totals[0].long(), totals[1], int(totals[2])
     if examples == 0:
         raise ValueError("evaluation data is empty")
     return Evaluation(accuracy=int(correct) / examples, loss=float(loss_sum) / examples, examples=examples)

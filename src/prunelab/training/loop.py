@@ -26,7 +26,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from prunelab import distributed
 from prunelab.masks import Mask
 from prunelab.specs.base import semantic_dict
 from prunelab.specs.training import TrainingSpec
@@ -39,19 +41,21 @@ from prunelab.training.checkpoint import (
     checkpoint_paths,
     load_checkpoint,
     restore_rng_state,
+    rng_state,
     save_checkpoint,
 )
 from prunelab.training.device import resolve_device
 from prunelab.training.evaluate import evaluate
 from prunelab.training.metrics import MetricsWriter, load_summary_writer, truncate_metrics
 from prunelab.training.schedule import make_lr_schedule
-from prunelab.training.update import StepContext, UpdateStep
+from prunelab.training.update import StepContext, UpdateStep, classification_loss
 
 __all__ = ["TrainingLoop", "TrainResult", "TrainingDiverged", "TrainingPlan"]
 
 WEIGHTS_FORMAT = "prunelab.weights/1"
 _CHECK_SECONDS = 0.5  # target interval between check points (progress bar, NaN detection)
 _MAX_PENDING = 1024  # upper bound on losses held between check points
+_DATA_PARALLEL_CHECK_EVERY = 50  # ranks reduce their losses together, so check points are fixed steps
 
 
 class TrainingDiverged(RuntimeError):
@@ -153,6 +157,10 @@ def _check_loader(loader: Any, spec: TrainingSpec) -> None:
         )
 
 
+def _silent(message: str) -> None:
+    """The log of ranks other than 0: one copy of every line is enough."""
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -180,7 +188,8 @@ class TrainingLoop:
         _check_loader(train_loader, spec)
         self.started = time.perf_counter()
         self.spec = spec
-        self.log = log or _stderr_log
+        self.data_parallel = distributed.active()
+        self.log = (log or _stderr_log) if distributed.is_writer() else _silent
         self.model = model
         self.train_loader = train_loader
         self.test_loader = test_loader
@@ -207,9 +216,14 @@ class TrainingLoop:
         torch.manual_seed(seed)
         model.to(self.device)
         model.train()
-        self.forward: nn.Module = torch.compile(model) if spec.compile else model
+        parallel: nn.Module = model
+        if self.data_parallel:  # gradients averaged over ranks; rank 0's initial state broadcast to all
+            parallel = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.forward: nn.Module = torch.compile(parallel) if spec.compile else parallel
+        self.evaluated: nn.Module = model if self.data_parallel else self.forward
         self.update = update
-        update.bind(StepContext(model, self.forward, spec, self.device, self.plan.iterations_per_epoch))
+        loss = classification_loss(spec, self.device, data_parallel=self.data_parallel)
+        update.bind(StepContext(model, self.forward, spec, self.device, self.plan.iterations_per_epoch, loss))
         self.fingerprint = json.loads(
             json.dumps(
                 {
@@ -218,6 +232,7 @@ class TrainingLoop:
                     "iterations_per_epoch": self.plan.iterations_per_epoch,
                     "total_steps": self.total,
                     "start_step": self.start,
+                    **({"world_size": distributed.world_size()} if self.data_parallel else {}),
                     **update.fingerprint(),
                 }
             )
@@ -236,7 +251,8 @@ class TrainingLoop:
         self.pending: list[torch.Tensor] = []
         self.bar: Any = None
         self.recent_loss: float | None = None
-        self.check_every = 10  # steps between check points; adapted to about _CHECK_SECONDS
+        # steps between check points: adapted to about _CHECK_SECONDS, but fixed when ranks must meet there
+        self.check_every = _DATA_PARALLEL_CHECK_EVERY if self.data_parallel else 10
         self.last_check = (self.start, time.perf_counter())
 
         self.metrics_path = self.layout.metrics_path if self.layout is not None else None
@@ -253,7 +269,8 @@ class TrainingLoop:
         assert self.checkpoint_dir is not None and self.metrics_path is not None
         checkpoint = load_checkpoint(self.checkpoint_dir)
         if checkpoint is None:
-            self.metrics_path.unlink(missing_ok=True)
+            if distributed.is_writer():
+                self.metrics_path.unlink(missing_ok=True)
             return
         tensor_path, _ = checkpoint_paths(self.checkpoint_dir)
         saved = checkpoint.trainer.get("fingerprint")
@@ -274,7 +291,7 @@ class TrainingLoop:
             self.log(f"note: {checkpoint.note}")
         self.model.load_state_dict(checkpoint.model, strict=True)
         self.update.load_state_dict(checkpoint.update)
-        restore_rng_state(checkpoint.rng)
+        restore_rng_state(checkpoint.rng, rank=distributed.rank() if self.data_parallel else None)
         state = checkpoint.trainer
         self.step = checkpoint.step
         self.best_accuracy = state.get("best_accuracy")
@@ -313,7 +330,8 @@ class TrainingLoop:
         last_step, last_time = self.last_check
         if step > last_step and now > last_time:
             rate = (step - last_step) / (now - last_time)
-            self.check_every = max(1, min(_MAX_PENDING, int(rate * _CHECK_SECONDS)))
+            if not self.data_parallel:
+                self.check_every = max(1, min(_MAX_PENDING, int(rate * _CHECK_SECONDS)))
         self.last_check = (step, now)
         bar = self.bar
         if bar is not None:
@@ -329,7 +347,10 @@ class TrainingLoop:
         pending = self.pending
         if not pending:
             return
-        values = torch.stack(pending).tolist()
+        stacked = torch.stack(pending)
+        if self.data_parallel:  # each rank's loss is its shard's share: the mean over ranks is the batch's
+            stacked = distributed.all_reduce_sum(stacked) / distributed.world_size()
+        values = stacked.tolist()
         pending.clear()
         first = step - len(values)  # the pending losses are those of iterations first+1 .. step
         total = self.loss_sum
@@ -390,7 +411,7 @@ class TrainingLoop:
         test_loss = test_accuracy = None
         if self.test_loader is not None:
             result = evaluate(
-                self.forward,
+                self.evaluated,
                 self.test_loader,
                 device=self.device,
                 bf16=self.spec.bf16,
@@ -439,9 +460,22 @@ class TrainingLoop:
             model=self.model,
             update=self.update.state_dict(),
             trainer=state,
-            cuda_rng=self.device.type == "cuda",
+            rng=self._rng_states(),
         )
         self.last_checkpoint = step
+
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        """The global generators' states to checkpoint: this process's, or under data parallelism every
+        rank's (gathered to all, written by rank 0), so each rank resumes its own dropout stream."""
+        own = rng_state(self.device.type == "cuda")
+        if not self.data_parallel:
+            return own
+        states: dict[str, torch.Tensor] = {}
+        for name, value in own.items():
+            gathered = [torch.empty_like(value) for _ in range(distributed.world_size())]
+            torch.distributed.all_gather(gathered, value.to(self.device) if self.device.type == "cuda" else value)
+            states.update({f"rank{r}.{name}": g.cpu() for r, g in enumerate(gathered)})
+        return states
 
     # the loop -------------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -450,7 +484,7 @@ class TrainingLoop:
         self.bar = tqdm(
             total=self.end,
             initial=self.step,
-            disable=not self.spec.progress,
+            disable=not self.spec.progress or not distributed.is_writer(),
             file=sys.stderr,
             unit="it",
             dynamic_ncols=True,
@@ -467,6 +501,7 @@ class TrainingLoop:
         finally:
             self.bar.close()
             self.writer.close()
+        distributed.barrier()  # rank 0's last files are written before any rank moves on
         final = self.history[-1] if self.history and self.history[-1]["step"] == self.end else {}
         return TrainResult(
             final_step=self.step,

@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunelab import distributed
 from prunelab.masks import Mask, MaskedParameters
 from prunelab.training.optim import build_optimizer
-from prunelab.training.update import StepContext, UpdateStep, classification_loss
+from prunelab.training.update import StepContext, UpdateStep
 
 __all__ = ["MaskedStep", "mask_digest"]
 
@@ -54,6 +55,9 @@ class MaskedStep(UpdateStep):
     def bind(self, context: StepContext) -> None:
         model = context.model
         if self.mask is not None:
+            if distributed.active():  # every rank trains rank 0's mask, however the others came by theirs
+                self.mask = Mask({name: keep.to(context.device) for name, keep in self.mask.items()})
+                distributed.broadcast_tensors(list(self.mask.values()))
             params = self.prunable if self.prunable is not None else dict(model.named_parameters())
             self.masked = MaskedParameters(params, self.mask)
             self.masked.apply_to_weights()
@@ -63,7 +67,7 @@ class MaskedStep(UpdateStep):
         self._mask_gradients = self.masked.apply_to_gradients if self.masked is not None else None
         self._mask_weights = self.masked.apply_to_weights if self.masked is not None else None
         self._forward = context.forward
-        self._loss = classification_loss(context.spec, context.device)
+        self._loss = context.loss
 
     def set_lr(self, lr: float) -> None:
         # not cached: load_state_dict replaces the optimiser's param_groups with new dicts

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from prunelab import distributed
 from prunelab.store.atomic import atomic_write_text
 
 __all__ = ["MetricsWriter", "read_metrics", "truncate_metrics", "load_summary_writer"]
@@ -76,6 +77,8 @@ class MetricsWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, record: Mapping[str, Any]) -> None:
+        if not distributed.is_writer():  # under torchrun rank 0 keeps the metrics
+            return
         if self.path is not None:
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(dict(record)) + "\n")

@@ -26,6 +26,7 @@ The contract, in the order the loop calls it:
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,10 +35,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunelab import distributed
 from prunelab.masks import Mask
 from prunelab.specs.training import TrainingSpec
 
-__all__ = ["StepContext", "UpdateStep", "classification_loss"]
+__all__ = ["LossFn", "StepContext", "UpdateStep", "classification_loss"]
+
+
+LossFn = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -45,19 +50,35 @@ class StepContext:
     """What the loop hands a step when binding it."""
 
     model: nn.Module  # on ``device``, in train mode; what the loop evaluates, saves and checkpoints
-    forward: Callable[[torch.Tensor], torch.Tensor]  # ``model`` or its ``torch.compile`` wrapper
+    forward: Callable[[torch.Tensor], torch.Tensor]  # ``model``, or its DDP / ``torch.compile`` wrapper
     spec: TrainingSpec
     device: torch.device
     iterations_per_epoch: int
+    loss: LossFn  # ``loss(forward, x, y)``: the training loss of a batch (see :func:`classification_loss`)
 
 
-def classification_loss(spec: TrainingSpec, device: torch.device) -> Callable[[Callable, torch.Tensor, torch.Tensor], torch.Tensor]:
+def classification_loss(spec: TrainingSpec, device: torch.device, *, data_parallel: bool = False) -> LossFn:
     """``loss(forward, x, y)``: cross-entropy with the spec's label smoothing, under bf16 autocast when
-    ``spec.bf16`` — the training loss every step of prunelab uses."""
+    ``spec.bf16`` — the training loss every step of prunelab uses.
+
+    With ``data_parallel`` (one rank of several, each holding a shard of the global batch) the loss is
+    the shard's summed cross-entropy times ``world_size / n_global`` (``n_global`` the global batch's
+    size, summed over ranks): averaging the ranks' gradients, as DDP does, then gives exactly the
+    gradient of the global batch's mean loss, also when the shards differ in size."""
     cross_entropy = torch.nn.functional.cross_entropy
     smoothing = spec.label_smoothing
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if spec.bf16 else contextlib.nullcontext()
+    if data_parallel:
+        world = float(distributed.world_size())
+
+        def loss_data_parallel(forward: Callable, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            n_global = distributed.all_reduce_sum(torch.full((), float(y.shape[0]), device=y.device))
+            with autocast:
+                total = cross_entropy(forward(x), y, reduction="sum", label_smoothing=smoothing)
+            return total * (world / n_global)
+
+        return loss_data_parallel
     if spec.bf16:
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16)
 
         def loss_bf16(forward: Callable, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             with autocast:
