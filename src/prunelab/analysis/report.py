@@ -53,7 +53,10 @@ def _method(summary: dict[str, Any]) -> str:
         strategy = summary.get("strategy", "magnitude")
         return "IMP" if strategy == "magnitude" else f"lottery:{strategy}"
     if kind == "supermask":
-        return str(summary.get("method", "supermask"))
+        method = str(summary.get("method", "supermask"))
+        if method == "iterand":  # lambda = 0 is IteRand's own edge-popup baseline: keep the two apart
+            return f"iterand (lambda={summary.get('rerand_lambda', 0.1):g})"
+        return method
     method = summary.get("strategy") or kind
     return f"{method} (multishot)" if summary.get("experiment") == "multishot" else str(method)
 
@@ -132,9 +135,9 @@ def plot_accuracy_vs_density(rows: Sequence[dict[str, Any]], path: str | Path, t
         if sparse and len(pts) == 1 and pts[0]["density"] == 1.0:
             # a dense baseline (e.g. the weight-trained network beside supermasks): a line across the plot
             y, e = 100 * pts[0]["mean_accuracy"], 100 * pts[0]["std_accuracy"]
-            line = ax.axhline(y, linestyle="--", linewidth=1, label=f"{method} (dense)")
+            ax.axhline(y, linestyle="--", linewidth=1, color="black", label=f"{method} (dense)")
             if e > 0:
-                ax.axhspan(y - e, y + e, color=line.get_color(), alpha=0.1)
+                ax.axhspan(y - e, y + e, color="black", alpha=0.08)
             continue
         xs = [100 * r["density"] for r in pts]
         ys = [100 * r["mean_accuracy"] for r in pts]
