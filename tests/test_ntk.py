@@ -1,0 +1,263 @@
+"""The empirical NTK: against an explicit per-example Jacobian, its invariances, masks, the linear
+model's closed form, the model left untouched, spectra and kernel distances."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from prunelab.analysis.ntk import (
+    compare_kernels,
+    condition_number,
+    empirical_ntk,
+    kernel_distance,
+    kernel_stats,
+    ntk_eigenvalues,
+    ntk_trace,
+    optimal_scale,
+    relative_frobenius_difference,
+)
+
+
+def small_convnet() -> nn.Module:
+    """Conv → batch norm (with non-trivial running statistics) → ReLU → linear, in float64."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4))
+    model = model.double()
+    with torch.no_grad():
+        model[1].running_mean.normal_()
+        model[1].running_var.uniform_(0.5, 2.0)
+        model[1].weight.uniform_(0.5, 1.5)
+        model[1].bias.normal_()
+    return model
+
+
+def explicit_jacobian(model: nn.Module, x: torch.Tensor, keep: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """``(N, C, P)``: one autograd.grad per example and output, in eval mode, over the trainable
+    parameters; with ``keep``, the pruned network (weights ⊙ keep) and only its kept entries."""
+    model = copy.deepcopy(model).eval()
+    keep = keep or {}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in keep:
+                p.mul_(keep[name].to(p.dtype))
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    rows = []
+    for i in range(len(x)):
+        out = model(x[i : i + 1]).reshape(-1)
+        per_output = []
+        for c in range(out.numel()):
+            grads = torch.autograd.grad(out[c], [p for _, p in named], retain_graph=True, allow_unused=True)
+            cols = []
+            for (name, p), g in zip(named, grads):
+                g = torch.zeros_like(p) if g is None else g
+                cols.append(g.flatten()[keep[name].flatten()] if name in keep else g.flatten())
+            per_output.append(torch.cat(cols))
+        rows.append(torch.stack(per_output))
+    return torch.stack(rows)
+
+
+def inputs(n: int = 7, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 2, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+def test_full_and_trace_kernels_equal_the_explicit_jacobian_product():
+    model, x = small_convnet(), inputs()
+    jac = explicit_jacobian(model, x)
+    full = torch.einsum("icp,jdp->ijcd", jac, jac)
+    assert empirical_ntk(model, x, kind="full").shape == (7, 7, 4, 4)
+    torch.testing.assert_close(empirical_ntk(model, x, kind="full"), full, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(empirical_ntk(model, x), full.diagonal(dim1=2, dim2=3).sum(-1), rtol=1e-10, atol=1e-10)
+
+
+def test_two_batches_and_both_methods_agree_with_the_explicit_product():
+    model, x, y = small_convnet(), inputs(5, 1), inputs(3, 2)
+    full = torch.einsum("icp,jdp->ijcd", explicit_jacobian(model, x), explicit_jacobian(model, y))
+    for method in ("jacobian", "ntk_vps"):
+        got = empirical_ntk(model, x, y, kind="full", method=method, chunk_size=2)
+        assert got.shape == (5, 3, 4, 4)
+        torch.testing.assert_close(got, full, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(empirical_ntk(model, x, y, method=method), full.diagonal(dim1=2, dim2=3).sum(-1),
+                                   rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 100])
+def test_invariant_to_chunk_size(chunk_size):
+    model, x = small_convnet(), inputs()
+    reference = empirical_ntk(model, x, kind="full")
+    torch.testing.assert_close(empirical_ntk(model, x, kind="full", chunk_size=chunk_size), reference, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(empirical_ntk(model, x, x[:4], chunk_size=chunk_size),
+                               reference[:, :4].diagonal(dim1=2, dim2=3).sum(-1), rtol=1e-12, atol=1e-12)
+
+
+def test_invariant_to_batch_order_and_batch_composition():
+    model, x = small_convnet(), inputs()
+    order = torch.tensor([4, 0, 6, 2, 1, 5, 3])
+    reference = empirical_ntk(model, x)
+    torch.testing.assert_close(empirical_ntk(model, x[order]), reference[order][:, order], rtol=1e-12, atol=1e-12)
+    # an example's kernel values do not depend on which other examples share its batch (eval-mode BN)
+    torch.testing.assert_close(empirical_ntk(model, x[2:5]), reference[2:5, 2:5], rtol=1e-12, atol=1e-12)
+
+
+def test_linear_model_trace_kernel_is_outputs_times_gram_matrix():
+    torch.manual_seed(3)
+    model = nn.Linear(5, 3, bias=False).double()
+    x = torch.randn(6, 5, dtype=torch.float64)
+    gram = x @ x.T
+    torch.testing.assert_close(empirical_ntk(model, x), 3 * gram, rtol=1e-12, atol=1e-12)
+    full = empirical_ntk(model, x, kind="full")  # ∂f_a/∂W_bj = δ_ab x_j, so Θ = XXᵀ ⊗ I_C
+    torch.testing.assert_close(full, gram[:, :, None, None] * torch.eye(3, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+
+
+def test_masked_linear_model_has_the_kernel_of_its_kept_connections():
+    torch.manual_seed(4)
+    model = nn.Linear(5, 3, bias=False).double()
+    x, y = torch.randn(4, 5, dtype=torch.float64), torch.randn(2, 5, dtype=torch.float64)
+    keep = torch.rand(3, 5) < 0.5
+    keep[0] = False  # output 0 has no connection left
+    m = keep.double()
+    # ∂f_a/∂W_aj = x_j for kept (a, j) only: Θ_ab(x, y) = δ_ab Σ_j m_aj x_j y_j
+    expected = torch.einsum("aj,nj,kj->nka", m, x, y)
+    full = empirical_ntk(model, x, y, mask={"weight": keep}, kind="full")
+    torch.testing.assert_close(full.diagonal(dim1=2, dim2=3), expected, rtol=1e-12, atol=1e-12)
+    off_diagonal = full * (1 - torch.eye(3, dtype=torch.float64))
+    assert bool((off_diagonal == 0).all())
+    torch.testing.assert_close(empirical_ntk(model, x, y, mask={"weight": keep}), expected.sum(-1), rtol=1e-12, atol=1e-12)
+
+
+def test_pruned_weights_contribute_nothing():
+    model, x = small_convnet(), inputs()
+    gen = torch.Generator().manual_seed(5)
+    keep = {"0.weight": torch.rand(3, 2, 3, 3, generator=gen) < 0.5, "4.weight": torch.rand(4, 48, generator=gen) < 0.3}
+    jac = explicit_jacobian(model, x, keep)  # kept columns only, network with pruned weights at zero
+    expected = torch.einsum("icp,jdp->ijcd", jac, jac)
+    got = empirical_ntk(model, x, mask=keep, kind="full")
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    # the values the model holds at pruned positions are irrelevant: the mask defines the network
+    noisy = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, k in keep.items():
+            dict(noisy.named_parameters())[name][~k] = 123.0
+    torch.testing.assert_close(empirical_ntk(noisy, x, mask=keep, kind="full"), got, rtol=1e-12, atol=1e-12)
+    # a column is dropped, not a zero weight differentiated: zeroing the weights alone changes the kernel
+    zeroed = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, k in keep.items():
+            dict(zeroed.named_parameters())[name].mul_(k)
+    assert not torch.allclose(empirical_ntk(zeroed, x), got.diagonal(dim1=2, dim2=3).sum(-1))
+
+
+def test_fully_masked_tensor_equals_a_frozen_zero_tensor():
+    model, x = small_convnet(), inputs(4)
+    frozen = copy.deepcopy(model)
+    with torch.no_grad():
+        frozen[0].weight.zero_()
+    frozen[0].weight.requires_grad_(False)
+    masked = empirical_ntk(model, x, mask={"0.weight": torch.zeros(3, 2, 3, 3, dtype=torch.bool)})
+    torch.testing.assert_close(masked, empirical_ntk(frozen, x), rtol=1e-12, atol=1e-12)
+
+
+def test_frozen_parameters_have_no_column():
+    model, x = small_convnet(), inputs(4)
+    model[4].bias.requires_grad_(False)
+    jac = explicit_jacobian(model, x)
+    torch.testing.assert_close(empirical_ntk(model, x), torch.einsum("icp,jcp->ij", jac, jac), rtol=1e-10, atol=1e-10)
+
+
+def test_model_is_left_unchanged():
+    model, x = small_convnet(), inputs(4)
+    model.train()
+    model[1].eval()  # a mixed-mode model must come back mixed
+    model[0].bias.requires_grad_(False)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    empirical_ntk(model, x, mask={"4.weight": torch.rand(4, 48) < 0.5}, kind="full")
+    empirical_ntk(model, x, method="ntk_vps")
+    assert [m.training for m in model.modules()] == [True, True, False, True, True, True]
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # BN statistics included
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_batch_norm_runs_in_eval_mode():
+    model, x = small_convnet(), inputs(5)
+    evaluated = copy.deepcopy(model).eval()
+    torch.testing.assert_close(empirical_ntk(model.train(), x), empirical_ntk(evaluated, x), rtol=0, atol=0)
+    jac = explicit_jacobian(model, x)  # explicit_jacobian evaluates in eval mode
+    torch.testing.assert_close(empirical_ntk(model, x), torch.einsum("icp,jcp->ij", jac, jac), rtol=1e-10, atol=1e-10)
+
+
+def test_bad_arguments_fail_clearly():
+    model, x = small_convnet(), inputs(3)
+    with pytest.raises(ValueError, match="kind"):
+        empirical_ntk(model, x, kind="diag")
+    with pytest.raises(ValueError, match="method"):
+        empirical_ntk(model, x, method="fast")
+    with pytest.raises(ValueError, match="chunk_size"):
+        empirical_ntk(model, x, chunk_size=0)
+    with pytest.raises(ValueError, match="not parameters"):
+        empirical_ntk(model, x, mask={"fc.weight": torch.ones(4, 48, dtype=torch.bool)})
+    with pytest.raises(ValueError, match="shape"):
+        empirical_ntk(model, x, mask={"4.weight": torch.ones(48, 4, dtype=torch.bool)})
+    with pytest.raises(ValueError, match="differ in shape"):
+        empirical_ntk(model, x, torch.randn(2, 2, 5, 5, dtype=torch.float64))
+
+
+# --- spectra and distances -------------------------------------------------------------------------
+
+def test_eigenvalues_trace_and_condition_number():
+    kernel = torch.tensor([[2.0, 1.0], [1.0, 2.0]])
+    assert ntk_eigenvalues(kernel).tolist() == pytest.approx([3.0, 1.0])
+    assert ntk_trace(kernel) == 4.0
+    assert condition_number(kernel) == pytest.approx(3.0)
+    assert condition_number(torch.tensor([[1.0, 1.0], [1.0, 1.0]])) == math.inf  # singular
+    stats = kernel_stats(kernel)
+    assert stats == pytest.approx({"trace": 4.0, "lambda_max": 3.0, "lambda_min": 1.0, "condition": 3.0})
+
+
+def test_full_kernel_spectrum_is_the_nc_by_nc_matrix():
+    torch.manual_seed(6)
+    model = nn.Linear(4, 3, bias=False).double()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    full = empirical_ntk(model, x, kind="full")  # XXᵀ ⊗ I_3: each Gram eigenvalue three times
+    gram_eig = torch.linalg.eigvalsh(x @ x.T).flip(0)
+    torch.testing.assert_close(ntk_eigenvalues(full), gram_eig.repeat_interleave(3), rtol=1e-10, atol=1e-10)
+    assert ntk_trace(full) == pytest.approx(3 * float(torch.trace(x @ x.T)))
+    with pytest.raises(ValueError, match="itself"):
+        ntk_eigenvalues(torch.ones(2, 3))
+
+
+def test_kernel_distance_by_hand():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[1.0, 1.0], [1.0, 1.0]])
+    # ⟨A, B⟩ = 2, ‖A‖ = √2, ‖B‖ = 2 → 1 − 2/(2√2)
+    assert kernel_distance(a, b) == pytest.approx(1 - 1 / math.sqrt(2))
+    assert kernel_distance(a, 5 * a) == pytest.approx(0.0, abs=1e-15)
+    assert kernel_distance(a, a) == pytest.approx(0.0, abs=1e-15)
+    with pytest.raises(ValueError, match="shape"):
+        kernel_distance(a, torch.ones(3, 3))
+    with pytest.raises(ValueError, match="zero"):
+        kernel_distance(a, torch.zeros(2, 2))
+
+
+def test_relative_frobenius_difference_and_its_optimal_scaling():
+    gen = torch.Generator().manual_seed(7)
+    a = torch.randn(6, 6, dtype=torch.float64, generator=gen)
+    b = 0.3 * a + 0.1 * torch.randn(6, 6, dtype=torch.float64, generator=gen)
+    assert relative_frobenius_difference(a, b) == pytest.approx(float((a - b).norm() / a.norm()))
+    # the closed form against a brute-force minimisation over the scale
+    brute = min(float((a - c * b).norm()) for c in torch.linspace(0, 6, 601, dtype=torch.float64)) / float(a.norm())
+    fine_c = optimal_scale(a, b)
+    assert float((a - fine_c * b).norm() / a.norm()) <= brute + 1e-12
+    assert relative_frobenius_difference(a, b, scaled=True) == pytest.approx(float((a - fine_c * b).norm() / a.norm()))
+    assert fine_c == pytest.approx(float((a * b).sum() / (b * b).sum()))
+    rho = 1 - kernel_distance(a, b)
+    assert relative_frobenius_difference(a, b, scaled=True) == pytest.approx(math.sqrt(1 - rho**2))
+    assert relative_frobenius_difference(a, 2 * a, scaled=True) == pytest.approx(0.0, abs=1e-15)
+    assert relative_frobenius_difference(a, 2 * a) == pytest.approx(1.0)
+    summary = compare_kernels(a, 2 * a)
+    assert summary["scale"] == pytest.approx(0.5) and summary["kernel_distance"] == pytest.approx(0.0, abs=1e-15)
