@@ -261,3 +261,41 @@ def test_relative_frobenius_difference_and_its_optimal_scaling():
     assert relative_frobenius_difference(a, 2 * a) == pytest.approx(1.0)
     summary = compare_kernels(a, 2 * a)
     assert summary["scale"] == pytest.approx(0.5) and summary["kernel_distance"] == pytest.approx(0.0, abs=1e-15)
+
+
+class _Reuse(nn.Module):
+    """A linear layer applied twice, one applied to a sequence, a frozen bias: the shapes the
+    factored form of linear layers must recognise and leave to the Jacobian."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(4, 6)
+        self.twice = nn.Linear(6, 6)
+        self.sequence = nn.Linear(3, 2)
+        self.fc = nn.Linear(6, 3)
+        self.fc.bias.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.twice(torch.tanh(self.twice(torch.tanh(self.first(x))))))
+        seq = self.sequence(h.view(-1, 2, 3)).flatten(1)  # (N, 2 positions, 3) → (N, 4)
+        return self.fc(h) + seq[:, :3]
+
+
+@pytest.mark.parametrize("method", ["auto", "jacobian", "ntk_vps"])
+@pytest.mark.parametrize("kind", ["trace", "full"])
+def test_every_method_gives_the_explicit_kernel_of_a_masked_mlp(method, kind):
+    torch.manual_seed(8)
+    model = _Reuse().double()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(9)
+    keep = {"first.weight": torch.rand(6, 4, generator=gen) < 0.5, "first.bias": torch.rand(6, generator=gen) < 0.5,
+            "fc.weight": torch.rand(3, 6, generator=gen) < 0.5, "twice.weight": torch.rand(6, 6, generator=gen) < 0.5}
+    jac = explicit_jacobian(model, x, keep)
+    full = torch.einsum("icp,jdp->ijcd", jac, jac)
+    expected = full if kind == "full" else full.diagonal(dim1=2, dim2=3).sum(-1)
+    torch.testing.assert_close(empirical_ntk(model, x, mask=keep, kind=kind, method=method, chunk_size=2), expected,
+                               rtol=1e-10, atol=1e-10)
+    dense = explicit_jacobian(model, x)
+    full = torch.einsum("icp,jdp->ijcd", dense, dense)
+    expected = full if kind == "full" else full.diagonal(dim1=2, dim2=3).sum(-1)
+    torch.testing.assert_close(empirical_ntk(model, x, kind=kind, method=method), expected, rtol=1e-10, atol=1e-10)

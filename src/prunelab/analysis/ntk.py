@@ -14,21 +14,34 @@ weights are dropped, not merely evaluated at a zero weight). Parameters the mask
 (biases, batch-norm affine parameters, unpruned layers) are all kept; parameters with
 ``requires_grad=False`` are constants of the network and have no column.
 
-How it is computed (Novak et al., "Fast Finite Width Neural Tangent Kernel", ICML 2022, call this
-*Jacobian contraction*): per-example Jacobians of a chunk of examples, ``vmap(jacrev(f))`` in
-:mod:`torch.func` (one batched backward pass per output), then one matrix product per parameter
-tensor. The alternative, *NTK-vector products* (``vjp`` of one example's output then a ``jvp``
-of the whole batch, per output column), needs no Jacobian in memory but costs ``N2·C`` batched
-forward-mode passes; ``benchmarks/bench_ntk.py`` measures both (``method="ntk_vps"``), and the
-contraction is the faster on every shape measured there, by far on convolutional networks (whose
-forward pass costs many times their parameter count) — so it is the default.
+How it is computed, three ways that give the same kernel (``method``):
 
-Memory: the Jacobian chunk of ``k`` examples holds ``k · C · P`` numbers. ``chunk_size`` (examples)
-defaults to what keeps two chunks within :data:`DEFAULT_MEMORY_BYTES`; when the Jacobians of all of
-``x2`` fit that budget they are computed once and kept, otherwise they are recomputed per chunk of
-``x1``. The model runs in eval mode (batch norm uses its running statistics, dropout is off), one
-example at a time under ``vmap``, so the kernel does not depend on how the examples are batched; the
-caller's model is left as it was (modes, ``requires_grad``, weights, buffers).
+* ``"jacobian"`` — *Jacobian contraction* (Novak et al., "Fast Finite Width Neural Tangent Kernel",
+  ICML 2022): per-example Jacobians of a block of examples, ``vmap(jacrev(f))`` in :mod:`torch.func`
+  (one batched backward pass per output), then one matrix product per parameter tensor. Costs
+  ``N·C`` backward passes to build, ``N1·N2·C·P`` (trace) to contract, ``N·C·P`` numbers of memory.
+* ``"auto"`` (default) — the same, except that every ``nn.Linear`` layer is taken in factored form
+  (:class:`_Layer`): its Jacobian is the outer product ``δ hᵀ`` of the gradient at its output and its
+  input, so its kernel needs only ``δ`` and ``h`` per example — no ``C·out·in`` Jacobian is built, and
+  an unmasked layer costs ``N1·N2·C·(out + in)`` instead of ``N1·N2·C·out·in``. Convolutions,
+  normalisation and other tensors are contracted as above.
+* ``"ntk_vps"`` — *NTK-vector products*: column ``(j, d)`` of the kernel is ``J(x1) (J(x2_j)ᵀ e_d)``,
+  one single-example ``vjp`` then one ``jvp`` of the whole ``x1`` batch. No Jacobian in memory, but
+  ``N2·C`` batched forward-mode passes.
+
+``benchmarks/bench_ntk.py`` measures them against a naive per-example ``autograd.grad`` loop:
+``"auto"`` is the fastest on every shape measured there (by far on fully connected networks, whose
+Jacobian is mostly linear-layer outer products); vector products lose by a wide margin on
+convolutional networks, whose forward pass costs many times their parameter count.
+
+Memory: the Jacobians of a block of ``k`` examples hold ``k · C · P`` numbers (``P`` counting only
+materialised tensors). ``chunk_size`` (examples per block) defaults to all examples when every
+Jacobian fits :data:`DEFAULT_MEMORY_BYTES`, else to what keeps two blocks within it; blocks of
+``x2`` are then recomputed for each block of ``x1`` (time traded for memory).
+
+The model runs in eval mode (batch norm uses its running statistics, dropout is off), one example at
+a time under ``vmap``, so the kernel does not depend on how the examples are batched; the caller's
+model is left as it was (modes, ``requires_grad``, weights, buffers).
 """
 
 from __future__ import annotations
@@ -57,7 +70,7 @@ __all__ = [
 ]
 
 KINDS = ("trace", "full")
-METHODS = ("jacobian", "ntk_vps")
+METHODS = ("auto", "jacobian", "ntk_vps")
 DEFAULT_MEMORY_BYTES = 2 * 2**30
 """Budget for the Jacobians held at once when ``chunk_size`` is not given (2 GiB)."""
 _EVALUATION_BYTES = 32 * 2**20  # temporaries of one vmap call; small blocks are reused by the allocator
@@ -82,17 +95,21 @@ class _Network:
         self.params = {n: masked[n] for n, p in named.items() if p.requires_grad}
         self.constants: dict[str, torch.Tensor] = {n: masked[n] for n, p in named.items() if not p.requires_grad}
         self.constants.update({n: b.detach() for n, b in model.named_buffers()})
-        # Flat indices of the kept entries of each masked trainable tensor (None: every entry is kept).
+        # Which entries of each trainable tensor are parameters of the pruned network (None: all of them).
+        self.keep: dict[str, torch.Tensor | None] = {}
         self.kept: dict[str, torch.Tensor | None] = {}
         for name, p in self.params.items():
             keep = mask.get(name)
             if keep is None or bool(torch.as_tensor(keep).all()):
-                self.kept[name] = None
+                self.keep[name] = self.kept[name] = None
             else:
-                self.kept[name] = torch.as_tensor(keep).to(p.device).flatten().nonzero().squeeze(1)
+                keep = torch.as_tensor(keep).to(p.device)
+                self.keep[name] = keep.to(p.dtype)
+                self.kept[name] = keep.flatten().nonzero().squeeze(1)
         first = next(iter(named.values()), None)
         self.dtype = first.dtype if first is not None else torch.get_default_dtype()
         self.device = first.device if first is not None else torch.device("cpu")
+        self.layers: dict[str, _Layer] = {}  # the linear layers whose kernel is taken in factored form
 
     def width(self, name: str) -> int:
         """Kept entries of trainable tensor ``name``: its number of Jacobian columns."""
@@ -105,8 +122,10 @@ class _Network:
         return sum(self.width(n) for n in self.params)
 
     @property
-    def dense_parameters(self) -> int:
-        return sum(p.numel() for p in self.params.values())
+    def jacobian_names(self) -> list[str]:
+        """The trainable tensors whose per-example Jacobians are materialised."""
+        factored = {n for layer in self.layers.values() for n in (layer.weight, layer.bias) if n}
+        return [n for n in self.params if n not in factored]
 
     def batch(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """``f`` on a batch, outputs flattened to ``(N, C)``."""
@@ -123,6 +142,123 @@ class _Network:
         flat = block.reshape(*block.shape[: block.dim() - len(shape)], -1)
         kept = self.kept[name]
         return flat if kept is None else flat.index_select(-1, kept)
+
+    # linear layers in factored form ---------------------------------------------------------------
+    def factor_linear_layers(self, x: torch.Tensor, kind: str) -> None:
+        """Take the kernel of every ``nn.Linear`` that sees one input vector per example, is called
+        once per forward pass and owns its trainable weight in factored form (see :class:`_Layer`).
+        A masked weight of a full kernel would need ``N1·N2·C²·out`` numbers, so it is not factored."""
+        owners: dict[int, int] = {}
+        for module in self.model.modules():
+            for p in module.parameters(recurse=False):
+                owners[id(p)] = owners.get(id(p), 0) + 1
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        candidates = {}
+        for module_name, module in self.model.named_modules():
+            if not isinstance(module, nn.Linear) or not module.weight.requires_grad or owners[id(module.weight)] != 1:
+                continue
+            weight = names[id(module.weight)]
+            if kind == "full" and self.keep[weight] is not None:
+                continue
+            bias = names[id(module.bias)] if module.bias is not None and module.bias.requires_grad else None
+            if bias is not None and owners[id(module.bias)] != 1:
+                bias = None
+            candidates[module_name] = _Layer(module, weight, bias)
+        if not candidates:
+            return
+        calls: dict[str, list[int]] = {name: [] for name in candidates}
+
+        def count(name: str) -> Callable[..., None]:
+            return lambda _module, args, _out: calls[name].append(args[0].dim())
+
+        handles = [layer.module.register_forward_hook(count(name)) for name, layer in candidates.items()]
+        try:
+            with torch.no_grad():
+                self.batch(self.params, x[:1])
+        finally:
+            for handle in handles:
+                handle.remove()
+        self.layers = {name: layer for name, layer in candidates.items() if calls[name] == [2]}
+
+    def per_example(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+        """For a block of examples: Jacobians of the materialised tensors (name → ``(n, C, P_t)``)
+        and, per factored layer, ``(δ, h)``: ``δ = ∂f/∂z`` ``(n, C, out)`` at the layer's output
+        ``z = Wh + b`` and its input ``h`` ``(n, in)``."""
+        jac_names = self.jacobian_names
+        differentiated = {n: self.params[n] for n in jac_names}
+        fixed = {n: p for n, p in self.params.items() if n not in differentiated}
+        probes = {name: torch.zeros(layer.module.out_features, dtype=self.dtype, device=self.device)
+                  for name, layer in self.layers.items()}
+
+        def forward(params: dict[str, torch.Tensor], zero: dict[str, torch.Tensor], example: torch.Tensor):
+            inputs: dict[str, torch.Tensor] = {}
+
+            def probe(name: str) -> Callable[..., torch.Tensor]:
+                def hook(_module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+                    inputs[name] = args[0].squeeze(0)
+                    return out + zero[name]  # ∂f/∂zero is δ at the layer's output
+                return hook
+
+            handles = [layer.module.register_forward_hook(probe(name)) for name, layer in self.layers.items()]
+            try:
+                return self.single({**params, **fixed}, example), inputs
+            finally:
+                for handle in handles:
+                    handle.remove()
+
+        (jac, deltas), inputs = vmap(jacrev(forward, argnums=(0, 1), has_aux=True), in_dims=(None, None, 0))(
+            differentiated, probes, x)
+        factors = {name: (deltas[name], inputs[name]) for name in self.layers}
+        return {n: self.columns(n, jac[n]) for n in jac_names}, factors
+
+
+class _Layer:
+    """A linear layer ``z = Wh + b`` in factored form: ``∂f_c/∂W_ij = δ_ci h_j`` and ``∂f_c/∂b_i = δ_ci``,
+    so its kernel is (sums over kept ``(i, j)`` only, ``M`` the weight's keep-mask)
+
+        Θ_W(x, y)_ab = Σ_ij M_ij δ_ai(x) δ_bi(y) h_j(x) h_j(y)  =  (δ_a(x)·δ_b(y)) (h(x)·h(y))  unmasked,
+        Θ_b(x, y)_ab = Σ_i m_i δ_ai(x) δ_bi(y),
+
+    which costs ``N1·N2·out·in`` (masked trace) or ``N1·N2·C²·(out + in)`` (unmasked) and no Jacobian."""
+
+    def __init__(self, module: nn.Linear, weight: str, bias: str | None) -> None:
+        self.module, self.weight, self.bias = module, weight, bias
+
+    def kernel(self, net: _Network, a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor],
+               kind: str) -> torch.Tensor:
+        (da, ha), (db, hb) = a, b
+        keep_w = net.keep[self.weight]
+        keep_b = net.keep[self.bias] if self.bias else None
+        na, c, out = da.shape
+        nb = db.shape[0]
+        if kind == "full":
+            def delta_products(scale: torch.Tensor | None) -> torch.Tensor:
+                left = da if scale is None else da * scale
+                return (left.reshape(na * c, out) @ db.reshape(nb * c, out).T).view(na, c, nb, c).permute(0, 2, 1, 3)
+
+            dense = delta_products(None)
+            result = dense * (ha @ hb.T)[:, :, None, None]
+            if self.bias:
+                result = result + (dense if keep_b is None else delta_products(keep_b))
+            return result
+        if keep_w is None:
+            gram = da.reshape(na, -1) @ db.reshape(nb, -1).T  # Σ_c δ_c(x)·δ_c(y)
+            result = gram * (ha @ hb.T)
+            if self.bias:
+                result = result + (gram if keep_b is None else (da * keep_b).reshape(na, -1) @ db.reshape(nb, -1).T)
+            return result
+        result = torch.empty(na, nb, dtype=da.dtype, device=da.device)
+        db_t, hb_t = db.permute(2, 1, 0), hb.T  # (out, C, nb), (in, nb)
+        rows = max(1, _EVALUATION_BYTES // max(1, nb * max(out, ha.shape[1]) * da.element_size()))
+        for chunk in _chunks(na, rows):
+            r = chunk.stop - chunk.start
+            paired = torch.bmm(da[chunk].permute(2, 0, 1), db_t)  # (out, r, nb): Σ_c δ_ci(x) δ_ci(y)
+            through = (keep_w.T @ paired.reshape(out, -1)).view(-1, r, nb)  # (in, r, nb): Σ_i M_ij ·
+            result[chunk] = through.mul_(ha[chunk].T[:, :, None]).mul_(hb_t[:, None, :]).sum(0)
+            if self.bias:
+                bias_keep = torch.ones(out, dtype=da.dtype, device=da.device) if keep_b is None else keep_b
+                result[chunk] += (bias_keep @ paired.reshape(out, -1)).view(r, nb)
+        return result
 
 
 def _restore_modes(model: nn.Module) -> Callable[[], None]:
@@ -155,7 +291,7 @@ def empirical_ntk(
     mask: Mapping[str, torch.Tensor] | None = None,
     kind: str = "trace",
     chunk_size: int | None = None,
-    method: str = "jacobian",
+    method: str = "auto",
 ) -> torch.Tensor:
     """The empirical NTK ``Θ(x1, x2) = J(x1) J(x2)ᵀ`` over the trainable parameters of ``model``.
 
@@ -166,10 +302,12 @@ def empirical_ntk(
 
     ``mask`` (parameter name → bool tensor, e.g. a :class:`prunelab.masks.Mask`): the kernel of the
     pruned network ``f(x; θ ⊙ m)`` over its kept weights only — the model's pruned weights need not
-    already be zero. ``chunk_size``: examples per Jacobian chunk (default: from a memory budget,
-    see :data:`DEFAULT_MEMORY_BYTES`). ``method``: ``"jacobian"`` (contraction, the default) or
-    ``"ntk_vps"`` (vector products, for comparison). The result has the parameters' dtype and
-    device; run the model in float64 (``model.double()``) for reference-grade values.
+    already be zero. ``chunk_size``: examples whose Jacobians are held at once (default: from
+    :data:`DEFAULT_MEMORY_BYTES`). ``method``: ``"auto"`` (linear layers in factored form, the
+    other tensors by Jacobian contraction), ``"jacobian"`` (contraction for every tensor) or
+    ``"ntk_vps"`` (NTK-vector products); all three give the same kernel, at different costs
+    (module docstring). The result has the parameters' dtype and device; run the model in float64
+    (``model.double()``) for reference-grade values.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
@@ -185,10 +323,15 @@ def empirical_ntk(
         b = a if x2 is None else _as_batch(x2, net, "x2")
         if a.shape[1:] != b.shape[1:]:
             raise ValueError(f"x1 and x2 examples differ in shape: {tuple(a.shape[1:])} vs {tuple(b.shape[1:])}")
+        probe = a[:1] if len(a) else b[:1]
+        if len(probe) == 0:
+            raise ValueError("x1 and x2 hold no examples")
         with torch.no_grad():
-            outputs = net.batch(net.params, a[:1]).shape[1] if len(a) else net.batch(net.params, b[:1]).shape[1]
+            outputs = net.batch(net.params, probe).shape[1]
         if method == "ntk_vps":
             return _ntk_vps(net, a, b, kind, chunk_size, outputs)
+        if method == "auto":
+            net.factor_linear_layers(probe, kind)
         return _contraction(net, a, b, kind, chunk_size, outputs, symmetric=x2 is None)
     finally:
         restore()
@@ -196,29 +339,40 @@ def empirical_ntk(
 
 # --- Jacobian contraction -----------------------------------------------------------------------
 
-def _jacobian_block(net: _Network, x: torch.Tensor, outputs: int, sub: int) -> dict[str, torch.Tensor]:
-    """Per-example Jacobians of a block of examples over the kept columns: name → ``(n, C, P_t)``,
-    evaluated ``sub`` examples at a time (small temporaries) into one buffer per tensor."""
+Block = tuple[dict[str, torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor]]]
+
+
+def _block(net: _Network, x: torch.Tensor, outputs: int, sub: int) -> Block:
+    """:meth:`_Network.per_example` for a block of examples, evaluated ``sub`` examples at a time
+    (small temporaries) into one buffer per tensor."""
     n = len(x)
-    out = {name: torch.empty(n, outputs, net.width(name), dtype=net.dtype, device=net.device) for name in net.params}
-    per_example = vmap(jacrev(net.single), in_dims=(None, 0))
+    jac = {name: torch.empty(n, outputs, net.width(name), dtype=net.dtype, device=net.device)
+           for name in net.jacobian_names}
+    factors: dict[str, list[torch.Tensor]] = {name: [] for name in net.layers}
     for rows in _chunks(n, sub):
-        for name, block in per_example(net.params, x[rows]).items():
-            out[name][rows] = net.columns(name, block)
-    return out
+        part, part_factors = net.per_example(x[rows])
+        for name, block in part.items():
+            jac[name][rows] = block
+        for name, pair in part_factors.items():
+            factors[name].append(pair)
+    joined = {name: (torch.cat([d for d, _ in pairs]), torch.cat([h for _, h in pairs])) for name, pairs in factors.items()}
+    return jac, joined
 
 
-def _contract(ja: dict[str, torch.Tensor], jb: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
-    """``Σ_t J_t(a) J_t(b)ᵀ`` as one matrix product per tensor: ``(n_a, n_b)`` summed over outputs for
-    the trace, else ``(n_a, n_b, C, C)``."""
+def _contract(net: _Network, a: Block, b: Block, kind: str) -> torch.Tensor:
+    """``Σ_t J_t(a) J_t(b)ᵀ``: one matrix product per materialised tensor (``(n_a, n_b)`` summed over
+    outputs for the trace, else ``(n_a, n_b, C, C)``) plus the factored layers' kernels."""
     out = None
-    for name, block_a in ja.items():
-        block_b = jb[name]
+    for name, block_a in a[0].items():
+        block_b = b[0][name]
         (na, c, _), nb = block_a.shape, block_b.shape[0]
         if kind == "trace":
             term = block_a.reshape(na, -1) @ block_b.reshape(nb, -1).T
         else:
             term = (block_a.reshape(na * c, -1) @ block_b.reshape(nb * c, -1).T).view(na, c, nb, c).permute(0, 2, 1, 3)
+        out = term if out is None else out.add_(term)
+    for name, layer in net.layers.items():
+        term = layer.kernel(net, a[1][name], b[1][name], kind)
         out = term if out is None else out.add_(term)
     assert out is not None
     return out
@@ -232,7 +386,9 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
 def _contraction(net: _Network, a: torch.Tensor, b: torch.Tensor, kind: str, chunk_size: int | None,
                  outputs: int, *, symmetric: bool) -> torch.Tensor:
     itemsize = torch.empty((), dtype=net.dtype).element_size()
-    per_example = outputs * net.num_parameters * itemsize
+    materialised = sum(net.width(n) for n in net.jacobian_names)
+    factored = sum(layer.module.out_features * outputs + layer.module.in_features for layer in net.layers.values())
+    per_example = (outputs * materialised + factored) * itemsize
     everything = (len(a) if symmetric else len(a) + len(b)) * per_example
     if chunk_size is not None:
         block = _check_chunk_size(chunk_size)
@@ -240,24 +396,25 @@ def _contraction(net: _Network, a: torch.Tensor, b: torch.Tensor, kind: str, chu
         block = max(len(a), len(b), 1)
     else:
         block = max(1, DEFAULT_MEMORY_BYTES // (2 * per_example))
-    sub = max(1, min(block, _EVALUATION_BYTES // max(1, outputs * net.dense_parameters * itemsize)))
+    dense = outputs * sum(net.params[n].numel() for n in net.jacobian_names) + factored
+    sub = max(1, min(block, _EVALUATION_BYTES // max(1, dense * itemsize)))
     shape = (len(a), len(b)) if kind == "trace" else (len(a), len(b), outputs, outputs)
     result = torch.zeros(shape, dtype=net.dtype, device=net.device)
     blocks_b = list(_chunks(len(b), block))
-    cached: dict[str, torch.Tensor] | None = None
+    cached: Block | None = None
     for i, rows in enumerate(_chunks(len(a), block)):
-        ja = _jacobian_block(net, a[rows], outputs, sub)
+        ja = _block(net, a[rows], outputs, sub)
         for j, cols in enumerate(blocks_b):
             if symmetric and j < i:
                 continue  # the mirror image of a block already computed
             if symmetric and j == i:
                 jb = ja
             elif len(blocks_b) == 1:
-                cached = cached if cached is not None else _jacobian_block(net, b[cols], outputs, sub)
+                cached = cached if cached is not None else _block(net, b[cols], outputs, sub)
                 jb = cached
             else:
-                jb = _jacobian_block(net, b[cols], outputs, sub)
-            values = _contract(ja, jb, kind)
+                jb = _block(net, b[cols], outputs, sub)
+            values = _contract(net, ja, jb, kind)
             result[rows, cols] = values
             if symmetric and j > i:
                 result[cols, rows] = values.transpose(0, 1) if kind == "trace" else values.permute(1, 0, 3, 2)
