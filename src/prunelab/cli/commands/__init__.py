@@ -1,8 +1,8 @@
 """One module per command; each exposes ``register(subparsers)``."""
 
-from prunelab.cli.commands import branch, demo, export, lottery, presets, prune, report, runs, supermask, train
+from prunelab.cli.commands import branch, demo, export, lottery, ntk, presets, prune, report, runs, supermask, train
 
 REGISTRY = [
     train.register, lottery.register, branch.register, prune.register, supermask.register, export.register,
-    report.register, presets.register, runs.register, demo.register,
+    report.register, ntk.register, presets.register, runs.register, demo.register,
 ]
