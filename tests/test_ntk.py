@@ -299,3 +299,177 @@ def test_every_method_gives_the_explicit_kernel_of_a_masked_mlp(method, kind):
     full = torch.einsum("icp,jdp->ijcd", dense, dense)
     expected = full if kind == "full" else full.diagonal(dim1=2, dim2=3).sum(-1)
     torch.testing.assert_close(empirical_ntk(model, x, kind=kind, method=method), expected, rtol=1e-10, atol=1e-10)
+
+
+# --- prunelab ntk on stored runs --------------------------------------------------------------------
+
+TINY = {"model.name": "lenet_32_16", "train.steps": "1ep", "train.eval_every": "none", "train.progress": "false"}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _cli(capsys, *argv):
+    from prunelab.cli.main import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _first_test_examples(spec, n):
+    from prunelab.experiments.workbench import Workbench
+
+    bench = Workbench.from_spec(spec)
+    x = torch.cat([batch for batch, _ in bench.test_loader()])[:n]
+    return bench, x
+
+
+def test_ntk_command_on_a_pruned_run(capsys, home):
+    import json
+
+    from prunelab.experiments.prune_init import run_prune
+    from prunelab.masks import Mask
+    from prunelab.specs import load_spec
+    from prunelab.store import RunStore, load_tensors
+
+    store = RunStore(home)
+    spec = load_spec("digits_lenet_300_100", overrides={**TINY, "prune.strategy": "magnitude"})
+    summary = run_prune(spec, 0.2, store=store)
+    run = store.run(summary["run_id"])
+    code, out, err = _cli(capsys, "ntk", summary["run_id"], "--batch", "12", "--json")
+    assert code == 0, err
+    study = json.loads(out)["studies"][0]
+    rows = {(r["method"], r["step"]): r for r in study["rows"]}
+    assert set(rows) == {("magnitude", "init"), ("random", "init"), ("random+rescale", "init"), ("magnitude", "final")}
+
+    # the numbers are those of the stored network on the first 12 test examples
+    bench, x = _first_test_examples(spec, 12)
+    mask = Mask.load(run.path / "mask.safetensors")
+    model = bench.new_model()
+    dense = empirical_ntk(model, x)  # the seeded initialisation the prune run started from
+    model.load_state_dict(load_tensors(run.weights_path(0)))
+    at_init = empirical_ntk(model, x, mask=mask)
+    final = run.saved_steps()[-1]
+    model.load_state_dict(load_tensors(run.weights_path(final)))
+    trained = empirical_ntk(model, x, mask=mask)
+    init_row, final_row = rows[("magnitude", "init")], rows[("magnitude", "final")]
+    assert init_row["density"] == mask.density and init_row["iteration"] == 0 and final_row["iteration"] == final
+    assert init_row["trace"] == pytest.approx(float(at_init.trace()), rel=1e-5)
+    assert init_row["kernel_distance_dense"] == pytest.approx(kernel_distance(dense, at_init), rel=1e-4, abs=1e-7)
+    assert init_row["rel_frobenius_dense"] == pytest.approx(relative_frobenius_difference(dense, at_init), rel=1e-4)
+    assert final_row["moved"] == pytest.approx(kernel_distance(at_init, trained), rel=1e-3, abs=1e-7)
+    assert final_row["kernel_distance_dense"] is None  # no dense network is trained beside a prune run
+    assert len(init_row["eigenvalues"]) == 12 and init_row["eigenvalues"] == sorted(init_row["eigenvalues"], reverse=True)
+    # random masks keep as many weights as the run's mask; rescaling changes the kernel, not the mask
+    for method in ("random", "random+rescale"):
+        assert rows[(method, "init")]["density"] == pytest.approx(mask.density)
+    assert rows[("random", "init")]["trace"] < rows[("random+rescale", "init")]["trace"]
+
+    directory = run.path / "ntk" / study["directory"].rsplit("/", 1)[-1]
+    for name in ("spectra.png", "distance_vs_density.png"):
+        assert (directory / name).read_bytes()[:8] == PNG
+    stamp = (directory / "ntk.json").stat().st_mtime_ns
+    code, out, _ = _cli(capsys, "ntk", summary["run_id"][:12], "--batch", "12")
+    assert code == 0 and "random+rescale" in out and "dist_dense" in out.splitlines()[1]
+    assert (directory / "ntk.json").stat().st_mtime_ns == stamp  # reused, not recomputed
+
+    code, _, err = _cli(capsys, "ntk", summary["run_id"], "--batch", "12", "--steps", "5it")
+    assert code == 2 and "no weights saved at step 5" in err and "0it" in err
+
+
+def test_ntk_command_on_a_lottery_compares_levels_with_the_trained_dense_level(capsys, home, tmp_path):
+    import json
+
+    from prunelab.experiments.lottery import run_lottery
+    from prunelab.specs import load_spec
+    from prunelab.store import RunStore
+
+    store = RunStore(home)
+    spec = load_spec("digits_lenet_300_100", overrides={**TINY, "prune.fraction": 0.5})
+    summary = run_lottery(spec, 1, store=store)
+    code, out, err = _cli(capsys, "ntk", summary["run_id"], "--batch", "10", "--steps", "init,final", "--json",
+                          "--out", str(tmp_path / "plots"))
+    assert code == 0, err
+    result = json.loads(out)
+    rows = {(r["method"], r["step"]): r for r in result["studies"][0]["rows"]}
+    assert set(rows) == {("dense", "init"), ("dense", "final"), ("IMP", "init"), ("IMP", "final"),
+                         ("random", "init"), ("random+rescale", "init")}
+    assert rows[("IMP", "final")]["kernel_distance_dense"] is not None  # level 0 is trained too
+    assert rows[("dense", "final")]["moved"] > 0 and rows[("dense", "init")]["kernel_distance_dense"] is None
+    assert rows[("IMP", "init")]["density"] == summary["levels"][1]["density"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in result["plots"]) == ["distance_vs_density.png", "spectra.png"]
+
+
+def test_ntk_command_errors(capsys):
+    code, _, err = _cli(capsys, "ntk")
+    assert code == 2 and "at least one run" in err
+    code, _, err = _cli(capsys, "ntk", "nosuchrun")
+    assert code == 2 and "no run 'nosuchrun'" in err
+    code, _, err = _cli(capsys, "ntk", "somerun", "--width-study")
+    assert code == 2 and "not both" in err
+    code, _, err = _cli(capsys, "ntk", "somerun", "--batch", "1")
+    assert code == 2 and "--batch" in err
+
+
+# --- the width study ------------------------------------------------------------------------------------
+
+def test_limit_kernel_matches_the_reference_notebook():
+    import numpy as np
+
+    from prunelab.experiments.ntk_width import limit_ntk
+
+    np.random.seed(1)  # the reference notebook's two inputs and its printed NTK value
+    x = np.random.random(10)
+    y = np.random.random(10)
+    pair = torch.tensor(np.stack([x / np.linalg.norm(x), y / np.linalg.norm(y)]))
+    kernel = limit_ntk(pair, 3)
+    assert float(kernel[0, 1]) == pytest.approx(2.4287229440232556, rel=1e-12)
+    assert kernel.diagonal().tolist() == pytest.approx([4.0, 4.0])  # each of the 4 layers adds Σ(x, x) = 1
+
+
+def test_wide_dense_mlp_approaches_the_limit_kernel():
+    from prunelab.experiments.ntk_width import WidthStudy, _network, limit_ntk, sphere_inputs
+
+    x = sphere_inputs(6, 10, torch.Generator().manual_seed(0))
+    limit = limit_ntk(x, 3)
+    gaps = [relative_frobenius_difference(limit, empirical_ntk(_network(WidthStudy(), w, torch.Generator().manual_seed(1)).double(), x))
+            for w in (16, 1024)]
+    assert gaps[1] < 0.15 < gaps[0]
+
+
+def test_rescaling_under_the_ntk_parameterisation_is_a_pure_scale():
+    """The MLP is bias-free and ReLU is positively homogeneous, so multiplying layer l by c_l
+    multiplies f and every ∂f/∂w by Π c_l: the rescaled kernel is (Π_l c_l²) times the plain one."""
+    from prunelab.experiments.ntk_width import WidthStudy, _network, _pruned_kernel, sphere_inputs
+    from prunelab.masks import Mask
+
+    model = _network(WidthStudy(), 24, torch.Generator().manual_seed(2)).double()
+    x = sphere_inputs(5, 10, torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(4)
+    mask = Mask({n: torch.rand(p.shape, generator=gen) < 0.3 for n, p in list(model.named_parameters())[1:]})
+    plain = _pruned_kernel(model, x, mask, False)
+    per_layer = math.prod(1 / d for d in mask.layer_densities().values())
+    torch.testing.assert_close(_pruned_kernel(model, x, mask, True, "per_layer"), per_layer * plain, rtol=1e-10, atol=0)
+    pooled = (1 / mask.density) ** len(mask)  # one factor 1/sqrt(d) per pruned layer, d the pooled density
+    torch.testing.assert_close(_pruned_kernel(model, x, mask, True, "global"), pooled * plain, rtol=1e-10, atol=0)
+    assert model.scales == [1.0] * 4  # the model is left unscaled
+
+
+def test_width_study_command_writes_its_table_and_figure(capsys, tmp_path):
+    import json
+
+    code, out, err = _cli(capsys, "ntk", "--width-study", "--widths", "8,32", "--densities", "0.5,0.25", "--replicates", "2",
+                          "--inputs", "4", "--out", str(tmp_path), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (tmp_path / "ntk_width_study.png").read_bytes()[:8] == PNG
+    assert json.loads((tmp_path / "ntk_width_study.json").read_text())["table"] == result["table"]
+    table = result["table"]
+    assert len(table) == 2 * (1 + 2 * 2) and {r["replicates"] for r in table} == {2}
+    for width in (8, 32):
+        for density in (0.5, 0.25):
+            plain, rescaled = (next(r for r in table if r["width"] == width and r["density"] == density and r["rescale"] is s)
+                               for s in (False, True))
+            if plain["disconnected"] == 0:
+                assert plain["kernel_distance"] == pytest.approx(rescaled["kernel_distance"], rel=1e-4)
+    code, _, err = _cli(capsys, "ntk", "--width-study", "--densities", "1.5")
+    assert code == 2 and "--densities" in err

@@ -147,7 +147,7 @@ def plot_width_study(table: Sequence[dict[str, Any]], path: str | Path, study: A
     from the dense one against width, one colour per density, rescaled (solid) or not (dashed)."""
     plt = _pyplot()
     limit = any(r.get("distance_to_limit") is not None for r in table)
-    panels = [("kernel_distance", "kernel distance from dense, 1 − cos"),
+    panels = [("kernel_distance", "kernel distance from dense, 1 − cos (either scaling)"),
               ("rel_frobenius", "‖Θ_dense − Θ_pruned‖ / ‖Θ_dense‖")]
     if limit:
         panels.append(("distance_to_limit", "‖Θ_∞ − Θ‖ / ‖Θ_∞‖ (infinite-width kernel)"))
@@ -161,8 +161,8 @@ def plot_width_study(table: Sequence[dict[str, Any]], path: str | Path, study: A
         for i, density in enumerate(densities):
             colour = cmap(i / max(1, len(densities) - 1))
             for rescale, style in ((True, "-"), (False, "--")):
-                if key == "distance_to_limit" and not rescale:
-                    continue
+                if key != "rel_frobenius" and not rescale:
+                    continue  # the limit is that of the rescaled network; 1 − cos is blind to the scale
                 points = sorted((r["width"], r[key]) for r in table
                                 if r["density"] == density and r["rescale"] is rescale and r.get(key) is not None)
                 if points:
@@ -174,11 +174,12 @@ def plot_width_study(table: Sequence[dict[str, Any]], path: str | Path, study: A
         ax.set_ylabel(label, fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=6, ncol=2)
+    axes[0][1].legend(fontsize=6, ncol=2)
     if limit:
         axes[0][-1].legend(fontsize=6, ncol=2)
     where = "all layers" if study.prune_input_layer else "all but the input layer"
     fig.suptitle(f"random pruning of a {study.depth}-hidden-layer ReLU MLP ({study.parameterization} parameterisation, "
-                 f"{where} pruned), {study.inputs} inputs, mean of {study.replicates}; solid: 1/sqrt(d) rescaling",
+                 f"{where} pruned), {study.inputs} inputs, mean of {study.replicates}; dashed: without the 1/sqrt(d) rescaling",
                  fontsize=9)
     fig.tight_layout()
     out = _save(fig, Path(path))

@@ -13,8 +13,9 @@ Kernels (trace kernel ``Θ_tr``, :func:`prunelab.analysis.ntk.empirical_ntk`):
   ``--reinitialize`` branches). A prune or branch run has a dense kernel at its start only.
 * **random** / **random+rescale** — at the start step only: the dense weights under a uniformly
   random mask keeping the same number of the considered (non-ignored) prunable weights, exact
-  count, global scope, seeded; then the same with every kept tensor multiplied by ``1/sqrt(d_t)``,
-  ``d_t`` its own density (prunelab's per-layer rule).
+  count, global scope, seeded; then the same with the kept weights multiplied by ``1/sqrt(d)``, ``d``
+  the considered density (:func:`~prunelab.pruning.rescale.ntk_rescale` in ``global`` mode, the
+  reference code's rule and prunelab's for ``random_global``; ignored tensors unscaled).
 
 Every kernel gets its trace, extreme eigenvalues and condition number; every pruned kernel its
 distances (:func:`prunelab.analysis.ntk.compare_kernels`) from the dense kernel of the same step, and
@@ -322,7 +323,9 @@ def _random_rows(kernels: _Kernels, dense_weights: dict[str, torch.Tensor], mask
     for name, keep in random.items():
         plain[name] = plain[name] * keep.to(plain[name].dtype)
     rescaled = dict(plain)
-    rescaled.update(ntk_rescale({n: dense_weights[n] for n in random}, random))
+    # the rule prunelab applies to random_global lottery levels (ntk_rescale_mode auto): one factor
+    # 1/sqrt(d) from the considered density, ignored tensors unscaled, as the reference code does
+    rescaled.update(ntk_rescale({n: dense_weights[n] for n in random}, random, mode="global", ignore=spec.prune.ignore))
     return [_row(method, target.run.run_id, random.density, label, step, kernels.kernel(weights, random), dense_kernel, None)
             for method, weights in (("random", plain), ("random+rescale", rescaled))]
 

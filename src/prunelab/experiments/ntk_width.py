@@ -14,9 +14,10 @@ model does.
 
 Pruning is prunelab's ``random_global``: a uniformly random set of exactly ``round(d · n)`` of the
 pruned layers' weights is kept (global scope), the input layer kept dense as in the reference's
-study unless ``prune_input_layer``. Rescaling multiplies each pruned layer by ``1/sqrt(d_l)``, ``d_l``
-its own density: in the multiplier under the NTK parameterisation (the reference's
-``sqrt(2 / (n · (1 − p)))``), in the stored weights under the standard one
+study unless ``prune_input_layer``. Rescaling multiplies every pruned layer by ``1/sqrt(d)``, ``d``
+the kept fraction of all pruned weights (``rescale_mode="global"``, the reference's single factor;
+``"per_layer"`` uses each layer's own density): in the multiplier under the NTK parameterisation
+(the reference's ``sqrt(2 / (n · (1 − p)))``), in the stored weights under the standard one
 (:func:`prunelab.pruning.rescale.ntk_rescale`).
 
 For each width, density and replicate (fresh weights and mask), the trace NTK of the pruned network
@@ -47,7 +48,7 @@ from prunelab.experiments.lottery import derived_seed
 from prunelab.masks import Mask
 from prunelab.models import initialize
 from prunelab.pruning.baselines import random_scores_like
-from prunelab.pruning.rescale import ntk_scale_factors
+from prunelab.pruning.rescale import NTK_RESCALE_MODES, ntk_scale_factors
 from prunelab.pruning.selection import select_by_density
 from prunelab.specs import SpecError
 from prunelab.store import atomic_write_json
@@ -67,6 +68,7 @@ class WidthStudy:
     depth: int = 3
     parameterization: str = "ntk"
     prune_input_layer: bool = False
+    rescale_mode: str = "global"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,6 +81,8 @@ class WidthStudy:
                 raise SpecError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.inputs < 2:
             raise SpecError(f"--inputs must be at least 2, got {self.inputs}")
+        if self.rescale_mode not in NTK_RESCALE_MODES:
+            raise SpecError(f"--rescale-mode must be one of {', '.join(NTK_RESCALE_MODES)}, got {self.rescale_mode!r}")
         if self.parameterization not in PARAMETERIZATIONS:
             raise SpecError(f"--parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {self.parameterization!r}")
 
@@ -143,9 +147,10 @@ def _pruned_names(model: WidthMLP, study: WidthStudy) -> list[str]:
     return names if study.prune_input_layer else names[1:]
 
 
-def _pruned_kernel(model: WidthMLP, x: torch.Tensor, mask: Mask, rescale: bool) -> torch.Tensor:
-    """The trace NTK of ``model`` under ``mask``, with each pruned layer times ``1/sqrt(d_l)`` if asked."""
-    factors = ntk_scale_factors(mask) if rescale else {}
+def _pruned_kernel(model: WidthMLP, x: torch.Tensor, mask: Mask, rescale: bool, mode: str = "global") -> torch.Tensor:
+    """The trace NTK of ``model`` under ``mask``, each pruned layer times its ``1/sqrt(d)`` factor
+    (:func:`~prunelab.pruning.rescale.ntk_scale_factors` in ``mode``) if asked."""
+    factors = ntk_scale_factors(mask, mode=mode) if rescale else {}
     names = [n for n, _ in model.named_parameters()]
     if model.ntk:
         model.scales = [factors.get(n, 1.0) for n in names]
@@ -166,7 +171,7 @@ def _pruned_kernel(model: WidthMLP, x: torch.Tensor, mask: Mask, rescale: bool) 
 
 
 def run_width_study(study: WidthStudy = WidthStudy(), *, out: str | Path = "prunelab-ntk") -> dict[str, Any]:
-    """Run the study; write ``width_study.json`` and ``width_study.png`` into ``out``."""
+    """Run the study; write ``ntk_width_study.json`` and ``ntk_width_study.png`` into ``out``."""
     started = time.perf_counter()
     x = sphere_inputs(study.inputs, study.input_dim, torch.Generator().manual_seed(derived_seed(study.seed, "inputs") % 2**63))
     limit = limit_ntk(x, study.depth) if study.parameterization == "ntk" else None
@@ -189,7 +194,7 @@ def run_width_study(study: WidthStudy = WidthStudy(), *, out: str | Path = "prun
             for density in study.densities:
                 mask = select_by_density(scores, ones, density, scope="global")
                 for rescale in (False, True):
-                    kernel = _pruned_kernel(model, x32, mask, rescale).to(torch.float64)
+                    kernel = _pruned_kernel(model, x32, mask, rescale, study.rescale_mode).to(torch.float64)
                     record = {**base, "density": density, "rescale": rescale, "kept": mask.num_kept,
                               "disconnected": not bool(kernel.abs().sum() > 0)}
                     if not record["disconnected"]:  # else no path from input to output survived: no kernel
@@ -202,11 +207,11 @@ def run_width_study(study: WidthStudy = WidthStudy(), *, out: str | Path = "prun
     folder = Path(out)
     result = {"format": "prunelab.ntk-width/1", "study": dataclasses.asdict(study), "seconds": round(seconds, 1),
               "threads": torch.get_num_threads(), "table": table, "records": records,
-              "json": str(folder / "width_study.json"), "plot": str(folder / "width_study.png")}
+              "json": str(folder / "ntk_width_study.json"), "plot": str(folder / "ntk_width_study.png")}
     from prunelab.analysis.ntk_plots import plot_width_study
 
-    plot_width_study(table, folder / "width_study.png", study)
-    atomic_write_json(folder / "width_study.json", json.loads(json.dumps(result)))
+    plot_width_study(table, folder / "ntk_width_study.png", study)
+    atomic_write_json(folder / "ntk_width_study.json", json.loads(json.dumps(result)))
     return result
 
 

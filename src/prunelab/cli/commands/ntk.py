@@ -58,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--parameterization", choices=("ntk", "standard"), default="ntk",
                    help="ntk (the reference's: N(0,1) weights, sqrt(2/fan_in) multipliers) or standard (Kaiming weights)")
     w.add_argument("--prune-input-layer", action="store_true", help="prune the input layer too (default: kept dense)")
+    w.add_argument("--rescale-mode", choices=("global", "per_layer"), default=defaults.rescale_mode,
+                   help="1/sqrt(d) with d the pruned layers' pooled density (global, the reference's) or each layer's own")
     p.add_argument("--home", help="run store root")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=handle)
@@ -90,7 +92,8 @@ def _width_study(args: argparse.Namespace) -> int:
         raise SpecError("--width-study builds its own networks; give either runs or --width-study, not both")
     study = WidthStudy(widths=tuple(_ints(args.widths, "--widths")), densities=tuple(_floats(args.densities, "--densities")),
                        replicates=args.replicates, inputs=args.inputs, input_dim=args.input_dim, depth=args.depth,
-                       parameterization=args.parameterization, prune_input_layer=args.prune_input_layer, seed=args.seed)
+                       parameterization=args.parameterization, prune_input_layer=args.prune_input_layer,
+                       rescale_mode=args.rescale_mode, seed=args.seed)
     result = run_width_study(study, out=args.out or "prunelab-ntk")
     if args.json:
         print_json(result)
