@@ -431,9 +431,11 @@ def test_wide_dense_mlp_approaches_the_limit_kernel():
 
     x = sphere_inputs(6, 10, torch.Generator().manual_seed(0))
     limit = limit_ntk(x, 3)
-    gaps = [relative_frobenius_difference(limit, empirical_ntk(_network(WidthStudy(), w, torch.Generator().manual_seed(1)).double(), x))
-            for w in (16, 1024)]
-    assert gaps[1] < 0.15 < gaps[0]
+    def mean_gap(width: int) -> float:
+        return sum(relative_frobenius_difference(limit, empirical_ntk(
+            _network(WidthStudy(), width, torch.Generator().manual_seed(seed)).double(), x)) for seed in (1, 2, 3)) / 3
+
+    assert mean_gap(1024) < 0.2 < 0.5 < mean_gap(16)  # 0.135 and 0.76: the fluctuation shrinks as 1/sqrt(n)
 
 
 def test_rescaling_under_the_ntk_parameterisation_is_a_pure_scale():
