@@ -37,8 +37,8 @@ from typing import Any
 import torch
 
 from prunelab.analysis.ntk import compare_kernels, empirical_ntk, kernel_distance, kernel_stats, ntk_eigenvalues
-from prunelab.experiments.branch import parent_spec
 from prunelab.experiments.lottery import derived_seed
+from prunelab.experiments.reading import check_registry_run, run_mask, run_spec, run_weights
 from prunelab.experiments.workbench import Workbench
 from prunelab.masks import Mask
 from prunelab.pruning.baselines import random_scores_like
@@ -46,7 +46,7 @@ from prunelab.pruning.rescale import ntk_rescale
 from prunelab.pruning.selection import match_patterns, select_by_density
 from prunelab.specs import ExperimentSpec, SpecError
 from prunelab.steps import parse_step
-from prunelab.store import Run, RunStore, atomic_write_json, load_tensors, read_json
+from prunelab.store import Run, RunStore, atomic_write_json, read_json
 
 __all__ = ["NTKSettings", "NTKStudy", "analyse_run", "analyse_runs", "STUDY_FORMAT"]
 
@@ -78,18 +78,21 @@ class NTKSettings:
 # --- where things are in the store (the one place that knows the run directory layout) ----------
 
 class _Files:
-    """Paths and sub-runs of the run directory layout."""
+    """Paths and sub-runs of the run directory layout (through :class:`~prunelab.store.Run` and
+    :mod:`prunelab.experiments.reading`)."""
+
+    @staticmethod
+    def spec(run: Run) -> ExperimentSpec:
+        check_registry_run(run)
+        return run_spec(run)
 
     @staticmethod
     def mask(run: Run) -> Mask:
-        path = run.path / "mask.safetensors"
-        if not path.is_file():
-            raise SpecError(f"run {run.run_id} has no mask.safetensors; is it finished?")
-        return Mask.load(path)
+        return run_mask(run)
 
     @staticmethod
     def weights(run: Run, step: int) -> dict[str, torch.Tensor]:
-        return load_tensors(run.weights_path(step))
+        return run_weights(run, step, flag="--steps")
 
     @staticmethod
     def saved_steps(run: Run) -> list[int]:
@@ -97,7 +100,7 @@ class _Files:
 
     @staticmethod
     def level(run: Run, level: int) -> Run:
-        return Run(f"{run.run_id}/level_{level}", run.path / f"level_{level}")
+        return Run(path=run.path / f"level_{level}", run_id=f"{run.run_id}/level_{level}")
 
     @staticmethod
     def output(run: Run, settings: NTKSettings) -> Path:
@@ -275,7 +278,7 @@ def analyse_run(ref: str, settings: NTKSettings = NTKSettings(), *, store: RunSt
     if result_path.is_file() and not recompute:
         data = read_json(result_path)
         return NTKStudy(run.run_id, settings, data["rows"], directory, data.get("plots", []))
-    spec = parent_spec(run)
+    spec = _Files.spec(run)
     bench = Workbench.from_spec(spec)
     x = _test_examples(bench, settings.batch)
     kernels = _Kernels(bench, x)
