@@ -399,6 +399,34 @@ def test_ntk_command_on_a_lottery_compares_levels_with_the_trained_dense_level(c
     assert sorted(p.rsplit("/", 1)[-1] for p in result["plots"]) == ["distance_vs_density.png", "spectra.png"]
 
 
+def test_ntk_command_on_a_supermask_compares_it_with_its_own_frozen_weights(capsys, home):
+    import json
+
+    from prunelab.experiments.reading import run_weights
+    from prunelab.experiments.supermask import run_supermask
+    from prunelab.masks import Mask
+    from prunelab.specs import load_spec
+    from prunelab.store import RunStore
+
+    store = RunStore(home)
+    spec = load_spec("digits_lenet_300_100_supermask", overrides={**TINY, "supermask.density": "0.3"})
+    summary = run_supermask(spec, store=store)
+    code, out, err = _cli(capsys, "ntk", summary["run_id"], "--batch", "10", "--json")
+    assert code == 0, err
+    rows = {(r["method"], r["step"]): r for r in json.loads(out)["studies"][0]["rows"]}
+    assert {("edge-popup", "init"), ("edge-popup", "final"), ("random", "init")} <= set(rows)
+    # the dense reference is the network the supermask is a subnetwork of: the frozen weights, all of them
+    run = store.run(summary["run_id"])
+    bench, x = _first_test_examples(spec, 10)
+    model = bench.new_model()
+    final = run.saved_steps()[-1]
+    model.load_state_dict(run_weights(run, final, effective=False))
+    dense = empirical_ntk(model, x)
+    learned = empirical_ntk(model, x, mask=Mask.load(run.mask_path))
+    assert rows[("edge-popup", "final")]["kernel_distance_dense"] == pytest.approx(kernel_distance(dense, learned),
+                                                                                 rel=1e-4, abs=1e-7)
+
+
 def test_ntk_command_errors(capsys):
     code, _, err = _cli(capsys, "ntk")
     assert code == 2 and "at least one run" in err

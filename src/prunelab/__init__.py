@@ -3,6 +3,7 @@
 The public API, in the order data flows: specs → data/models → masks/pruning → training → runs.
 """
 
+from prunelab.analysis import empirical_ntk, kernel_distance, ntk_eigenvalues, relative_frobenius_difference
 from prunelab.api import lottery
 from prunelab.data import BatchLoader, DataSplits, ImageDataset, load_dataset
 from prunelab.experiments.export import export_run, load_exported
@@ -36,8 +37,8 @@ __all__ = [
     "BatchLoader", "DataSplits", "DatasetSpec", "ExperimentSpec", "ImageDataset", "LotteryResult", "Mask",
     "MaskedParameters", "MaskedStep", "ModelSpec", "PruningSpec", "RunLayout", "RunStore", "SpecError",
     "SupermaskSpec", "SupermaskStep", "TrainResult", "TrainingLoop", "TrainingSpec", "UpdateStep", "apply_mask",
-    "build_model", "evaluate", "export_run", "get_preset", "initialize", "load_dataset", "load_exported",
-    "load_spec", "lottery", "model_names", "parse_step", "preset_names", "prunable_parameters", "prune",
-    "register_model", "register_strategy", "rerandomize_", "run_lottery", "run_prune", "run_supermask",
+    "build_model", "empirical_ntk", "evaluate", "export_run", "get_preset", "initialize", "kernel_distance", "load_dataset", "load_exported",
+    "load_spec", "lottery", "model_names", "ntk_eigenvalues", "parse_step", "preset_names", "prunable_parameters", "prune",
+    "register_model", "register_strategy", "relative_frobenius_difference", "rerandomize_", "run_lottery", "run_prune", "run_supermask",
     "run_train", "score", "strategy_names", "subnet_mask", "to_iterations", "to_supermask", "train",
 ]

@@ -91,8 +91,8 @@ class _Files:
         return run_mask(run)
 
     @staticmethod
-    def weights(run: Run, step: int) -> dict[str, torch.Tensor]:
-        return run_weights(run, step, flag="--steps")
+    def weights(run: Run, step: int, *, effective: bool = True) -> dict[str, torch.Tensor]:
+        return run_weights(run, step, flag="--steps", effective=effective)
 
     @staticmethod
     def saved_steps(run: Run) -> list[int]:
@@ -115,7 +115,8 @@ class _Target:
 
     run: Run
     method: str
-    dense: str  # "level0" (lottery), "self" (a dense run), "init" (seeded initialisation), "parent", "none"
+    dense: str  # "level0" (lottery), "self" (a dense run), "init" (seeded initialisation), "parent",
+    # "frozen" (a supermask's own frozen weights, pruned ones included), "none"
     parent: Run | None = None
 
 
@@ -129,6 +130,9 @@ def _method_label(summary: dict[str, Any], spec: ExperimentSpec) -> str:
         return str(summary.get("strategy"))
     if kind == "branch":
         return f"{summary.get('strategy')} (branch)"
+    if kind == "supermask":
+        method = str(summary.get("method"))
+        return f"{method} (lambda={summary.get('rerand_lambda', 0):g})" if method == "iterand" else method
     return "dense"
 
 
@@ -147,7 +151,10 @@ def _targets(store: RunStore, run: Run, spec: ExperimentSpec) -> list[_Target]:
         return [_Target(run, method, "parent", store.find(summary["parent"]))]
     if kind == "train":
         return [_Target(run, "dense", "self")]
-    raise SpecError(f"run {run.run_id} is a {kind!r} run; the NTK analysis reads train, prune, branch and lottery runs")
+    if kind == "supermask":
+        return [_Target(run, method, "frozen")]
+    raise SpecError(f"run {run.run_id} is a {kind!r} run; the NTK analysis reads train, prune, branch, lottery and "
+                    "supermask runs")
 
 
 # --- the analysis -------------------------------------------------------------------------------
@@ -244,6 +251,8 @@ def _dense_at(target: _Target, level0: Run | None, step: int, start: int, bench:
     if target.dense == "level0":
         assert level0 is not None
         return _Files.weights(level0, step) if step in _Files.saved_steps(level0) else None
+    if target.dense == "frozen":  # the weights never train, but IteRand re-draws pruned ones: at every step
+        return _Files.weights(target.run, step, effective=False)
     if step != start:
         return None
     if target.dense == "init":

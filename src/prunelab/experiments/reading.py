@@ -15,7 +15,7 @@ from prunelab.experiments.workbench import Workbench
 from prunelab.masks import Mask
 from prunelab.specs import ExperimentSpec, SpecError, from_dict
 from prunelab.store import Run, load_tensors
-from prunelab.supermask import effective_state_dict
+from prunelab.supermask import effective_state_dict, supermask_layers
 
 __all__ = ["run_spec", "run_mask", "run_weights", "check_registry_run"]
 
@@ -46,8 +46,11 @@ def run_mask(run: Run) -> Mask:
     return Mask.load(run.mask_path)
 
 
-def run_weights(run: Run, step: int, *, flag: str = "step") -> dict[str, torch.Tensor]:
-    """The ordinary model's state dict at ``step`` (``flag`` names the option that asked, for errors)."""
+def run_weights(run: Run, step: int, *, flag: str = "step", effective: bool = True) -> dict[str, torch.Tensor]:
+    """The ordinary model's state dict at ``step`` (``flag`` names the option that asked, for errors).
+
+    For a supermask run ``effective=False`` gives the frozen weights themselves, pruned ones included
+    (the dense network the supermask is a subnetwork of)."""
     path = run.weights_path(step)
     if not path.is_file():
         saved = ", ".join(f"{s}it" for s in run.saved_steps()) or "none"
@@ -61,4 +64,8 @@ def run_weights(run: Run, step: int, *, flag: str = "step") -> dict[str, torch.T
     spec = run_spec(run)
     network = supermask_network(spec, Workbench.from_spec(spec))
     network.load_state_dict(state)
-    return {name: value.detach().cpu() for name, value in effective_state_dict(network).items()}
+    plain = {name: value.detach().cpu() for name, value in effective_state_dict(network).items()}
+    if not effective:
+        for path, layer in supermask_layers(network).items():
+            plain[f"{path}.weight"] = layer.weight.detach().cpu().clone()
+    return plain
