@@ -1,10 +1,16 @@
 """The public pruning API: score a model, prune it to a density, take a lottery-ticket level step.
 
-Scoring never changes the caller's model: every scoring round works on a fresh ``copy.deepcopy``
-of the model (moved to ``device``) whose prunable weights are multiplied by the current mask. A
-score function may therefore do anything to ``ctx.model`` (replace weights by ``|w|``, switch to
-eval mode, run backward passes); the caller's weights, buffers, gradients and modes are untouched.
-The caller applies the returned mask.
+Scoring never changes the caller's model: a call works on one ``copy.deepcopy`` of the model
+(moved to ``device``), its *working copy*, whose prunable weights are multiplied by the current
+mask. Before every iteration after the first, the working copy's parameter values, buffers,
+train/eval flags and ``requires_grad`` flags are copied back from the caller's model and its
+gradients cleared (:class:`_Workspace`), which costs a few tensor copies instead of a deep copy per
+iteration. A score function may therefore change any of those (replace weights by ``|w|``, switch to
+eval mode, run backward passes) and the next iteration sees the caller's model again; if it changes
+the module's structure (replaces a submodule, a parameter or its dtype or device, adds a hook), the
+next iteration gets a fresh deep copy. Other attributes it sets (a BatchNorm ``momentum``, say) it
+must undo itself. The caller's weights, buffers, gradients and modes are untouched. The caller
+applies the returned mask.
 
 Randomness: one CPU ``torch.Generator`` seeded with ``seed`` per call is handed to the score
 function (``ctx.generator``) and used by selection to break ties, so a call is a pure function of
@@ -14,6 +20,7 @@ its arguments and the same seed gives the same mask on any device.
 from __future__ import annotations
 
 import copy
+import itertools
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -94,20 +101,65 @@ def _resolve(
     return params, device, Mask({n: mask[n] for n in params}).to(device), out_device
 
 
-def _working_copy(
-    model: nn.Module, params: Mapping[str, nn.Parameter], mask: Mask, device: torch.device
-) -> tuple[nn.Module, dict[str, nn.Parameter]]:
-    """A deep copy of ``model`` on ``device`` with its prunable weights multiplied by ``mask``."""
-    qualified = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
-    missing = [n for n, p in params.items() if id(p) not in qualified]
-    if missing:
-        raise MaskSelectionError(f"params are not parameters of the model: {missing[:5]}")
-    work = copy.deepcopy(model).to(device)
-    work_params = {n: work.get_parameter(qualified[id(p)]) for n, p in params.items()}
-    with torch.no_grad():
-        for n, p in work_params.items():
-            p.mul_(mask[n].to(device=p.device, dtype=p.dtype))
-    return work, work_params
+class _Workspace:
+    """The working copy of one call: a deep copy of ``model`` on ``device``, refreshed from ``model``
+    before each iteration (see the module docstring) and rebuilt only if a score function changed
+    its structure."""
+
+    def __init__(self, model: nn.Module, params: Mapping[str, nn.Parameter], device: torch.device) -> None:
+        qualified = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
+        missing = [n for n, p in params.items() if id(p) not in qualified]
+        if missing:
+            raise MaskSelectionError(f"params are not parameters of the model: {missing[:5]}")
+        self._source = model
+        self._device = device
+        self._names = {n: qualified[id(p)] for n, p in params.items()}
+        self.model: nn.Module | None = None
+        self.params: dict[str, nn.Parameter] = {}
+        self._used = False
+
+    def _build(self) -> None:
+        work = copy.deepcopy(self._source).to(self._device)
+        self.model = work
+        self.params = {n: work.get_parameter(q) for n, q in self._names.items()}
+        source = dict(self._source.named_parameters(remove_duplicate=False))
+        source.update(self._source.named_buffers(remove_duplicate=False))
+        pairs = list(work.named_parameters(remove_duplicate=False)) + list(work.named_buffers(remove_duplicate=False))
+        self._pairs = [(t, source[n]) for n, t in pairs]
+        self._modes = [(m, m.training) for m in work.modules()]
+        self._flags = [(p, p.requires_grad) for p in work.parameters()]
+        self._layout = self._structure()
+
+    def _structure(self) -> list[tuple]:
+        """What a refresh cannot restore: the modules, their tensors (identity, dtype, device, shape) and hooks."""
+        assert self.model is not None
+        out = []
+        for m in self.model.modules():
+            tensors = [(k, id(t), t.dtype, t.device, tuple(t.shape)) if t is not None else (k, None)
+                       for k, t in itertools.chain(m._parameters.items(), m._buffers.items())]
+            hooks = (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
+                     len(m._backward_pre_hooks), len(m._state_dict_hooks), len(m._load_state_dict_pre_hooks))
+            out.append((id(m), type(m), tuple(tensors), hooks))
+        return out
+
+    def prepare(self, mask: Mask) -> tuple[nn.Module, dict[str, nn.Parameter]]:
+        """The working copy equal to the caller's model with its prunable weights multiplied by ``mask``."""
+        if self.model is None or (self._used and self._structure() != self._layout):
+            self._build()
+        elif self._used:
+            with torch.no_grad():
+                for t, src in self._pairs:
+                    t.copy_(src)
+            for m, training in self._modes:
+                m.training = training
+            for p, flag in self._flags:
+                p.requires_grad_(flag)
+                p.grad = None
+        self._used = True
+        with torch.no_grad():
+            for n, p in self.params.items():
+                p.mul_(mask[n].to(device=p.device, dtype=p.dtype))
+        return self.model, self.params
 
 
 def _run_score(strat: Strategy, ctx: ScoreContext) -> dict[str, torch.Tensor]:
@@ -129,9 +181,7 @@ def _run_score(strat: Strategy, ctx: ScoreContext) -> dict[str, torch.Tensor]:
 
 
 def _context(
-    strat: Strategy,
-    model: nn.Module,
-    params: Mapping[str, nn.Parameter],
+    workspace: _Workspace,
     mask: Mask,
     device: torch.device,
     generator: torch.Generator,
@@ -139,9 +189,10 @@ def _context(
     options: Mapping[str, Any],
     iteration: int,
     iterations: int,
-) -> tuple[ScoreContext, nn.Module]:
-    work, work_params = _working_copy(model, params, mask, device)
-    ctx = ScoreContext(
+    scratch: dict[str, Any],
+) -> ScoreContext:
+    work, work_params = workspace.prepare(mask)
+    return ScoreContext(
         model=work,
         params=work_params,
         mask=mask,
@@ -151,8 +202,8 @@ def _context(
         options=dict(options),
         iteration=iteration,
         iterations=iterations,
+        scratch=scratch,
     )
-    return ctx, work
 
 
 def _check_data(strat: Strategy, data: Any) -> None:
@@ -195,11 +246,8 @@ def score(
     strat.check_options(options)
     params, device, mask_, _ = _resolve(model, params, mask, device)
     generator = torch.Generator().manual_seed(int(seed))
-    ctx, work = _context(strat, model, params, mask_, device, generator, data, options, 0, 1)
-    try:
-        return _run_score(strat, ctx)
-    finally:
-        del ctx, work
+    ctx = _context(_Workspace(model, params, device), mask_, device, generator, data, options, 0, 1, {})
+    return _run_score(strat, ctx)
 
 
 def prune(
@@ -253,10 +301,11 @@ def prune(
     generator = torch.Generator().manual_seed(int(seed))
 
     current = start_mask
+    workspace = _Workspace(model, params, device)
+    scratch: dict[str, Any] = {}
     for k, target in enumerate(targets):
-        ctx, work = _context(strat, model, params, current, device, generator, data, options, k, len(targets))
+        ctx = _context(workspace, current, device, generator, data, options, k, len(targets), scratch)
         scores = _run_score(strat, ctx)
-        del ctx, work
         current = select_by_density(
             scores, current, target, scope=scope, prune_highest=highest, ignore=ignore, generator=generator
         )

@@ -32,6 +32,13 @@ class ScoreContext:
     ``batches()`` returns a fresh iterator over pruning batches ``(x, y)`` on ``device`` (normalised,
     not augmented), or raises if the caller gave no data. ``generator`` is the only source of
     randomness a score function may use, so results are seeded.
+
+    ``scratch`` is a dict that lives as long as one :func:`~prunelab.pruning.api.prune` call: the same
+    dict reaches every iteration of the call, so a score function can build something expensive
+    once (SynFlow its non-negative network, NTK-SAP its re-initialised copy) and reuse it in later
+    iterations. It must hold only the function's own objects — never a reference that lets a later
+    iteration write to the caller's model. :func:`~prunelab.pruning.api.score` and a context built
+    by hand start with an empty dict.
     """
 
     model: nn.Module
@@ -43,6 +50,7 @@ class ScoreContext:
     options: Mapping[str, Any] = field(default_factory=dict)
     iteration: int = 0
     iterations: int = 1
+    scratch: dict[str, Any] = field(default_factory=dict)
 
     def batches(self) -> Iterator[Batch]:
         if self.data is None:
