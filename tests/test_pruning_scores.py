@@ -78,7 +78,7 @@ def test_synflow_two_layer_linear_closed_form_and_conservation():
     w1, w2 = torch.randn(4, 3, generator=g), torch.randn(2, 4, generator=g)
     model = nn.Sequential(linear(3, 4, w1), linear(4, 2, w2))
     mask = random_mask(prunable(model), keep=0.6)
-    ctx = make_ctx(model, mask, input_shape=(3,))
+    ctx = make_ctx(model, mask, input_shape=(3,), precision="float64")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     s = score("synflow", ctx)
 
@@ -98,6 +98,12 @@ def test_synflow_two_layer_linear_closed_form_and_conservation():
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]) and v.dtype == torch.float32
     assert (model[0].weight < 0).any()
+    # the default precision computes this well-scaled net in float32: the same values to float32 rounding
+    auto = score("synflow", make_ctx(model, mask, input_shape=(3,)))
+    for k, want in (("0.weight", s1), ("1.weight", s2)):
+        assert auto[k].dtype == torch.float32
+        torch.testing.assert_close(auto[k].double(), want, rtol=1e-6, atol=0)
+        torch.testing.assert_close(auto[k].double().sum(), r, rtol=1e-6, atol=0)
 
 
 def test_synflow_float64_avoids_underflow_on_deep_net():
@@ -134,14 +140,23 @@ def test_synflow_abs_buffers_option_on_a_negative_running_mean():
     with torch.no_grad():
         model[1].running_mean.fill_(-1.0)
     sigma = math.sqrt(1 + 1e-5)
-    state = score("synflow", make_ctx(model, input_shape=(1,)))
-    params = score("synflow", make_ctx(model, input_shape=(1,), abs_buffers=False))
+    state = score("synflow", make_ctx(model, input_shape=(1,), precision="float64"))
+    params = score("synflow", make_ctx(model, input_shape=(1,), abs_buffers=False, precision="float64"))
     assert float(state["0.weight"]) == pytest.approx(1 / sigma, rel=1e-12) and float(state["2.weight"]) == 0.0
     assert float(params["0.weight"]) == pytest.approx(1 / sigma, rel=1e-12)
     assert float(params["2.weight"]) == pytest.approx(2 / sigma, rel=1e-12)
+    # precision auto: R = 0 (the state variant) is not representable evidence, so float64 is used;
+    # the parameter variant is well scaled and stays in float32
+    auto_state = score("synflow", make_ctx(model, input_shape=(1,)))
+    auto_params = score("synflow", make_ctx(model, input_shape=(1,), abs_buffers=False))
+    assert all(torch.equal(auto_state[k], state[k]) for k in state)
+    assert auto_params["2.weight"].dtype == torch.float32
+    assert float(auto_params["2.weight"]) == pytest.approx(2 / sigma, rel=1e-6)
     assert float(model[1].running_mean) == -1.0  # the user's model is untouched
     with pytest.raises(ValueError, match="abs_buffers"):
         score("synflow", make_ctx(model, input_shape=(1,), abs_buffers="no"))
+    with pytest.raises(ValueError, match="precision"):
+        score("synflow", make_ctx(model, input_shape=(1,), precision="float16"))
 
 
 # SNIP ----------------------------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 
 Scoring never changes the caller's model: a call works on one ``copy.deepcopy`` of the model
 (moved to ``device``), its *working copy*, whose prunable weights are multiplied by the current
-mask. Before every iteration after the first, the working copy's parameter values, buffers,
-train/eval flags and ``requires_grad`` flags are copied back from the caller's model and its
-gradients cleared (:class:`_Workspace`), which costs a few tensor copies instead of a deep copy per
-iteration. A score function may therefore change any of those (replace weights by ``|w|``, switch to
+mask. Before every iteration after the first, the working copy's parameter values and buffers
+(those written since: version counters tell), train/eval flags and ``requires_grad`` flags are
+restored from the caller's model and its gradients cleared (:class:`_Workspace`), which costs a few
+tensor copies instead of a deep copy per iteration. A score function may therefore change any of those (replace weights by ``|w|``, switch to
 eval mode, run backward passes) and the next iteration sees the caller's model again; if it changes
 the module's structure (replaces a submodule, a parameter or its dtype or device, adds a hook), the
 next iteration gets a fresh deep copy. Other attributes it sets (a BatchNorm ``momentum``, say) it
@@ -104,7 +104,11 @@ def _resolve(
 class _Workspace:
     """The working copy of one call: a deep copy of ``model`` on ``device``, refreshed from ``model``
     before each iteration (see the module docstring) and rebuilt only if a score function changed
-    its structure."""
+    its structure.
+
+    A refresh copies the prunable weights back (then applies the mask) and every other parameter or
+    buffer whose version counter moved, i.e. that was written in place since the last refresh;
+    tensors a score function only read are left alone."""
 
     def __init__(self, model: nn.Module, params: Mapping[str, nn.Parameter], device: torch.device) -> None:
         qualified = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
@@ -116,7 +120,6 @@ class _Workspace:
         self._names = {n: qualified[id(p)] for n, p in params.items()}
         self.model: nn.Module | None = None
         self.params: dict[str, nn.Parameter] = {}
-        self._used = False
 
     def _build(self) -> None:
         work = copy.deepcopy(self._source).to(self._device)
@@ -124,41 +127,49 @@ class _Workspace:
         self.params = {n: work.get_parameter(q) for n, q in self._names.items()}
         source = dict(self._source.named_parameters(remove_duplicate=False))
         source.update(self._source.named_buffers(remove_duplicate=False))
-        pairs = list(work.named_parameters(remove_duplicate=False)) + list(work.named_buffers(remove_duplicate=False))
-        self._pairs = [(t, source[n]) for n, t in pairs]
-        self._modes = [(m, m.training) for m in work.modules()]
+        prunable = {id(p) for p in self.params.values()}
+        named = itertools.chain(work.named_parameters(), work.named_buffers())
+        self._others = [(t, source[n]) for n, t in named if id(t) not in prunable]
+        self._prunable = [(p, source[q]) for p, q in zip(self.params.values(), self._names.values())]
+        self._modules = list(work.modules())
+        self._modes = [(m, m.training) for m in self._modules]
         self._flags = [(p, p.requires_grad) for p in work.parameters()]
         self._layout = self._structure()
 
-    def _structure(self) -> list[tuple]:
-        """What a refresh cannot restore: the modules, their tensors (identity, dtype, device, shape) and hooks."""
-        assert self.model is not None
-        out = []
-        for m in self.model.modules():
-            tensors = [(k, id(t), t.dtype, t.device, tuple(t.shape)) if t is not None else (k, None)
-                       for k, t in itertools.chain(m._parameters.items(), m._buffers.items())]
-            hooks = (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
-                     len(m._backward_pre_hooks), len(m._state_dict_hooks), len(m._load_state_dict_pre_hooks))
-            out.append((id(m), type(m), tuple(tensors), hooks))
+    def _structure(self) -> list:
+        """What a refresh cannot restore: the modules (type, children), their tensors (identity,
+        storage, dtype, device, shape) and hooks, as one flat list."""
+        out: list = []
+        for m in self._modules:
+            out.append(type(m))
+            out.extend(map(id, m._modules.values()))
+            for t in itertools.chain(m._parameters.values(), m._buffers.values()):
+                out.append(None if t is None else (id(t), t.data_ptr(), t.dtype, t.device, t.shape))
+            out.append((len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
+                        len(m._backward_pre_hooks), len(m._state_dict_hooks), len(m._load_state_dict_pre_hooks)))
         return out
 
     def prepare(self, mask: Mask) -> tuple[nn.Module, dict[str, nn.Parameter]]:
         """The working copy equal to the caller's model with its prunable weights multiplied by ``mask``."""
-        if self.model is None or (self._used and self._structure() != self._layout):
+        if self.model is None or self._structure() != self._layout:
             self._build()
-        elif self._used:
+        else:
             with torch.no_grad():
-                for t, src in self._pairs:
+                for t, src in self._prunable:
                     t.copy_(src)
+                for (t, src), version in zip(self._others, self._versions):
+                    if t._version != version:
+                        t.copy_(src)
             for m, training in self._modes:
                 m.training = training
             for p, flag in self._flags:
                 p.requires_grad_(flag)
                 p.grad = None
-        self._used = True
         with torch.no_grad():
             for n, p in self.params.items():
-                p.mul_(mask[n].to(device=p.device, dtype=p.dtype))
+                p.mul_(mask[n].to(p.device))
+        self._versions = [t._version for t, _ in self._others]
+        assert self.model is not None
         return self.model, self.params
 
 

@@ -91,8 +91,7 @@ def mask_scores(scores: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Ten
     """Multiply each score by its (bool) mask, so pruned weights score exactly 0; detach."""
     out = {}
     for name, score in scores.items():
-        keep = mask[name].to(device=score.device, dtype=score.dtype)
-        out[name] = (score * keep).detach()
+        out[name] = (score * mask[name].to(score.device)).detach()
     return out
 
 
