@@ -253,33 +253,39 @@ def _timed(run: Callable[[], object], device: torch.device) -> float:
 
 
 def measure(name: str, iterations: int, repeats: int, batches: list, device: torch.device) -> dict:
+    """Median seconds of each side and the median of the per-pair ratios. A timed run repeats the
+    whole pruning ``calls`` times (the same on both sides, chosen so that a run lasts about a second)
+    so that one-iteration strategies are not timed at the resolution of the machine's noise."""
     strategy = get_strategy(name)
     model = build_model(ModelSpec(name="cifar_resnet_20"), input_shape=INPUT_SHAPE, num_classes=10, seed=0).to(device)
     data = batches if strategy.needs_data else None
     options = {"input_shape": INPUT_SHAPE} if name in ("synflow", "ntksap") else {}
     if name == "ntksap":
         options["rounds"] = NTKSAP_ROUNDS
+    params = prunable_parameters(model)
 
-    def ours(n: int) -> Callable[[], object]:
-        params = prunable_parameters(model)
-        return lambda: prune(model, name, DENSITY, data, iterations=n, params=params, device=device, **options)
+    def ours(n: int, calls: int) -> Callable[[], object]:
+        return lambda: [prune(model, name, DENSITY, data, iterations=n, params=params, device=device, **options)
+                        for _ in range(calls)]
 
-    def reference(n: int) -> Callable[[], object]:
+    def reference(n: int, calls: int) -> Callable[[], object]:
         torch.manual_seed(0)
-        net, pairs = reference_network(model)
-        return lambda: reference_prune(net, pairs, name, batches, n, device)
+        nets = [reference_network(model) for _ in range(calls)]  # built before the timer starts
+        return lambda: [reference_prune(net, pairs, name, batches, n, device) for net, pairs in nets]
 
-    _timed(reference(1), device)  # warm-up
-    _timed(ours(1), device)
+    warm = _timed(reference(1, 1), device)  # warm-up, one iteration each
+    _timed(ours(1, 1), device)
+    calls = max(1, round(1.0 / max(warm, 1e-3))) if iterations == 1 else 1
     times: dict[str, list[float]] = {"reference": [], "prunelab": []}
     for r in range(repeats):
         order = ("reference", "prunelab") if r % 2 == 0 else ("prunelab", "reference")
         for side in order:
-            run = reference(iterations) if side == "reference" else ours(iterations)
-            times[side].append(_timed(run, device))
+            run = reference(iterations, calls) if side == "reference" else ours(iterations, calls)
+            times[side].append(_timed(run, device) / calls)
     ratios = [o / ref for o, ref in zip(times["prunelab"], times["reference"])]
-    return {"strategy": name, "iterations": iterations, "reference_s": round(statistics.median(times["reference"]), 3),
-            "prunelab_s": round(statistics.median(times["prunelab"]), 3), "ratio": round(statistics.median(ratios), 3),
+    return {"strategy": name, "iterations": iterations, "calls_per_run": calls,
+            "reference_s": round(statistics.median(times["reference"]), 4),
+            "prunelab_s": round(statistics.median(times["prunelab"]), 4), "ratio": round(statistics.median(ratios), 3),
             "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3)}
 
 
@@ -310,7 +316,7 @@ def main() -> int:
         r = measure(name, iterations, args.repeats, batches, device)
         results.append(r)
         if not args.json:
-            print(f"{name:>15} ({iterations:>3} it): reference {r['reference_s']:8.2f} s  prunelab {r['prunelab_s']:8.2f} s"
+            print(f"{name:>15} ({iterations:>3} it): reference {r['reference_s']:8.3f} s  prunelab {r['prunelab_s']:8.3f} s"
                   f"  ratio {r['ratio']:.3f} ({r['ratio_min']:.3f}-{r['ratio_max']:.3f})", flush=True)
     if args.json:
         print(json.dumps({"model": "cifar_resnet_20", "threads": args.threads, "device": str(device),

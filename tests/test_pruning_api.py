@@ -267,3 +267,88 @@ def test_docs_api_example_runs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         exec(compile(blocks[0], str(DOCS), "exec"), {"__name__": "docs_example"})
+
+
+# the working copy: one per call, refreshed every iteration ------------------------------------------
+def _count_deepcopies(monkeypatch) -> list[int]:
+    import prunelab.pruning.api as api
+
+    calls = [0]
+    original = api.copy.deepcopy
+
+    def counting(obj, *args, **kwargs):
+        if isinstance(obj, nn.Module):
+            calls[0] += 1
+        return original(obj, *args, **kwargs)
+
+    monkeypatch.setattr(api.copy, "deepcopy", counting)
+    return calls
+
+
+def test_one_working_copy_per_call_restored_before_every_iteration(net, monkeypatch):
+    copies = _count_deepcopies(monkeypatch)
+    net.train()
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-1, 1)
+    frozen = net.hidden.bias.requires_grad_(False)
+    caller = snapshot(net)
+    seen = []
+
+    def vandal(ctx):
+        model = ctx.model
+        seen.append((
+            all(torch.equal(ctx.params[n].detach(), caller[n] * ctx.mask[n]) for n in NAMES),
+            all(torch.equal(v, caller[k]) for k, v in model.state_dict().items() if k not in NAMES),
+            model.training and model.bn.training, model.hidden.bias.requires_grad, model.conv.weight.requires_grad,
+            all(p.grad is None for p in model.parameters()), ctx.scratch.setdefault("calls", 0), len(ctx.scratch),
+        ))
+        ctx.scratch["calls"] += 1
+        model(torch.randn(2, 1, 6, 6, generator=ctx.generator)).sum().backward()  # BN statistics and grads
+        model.eval()
+        model.hidden.bias.requires_grad_(True)
+        model.conv.weight.requires_grad_(False)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(7.0)
+        return {n: torch.rand(p.shape, generator=ctx.generator) for n, p in ctx.params.items()}
+
+    prune(net, vandal, 0.3, iterations=3)
+    assert copies[0] == 1
+    assert seen == [(True, True, True, False, True, True, k, 1) for k in range(3)]  # scratch lives for the call
+    assert_unchanged(net, caller) and not frozen.requires_grad
+    prune(net, vandal, 0.3, iterations=1)
+    assert seen[-1][-2:] == (0, 1) and copies[0] == 2  # a new call: a new copy and an empty scratch
+
+
+def test_a_structural_change_gets_a_fresh_copy(net, monkeypatch):
+    copies = _count_deepcopies(monkeypatch)
+    seen = []
+
+    def rebuilder(ctx):
+        seen.append((ctx.model.conv.weight.dtype, len(ctx.model.fc._forward_hooks), type(ctx.model.fc).__name__))
+        if ctx.iteration == 0:
+            ctx.model.double()
+        elif ctx.iteration == 1:
+            ctx.model.fc.register_forward_hook(lambda *args: None)
+        else:
+            ctx.model.fc = nn.Identity()
+        return {n: p.detach().abs().float() for n, p in ctx.params.items()}
+
+    mask = prune(net, rebuilder, 0.3, iterations=4)
+    assert seen == [(torch.float32, 0, "Linear")] * 4 and copies[0] == 4
+    assert mask.num_kept == target_count(0.3, TOTAL)
+
+
+def test_strategies_that_only_read_weights_get_no_model_copy(net, monkeypatch):
+    copies = _count_deepcopies(monkeypatch)
+    seen = []
+
+    def reader(ctx):
+        seen.append(ctx.model)
+        return {n: w.abs() for n, w in ctx.params.items()}
+
+    start = prune(net, "random", 0.5, seed=2)
+    light = prune(net, Strategy("reader", reader, uses_model=False), 0.2, mask=start)
+    assert seen == [None] and copies[0] == 0
+    assert light == prune(net, "magnitude", 0.2, mask=start)  # masked weights, as with a copy
+    assert light == prune(net, Strategy("copied", reader), 0.2, mask=start) and copies[0] == 1

@@ -5,6 +5,7 @@ seeded)."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -157,6 +158,86 @@ def test_synflow_abs_buffers_option_on_a_negative_running_mean():
         score("synflow", make_ctx(model, input_shape=(1,), abs_buffers="no"))
     with pytest.raises(ValueError, match="precision"):
         score("synflow", make_ctx(model, input_shape=(1,), precision="float16"))
+
+
+def _synflow_float64_fresh_copy(ctx: ScoreContext) -> dict[str, torch.Tensor]:
+    """SynFlow as computed before precision="auto": a float64 deep copy per iteration, |·| of every
+    parameter and buffer, eval mode, scores |θ ⊙ ∂R/∂θ| at an all-ones example."""
+    import copy
+
+    net = copy.deepcopy(ctx.model).double().eval()
+    with torch.no_grad():
+        for t in list(net.parameters()) + list(net.buffers()):
+            if t.is_floating_point():
+                t.abs_()
+    own = dict(net.named_parameters())
+    by_id = {id(p): n for n, p in ctx.model.named_parameters()}
+    targets = [own[by_id[id(p)]] for p in ctx.params.values()]
+    out = net(torch.ones((1, *ctx.options["input_shape"]), dtype=torch.float64)).sum()
+    grads = torch.autograd.grad(out, targets)
+    return {k: (g * t.detach()).abs() * ctx.mask[k] for k, t, g in zip(ctx.params, targets, grads)}
+
+
+def _synflow_masks_agree(model: nn.Module, density: float, iterations: int) -> None:
+    from prunelab.pruning import prune
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # layer collapse
+        auto = prune(model, "synflow", density, iterations=iterations, input_shape=(3, 32, 32))
+        before = prune(model, _synflow_float64_fresh_copy, density, iterations=iterations, input_shape=(3, 32, 32))
+        float64 = prune(model, "synflow", density, iterations=iterations, input_shape=(3, 32, 32), precision="float64")
+    assert auto == before and float64 == before
+
+
+def test_synflow_float32_gives_the_float64_masks_on_a_conv_bn_net():
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    _synflow_masks_agree(model, 0.05, 20)
+
+
+@pytest.mark.slow
+def test_synflow_float32_gives_the_float64_masks_on_resnet20_at_10_percent():
+    from prunelab.models import build_model
+    from prunelab.specs import ModelSpec
+
+    model = build_model(ModelSpec(name="cifar_resnet_20"), input_shape=(3, 32, 32), num_classes=10, seed=0)
+    _synflow_masks_agree(model, 0.1, 100)
+
+
+def test_synflow_keeps_float32_when_a_unit_is_cut_off():
+    """Pruning every weight out of hidden unit 0 leaves the weights into it alive with gradient
+    exactly 0 (a cut path, not an underflow): float32 is kept and they score 0."""
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(linear(3, 4, torch.randn(4, 3, generator=g)), linear(4, 2, torch.randn(2, 4, generator=g)))
+    mask = Mask.ones_like(prunable(model))
+    mask = Mask({"0.weight": mask["0.weight"], "1.weight": torch.ones(2, 4, dtype=torch.bool).index_fill_(1, torch.tensor([0]), False)})
+    s = score("synflow", make_ctx(model, mask, input_shape=(3,)))
+    assert s["0.weight"].dtype == torch.float32
+    assert bool((s["0.weight"][0] == 0).all()) and bool((s["0.weight"][1:] > 0).all())
+
+
+@pytest.mark.parametrize("name,options", [("synflow", {"input_shape": (3, 8, 8)}),
+                                          ("ntksap", {"input_shape": (3, 8, 8), "batch_size": 4, "rounds": 2})])
+def test_per_call_scratch_gives_the_masks_of_fresh_copies(name, options):
+    """SynFlow and NTK-SAP keep their working network in ctx.scratch across the iterations of a call;
+    building it afresh every iteration (the scratch cleared) gives exactly the same mask."""
+    from prunelab.pruning import Strategy, prune
+
+    model, _, _ = tiny_setup(train=False)
+    model.conv1.weight.requires_grad_(True)
+    strategy = STRATEGIES[name]
+
+    def fresh(ctx):
+        ctx.scratch.clear()
+        return strategy.score(ctx)
+
+    kept = prune(model, name, 0.2, iterations=4, seed=5, **options)
+    rebuilt = prune(model, Strategy(name + "_fresh", fresh, options=None), 0.2, iterations=4, seed=5, **options)
+    assert kept == rebuilt
 
 
 # SNIP ----------------------------------------------------------------------------------------------

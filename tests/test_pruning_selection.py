@@ -445,3 +445,63 @@ def test_openlth_count_rule_without_ignore_and_its_limits():
         prune_fraction(scores, dense(shapes), 0.2, count_rule="openlth", rates={"a": 0.1})
     with pytest.raises(MaskSelectionError, match="count_rule"):
         prune_fraction(scores, dense(shapes), 0.2, count_rule="ceil")
+
+
+# the NumPy selection path equals the plain PyTorch rule it replaced -------------------------------------
+def _keep_top_plain(values: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """The rule written plainly: keep what is above the k-th largest value (torch.kthvalue) and a
+    random subset (one randperm over the ties, in index order) of what equals it."""
+    m = values.numel()
+    if k >= m:
+        return torch.ones(m, dtype=torch.bool)
+    if k <= 0:
+        return torch.zeros(m, dtype=torch.bool)
+    threshold = torch.kthvalue(values, m - k + 1).values
+    keep = values > threshold
+    need = k - int(keep.sum())
+    ties = torch.nonzero(values == threshold).reshape(-1)
+    if need < ties.numel():
+        ties = ties[torch.randperm(ties.numel(), generator=generator)[:need]]
+    keep[ties] = True
+    return keep
+
+
+def _select_plain(scores, current, density, scope, prune_highest, generator):
+    """select_by_density without the shared machinery: gather each group's alive scores, keep the top
+    ``round_half_up(d · n)`` (capped at the alive count), scatter back tensor by tensor."""
+    groups = [list(current)] if scope == "global" else [[n] for n in current]
+    out = {}
+    for names in groups:
+        alive = [current[n].reshape(-1) for n in names]
+        values = torch.cat([scores[n].reshape(-1).to(torch.float64)[a] for n, a in zip(names, alive)])
+        values = -values if prune_highest else values
+        k = min(target_count(density, sum(current[n].numel() for n in names)), values.numel())
+        keep, start = _keep_top_plain(values, k, generator), 0
+        for n, a in zip(names, alive):
+            new = torch.zeros_like(a)
+            new[a] = keep[start : start + int(a.sum())]
+            start += int(a.sum())
+            out[n] = new.reshape(current[n].shape)
+    return Mask(out)
+
+
+@pytest.mark.parametrize("scope", ["global", "layerwise"])
+@pytest.mark.parametrize("prune_highest", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_selection_equals_the_plain_rule_with_ties_and_partial_masks(scope, prune_highest, dtype):
+    g = torch.Generator().manual_seed(7)
+    shapes = {"a": (40, 30), "b": (7, 5, 3, 3), "c": (13,)}
+    for trial in range(6):
+        # few distinct values: ties at every cut-off; some tensors partly or fully pruned already
+        scores = {n: torch.randint(0, 6 + 20 * (trial % 2), s, generator=g).to(dtype) for n, s in shapes.items()}
+        current = Mask({n: torch.rand(s, generator=g) < (1.0, 0.6, 0.1)[trial % 3] for n, s in shapes.items()})
+        if trial == 5:
+            scores["b"][~current["b"]] = float("nan")  # pruned weights may score NaN
+        for density in (0.05, 0.3, 0.9):
+            seed = 100 * trial + int(density * 100)
+            ga, gb = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NoRevivalWarning)
+                got = select_by_density(scores, current, density, scope=scope, prune_highest=prune_highest, generator=ga)
+            assert got == _select_plain(scores, current, density, scope, prune_highest, gb)
+            assert torch.equal(ga.get_state(), gb.get_state())  # the same draws for the ties

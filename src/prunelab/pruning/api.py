@@ -2,9 +2,9 @@
 
 Scoring never changes the caller's model: a call works on one ``copy.deepcopy`` of the model
 (moved to ``device``), its *working copy*, whose prunable weights are multiplied by the current
-mask. Before every iteration after the first, the working copy's parameter values and buffers
-(those written since: version counters tell), train/eval flags and ``requires_grad`` flags are
-restored from the caller's model and its gradients cleared (:class:`_Workspace`), which costs a few
+mask. Before every iteration after the first, the working copy's parameter values, buffers,
+train/eval flags and ``requires_grad`` flags are restored from the caller's model and its
+gradients cleared (:class:`_Workspace`), which costs a few
 tensor copies instead of a deep copy per iteration. A score function may therefore change any of those (replace weights by ``|w|``, switch to
 eval mode, run backward passes) and the next iteration sees the caller's model again; if it changes
 the module's structure (replaces a submodule, a parameter or its dtype or device, adds a hook), the
@@ -106,11 +106,12 @@ class _Workspace:
     before each iteration (see the module docstring) and rebuilt only if a score function changed
     its structure.
 
-    A refresh copies the prunable weights back (then applies the mask) and every other parameter or
-    buffer whose version counter moved, i.e. that was written in place since the last refresh;
-    tensors a score function only read are left alone."""
+    A refresh copies every parameter and buffer back (version counters cannot say which were written:
+    BatchNorm's kernel updates its running statistics without bumping them, and writes through
+    ``.data`` never do), then applies the mask."""
 
-    def __init__(self, model: nn.Module, params: Mapping[str, nn.Parameter], device: torch.device) -> None:
+    def __init__(self, model: nn.Module, params: Mapping[str, nn.Parameter], device: torch.device,
+                 copy_model: bool = True) -> None:
         qualified = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
         missing = [n for n, p in params.items() if id(p) not in qualified]
         if missing:
@@ -120,6 +121,8 @@ class _Workspace:
         self._names = {n: qualified[id(p)] for n, p in params.items()}
         self.model: nn.Module | None = None
         self.params: dict[str, nn.Parameter] = {}
+        self._copy_model = copy_model
+        self._weights = dict(params)
 
     def _build(self) -> None:
         work = copy.deepcopy(self._source).to(self._device)
@@ -127,10 +130,8 @@ class _Workspace:
         self.params = {n: work.get_parameter(q) for n, q in self._names.items()}
         source = dict(self._source.named_parameters(remove_duplicate=False))
         source.update(self._source.named_buffers(remove_duplicate=False))
-        prunable = {id(p) for p in self.params.values()}
         named = itertools.chain(work.named_parameters(), work.named_buffers())
-        self._others = [(t, source[n]) for n, t in named if id(t) not in prunable]
-        self._prunable = [(p, source[q]) for p, q in zip(self.params.values(), self._names.values())]
+        self._pairs = [(t, source[n]) for n, t in named]
         self._modules = list(work.modules())
         self._modes = [(m, m.training) for m in self._modules]
         self._flags = [(p, p.requires_grad) for p in work.parameters()]
@@ -149,17 +150,17 @@ class _Workspace:
                         len(m._backward_pre_hooks), len(m._state_dict_hooks), len(m._load_state_dict_pre_hooks)))
         return out
 
-    def prepare(self, mask: Mask) -> tuple[nn.Module, dict[str, nn.Parameter]]:
-        """The working copy equal to the caller's model with its prunable weights multiplied by ``mask``."""
+    def prepare(self, mask: Mask) -> tuple[nn.Module | None, dict[str, torch.Tensor]]:
+        """The working copy equal to the caller's model with its prunable weights multiplied by ``mask``
+        (without ``copy_model``: no model, and the masked weights as new tensors)."""
+        if not self._copy_model:
+            return None, {n: p.detach().to(self._device) * mask[n] for n, p in self._weights.items()}
         if self.model is None or self._structure() != self._layout:
             self._build()
         else:
             with torch.no_grad():
-                for t, src in self._prunable:
+                for t, src in self._pairs:
                     t.copy_(src)
-                for (t, src), version in zip(self._others, self._versions):
-                    if t._version != version:
-                        t.copy_(src)
             for m, training in self._modes:
                 m.training = training
             for p, flag in self._flags:
@@ -168,7 +169,6 @@ class _Workspace:
         with torch.no_grad():
             for n, p in self.params.items():
                 p.mul_(mask[n].to(p.device))
-        self._versions = [t._version for t, _ in self._others]
         assert self.model is not None
         return self.model, self.params
 
@@ -222,8 +222,10 @@ def _check_data(strat: Strategy, data: Any) -> None:
         raise ValueError(f"strategy {strat.name!r} needs data: pass data=(x, y), a DataLoader or a batch iterable")
 
 
-def _warn_collapse(before: Mask, after: Mask) -> None:
-    new = [n for n in after.collapsed_layers() if n not in set(before.collapsed_layers())]
+def _warn_collapse(before: Mask | list[str], after: Mask) -> None:
+    """Warn about the tensors empty in ``after`` but not in ``before`` (a mask or its empty tensors' names)."""
+    already = set(before.collapsed_layers() if isinstance(before, Mask) else before)
+    new = [n for n in after.collapsed_layers() if n not in already]
     if new:
         warnings.warn(
             f"layer collapse: no weight left in {', '.join(new[:5])}{' …' if len(new) > 5 else ''} "
@@ -257,7 +259,8 @@ def score(
     strat.check_options(options)
     params, device, mask_, _ = _resolve(model, params, mask, device)
     generator = torch.Generator().manual_seed(int(seed))
-    ctx = _context(_Workspace(model, params, device), mask_, device, generator, data, options, 0, 1, {})
+    workspace = _Workspace(model, params, device, copy_model=strat.uses_model)
+    ctx = _context(workspace, mask_, device, generator, data, options, 0, 1, {})
     return _run_score(strat, ctx)
 
 
@@ -302,8 +305,9 @@ def prune(
     params, device, start_mask, out_device = _resolve(model, params, mask, device)
     ignored = match_patterns(ignore, start_mask, what="ignore") if ignore else set()
     considered = [n for n in start_mask if n not in ignored]
+    alive = {n: int(m.count_nonzero()) for n, m in start_mask.items()}
     total = sum(start_mask[n].numel() for n in considered)
-    start = sum(int(start_mask[n].sum()) for n in considered) / total if total else 1.0
+    start = sum(alive[n] for n in considered) / total if total else 1.0
     iterations = strat.default_iterations if iterations is None else iterations
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise MaskSelectionError(f"iterations must be a positive integer, got {iterations!r}")
@@ -312,7 +316,7 @@ def prune(
     generator = torch.Generator().manual_seed(int(seed))
 
     current = start_mask
-    workspace = _Workspace(model, params, device)
+    workspace = _Workspace(model, params, device, copy_model=strat.uses_model)
     scratch: dict[str, Any] = {}
     for k, target in enumerate(targets):
         ctx = _context(workspace, current, device, generator, data, options, k, len(targets), scratch)
@@ -320,7 +324,7 @@ def prune(
         current = select_by_density(
             scores, current, target, scope=scope, prune_highest=highest, ignore=ignore, generator=generator
         )
-    _warn_collapse(start_mask, current)
+    _warn_collapse([n for n, count in alive.items() if count == 0], current)
     return current.to(out_device)
 
 

@@ -29,6 +29,8 @@ class ScoreContext:
     """Everything a score function may use.
 
     ``model``'s prunable weights are already multiplied by ``mask`` when the function is called.
+    A strategy registered with ``uses_model=False`` (magnitude, random) gets ``model=None`` and, in
+    ``params``, the masked weights as plain tensors: the API then makes no copy of the model.
     ``batches()`` returns a fresh iterator over pruning batches ``(x, y)`` on ``device`` (normalised,
     not augmented), or raises if the caller gave no data. ``generator`` is the only source of
     randomness a score function may use, so results are seeded.
@@ -41,8 +43,8 @@ class ScoreContext:
     by hand start with an empty dict.
     """
 
-    model: nn.Module
-    params: dict[str, nn.Parameter]
+    model: nn.Module | None
+    params: dict[str, torch.Tensor]
     mask: Mask
     device: torch.device
     generator: torch.Generator
@@ -70,9 +72,9 @@ class Strategy:
 
     ``prune_highest``: the strategy removes the *highest* scores (GraSP's −θ⊙Hg), so selection keeps
     the lowest. ``needs_data``: scoring uses training examples. ``default_iterations``: how many
-    prune–rescore rounds the published method uses (SynFlow: 100). ``rescore``: whether scores
-    depend on the current mask (False for random/magnitude at one step, where iterating is
-    equivalent to one shot up to ties).
+    prune–rescore rounds the published method uses (SynFlow: 100). ``uses_model``: the score
+    reads ``ctx.model``; ``False`` (magnitude, random) promises it reads only ``ctx.params``, the
+    masked weights, so the API skips the working copy of the model.
     """
 
     name: str
@@ -82,6 +84,7 @@ class Strategy:
     default_iterations: int = 1
     description: str = ""
     options: tuple[str, ...] | None = ()
+    uses_model: bool = True
 
     def check_options(self, given: Mapping[str, Any]) -> None:
         """Reject options this strategy does not read (``options=None``: a custom function that
@@ -107,12 +110,13 @@ def register_strategy(
     default_iterations: int = 1,
     description: str = "",
     options: tuple[str, ...] | None = (),
+    uses_model: bool = True,
 ) -> Callable[[ScoreFn], ScoreFn]:
     def wrap(fn: ScoreFn) -> ScoreFn:
         if name in STRATEGIES:
             raise ValueError(f"strategy {name!r} is registered twice")
         summary = description or (fn.__doc__ or "").strip().split("\n")[0]
-        STRATEGIES[name] = Strategy(name, fn, prune_highest, needs_data, default_iterations, summary, options)
+        STRATEGIES[name] = Strategy(name, fn, prune_highest, needs_data, default_iterations, summary, options, uses_model)
         return fn
 
     return wrap

@@ -41,19 +41,19 @@ def random_scores_like(tensors: Mapping[str, torch.Tensor], generator: torch.Gen
     }
 
 
-@register_strategy("magnitude", description="keep the largest |w| (at the current, masked weights)")
+@register_strategy("magnitude", uses_model=False, description="keep the largest |w| (at the current, masked weights)")
 def magnitude(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """Keep the largest |w| (at the current, masked weights)."""
     return magnitude_at(ctx.params)
 
 
-@register_strategy("random", description="uniform random scores (seeded); every alive weight equally likely kept")
+@register_strategy("random", uses_model=False, description="uniform random scores (seeded); every alive weight equally likely kept")
 def random_scores(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """Uniform random scores (seeded); every alive weight is equally likely kept."""
     return random_scores_like(ctx.params, ctx.generator)
 
 
-@register_strategy("random_global", description="uniform random scores with global scope (Yang & Wang's NTK setting)")
+@register_strategy("random_global", uses_model=False, description="uniform random scores with global scope (Yang & Wang's NTK setting)")
 def random_global_scores(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """Uniform random scores, selected with global scope."""
     return random_scores_like(ctx.params, ctx.generator)

@@ -180,7 +180,8 @@ def rate_for(name: str, rates: Rates) -> float | None:
 def _validated_scores(
     scores: Mapping[str, torch.Tensor], current: Mask, considered: Sequence[str]
 ) -> dict[str, torch.Tensor]:
-    """Check names, shapes and NaNs; return the considered scores as flat float tensors."""
+    """Check names, shapes and dtypes; return the considered scores as flat float tensors (NaNs are
+    checked by :func:`_select_groups`, on the concatenated scores)."""
     if not isinstance(current, Mask):
         current = Mask(current)
     unknown = sorted(set(scores) - set(current))
@@ -204,14 +205,20 @@ def _validated_scores(
             raise MaskSelectionError(
                 f"scores for {n!r} have shape {tuple(t.shape)}, the mask has {tuple(current[n].shape)}"
             )
-        t = t.to(device=device, dtype=dtype).reshape(-1)
-        nan = torch.isnan(t)
-        if bool(nan.any()):  # pruned weights may score NaN; only alive ones are ranked
-            bad = int(nan.logical_and_(current[n].to(device).reshape(-1)).sum())
-            if bad:
-                raise MaskSelectionError(f"scores for {n!r} contain NaN at {bad} alive weight(s)")
-        flat[n] = t
+        flat[n] = t.to(device=device, dtype=dtype).reshape(-1)
     return flat
+
+
+def _check_nan(values: torch.Tensor, alive: torch.Tensor, names: Sequence[str], sizes: Sequence[int]) -> None:
+    """Reject NaN scores at alive weights (pruned weights may score NaN: they are not ranked), naming
+    the first tensor that has some."""
+    nan = torch.isnan(values)
+    if not bool(nan.any()) or not bool(nan.logical_and_(alive).any()):
+        return
+    for n, part in zip(names, torch.split(nan, list(sizes))):
+        bad = int(part.sum())
+        if bad:
+            raise MaskSelectionError(f"scores for {n!r} contain NaN at {bad} alive weight(s)")
 
 
 def _considered(current: Mask, ignore: str | Iterable[str]) -> list[str]:
@@ -312,13 +319,15 @@ def _select_groups(
         if not names:
             continue
         device = flat[names[0]].device
+        sizes = [flat[n].numel() for n in names]
         values = torch.cat([flat[n] for n in names])
+        alive = torch.cat([current[n].to(device).reshape(-1) for n in names])
+        _check_nan(values, alive, names, sizes)
         if prune_highest:
             values.neg_()  # a fresh tensor, never the caller's scores
-        alive = torch.cat([current[n].to(device).reshape(-1) for n in names])
         keep = _keep_top_alive(values, alive, k, generator)
         # clones: the tensors of a mask must not share storage (safetensors refuses views)
-        for n, part in zip(names, torch.split(keep, [flat[n].numel() for n in names])):
+        for n, part in zip(names, torch.split(keep, sizes)):
             result[n] = part.reshape(current[n].shape).to(current[n].device).clone()
     return Mask({n: result[n] if n in result else current[n].clone() for n in current})
 

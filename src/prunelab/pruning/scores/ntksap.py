@@ -188,8 +188,10 @@ def ntksap(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     ``biases`` (``"zero"``: re-initialised to 0; ``"keep"``: the network's own, as the reference's
     CIFAR models). With pruning data the noise batches take the pruning batches' shapes, as the
     reference draws ``randn_like`` of each batch. Prune lowest. 20 iterations by default
-    (``--prune-epochs 20`` in the reference run script). Works on a copy; all randomness from
-    ``ctx.generator``.
+    (``--prune-epochs 20`` in the reference run script). Works on a copy (one per ``prune()`` call,
+    kept in ``ctx.scratch``: the prunable weights, Conv/Linear biases under ``biases="zero"``,
+    normalisation affine parameters and BatchNorm statistics are all re-drawn or reset every round,
+    and nothing else of the copy changes); all randomness from ``ctx.generator``.
     """
     epsilon = float(ctx.option("epsilon", DEFAULT_EPSILON))
     rounds = int(ctx.option("rounds", DEFAULT_ROUNDS))
@@ -202,9 +204,11 @@ def ntksap(ctx: ScoreContext) -> dict[str, torch.Tensor]:
         raise ValueError(f"ntksap rounds must be >= 1, got {rounds}")
     shapes = _noise_batch_shapes(ctx)
     names = model_names(ctx.model, ctx.params)
-    net = copy.deepcopy(ctx.model)
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net = ctx.scratch.get("ntksap")
+    if net is None:  # one copy per call: every round re-draws what the proxy reads and resets the statistics
+        net = ctx.scratch["ntksap"] = copy.deepcopy(ctx.model)
+        for p in net.parameters():
+            p.requires_grad_(False)
     own = dict(net.named_parameters())
     prunable = set(names.values())
     gen = ctx.generator
