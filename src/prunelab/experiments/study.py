@@ -14,6 +14,7 @@ decides *what* is ready, which is what content-addressed, resumable runs make sa
 from __future__ import annotations
 
 import heapq
+import logging
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -27,7 +28,9 @@ from prunelab.experiments.executors.worker import log_path
 from prunelab.experiments.trial import Trial
 from prunelab.store import RunStore
 
-__all__ = ["Point", "Study", "StudyResult", "Outcome", "pack"]
+__all__ = ["Point", "Study", "StudyResult", "StudyFailed", "Outcome", "pack"]
+
+log = logging.getLogger("prunelab")
 
 #: how many times a trial whose worker died is submitted again
 WORKER_LOSS_RETRIES = 1
@@ -106,6 +109,16 @@ class StudyResult:
         return f"{len(self.outcomes)} trials: {', '.join(parts) or 'none'} in {self.wall_seconds:.1f} s ({self.executor})"
 
 
+class StudyFailed(RuntimeError):
+    """Some trials of a study failed (the others finished); ``result`` says which and why."""
+
+    def __init__(self, result: StudyResult) -> None:
+        self.result = result
+        first = result.failed[0]
+        more = f" (and {len(result.failed) - 1} more)" if len(result.failed) > 1 else ""
+        super().__init__(f"{first.run_id} {first.status}: {first.error}{more}")
+
+
 def pack(ready: Sequence[Trial]) -> list[list[Trial]]:
     """Group ready trials into the units handed to the executor: today one trial per unit.
 
@@ -160,6 +173,19 @@ class Study:
         """The run ids of the trials not yet stored."""
         return [rid for rid, e in self.entries.items() if not e.trial.is_stored(self.store)]
 
+    def width(self) -> int:
+        """How many trials still to run can run at once, at most: the largest number of pending trials at
+        the same depth of prerequisites (1 for a lottery without controls, whose levels run in order)."""
+        pending = set(self.pending())
+        layer: dict[str, int] = {}
+        for rid, entry in self.entries.items():  # prerequisites come first
+            if rid in pending:
+                layer[rid] = 1 + max((layer[n] for n in entry.needs if n in layer), default=0)
+        counts: dict[int, int] = {}
+        for value in layer.values():
+            counts[value] = counts.get(value, 0) + 1
+        return max(counts.values(), default=0)
+
     def check(self) -> None:
         """The data-free checks of every trial still to run (see :meth:`Trial.check`)."""
         for run_id in self.pending():
@@ -173,12 +199,16 @@ class Study:
         started = time.perf_counter()
         self.check()
         pending = set(self.pending())
-        quiet = not isinstance(executor, InProcessExecutor) or len(pending) > 1
+        in_process = isinstance(executor, InProcessExecutor)
+        quiet = not in_process or len(pending) > 1
+        progress = progress and len(pending) > 1  # one trial shows its own progress, as a single command
         # workers print into one log per trial; in this process trials print as a single command does
-        log_folder = None if isinstance(executor, InProcessExecutor) else str(self.log_folder.resolve())
+        log_folder = None if in_process else str(self.log_folder.resolve())
         outcomes: dict[str, Outcome] = {}
         for run_id, entry in self.entries.items():
             if run_id not in pending:
+                if entry.requested:
+                    log.info("reusing finished run %s", run_id)
                 outcomes[run_id] = self._outcome(entry, "stored", summary=self.store.run(run_id).summary())
         depth = self._depths()
         order = {run_id: i for i, run_id in enumerate(self.entries)}
@@ -216,7 +246,8 @@ class Study:
                 for unit in pack([self.entries[rid].trial for rid in batch]):
                     ids = [trial.run_id for trial in unit]
                     payload = {"trials": [trial.to_data() for trial in unit], "store": str(self.store.root.resolve()),
-                               "threads": executor.threads, "quiet": quiet, "log": log_folder}
+                               "threads": executor.threads, "quiet": quiet, "log": log_folder,
+                               "raise": in_process and len(pending) == 1}
                     in_flight[executor.submit(payload)] = ids
                     display.running(len(in_flight))
                 if not in_flight:

@@ -18,11 +18,12 @@ __all__ = ["EXECUTORS", "Executor", "InProcessExecutor", "LocalExecutor", "avail
 EXECUTORS = ("local", "ray", "slurm")
 
 
-def make_executor(name: str = "local", *, workers: int | None = None, trials: int | None = None,
+def make_executor(name: str = "local", *, workers: int | None = None, parallel: int | None = None,
                   address: str | None = None, ray_num_cpus: float = 1.0, ray_num_gpus: float = 0.0,
                   slurm_folder: str | None = None, **slurm: Any) -> Executor:
     """The executor ``name`` with its options. ``local``: ``workers`` processes (default: one per GPU, else
-    per core; ``1`` — or a study of a single trial — runs in this process). ``ray``: ``address``, per-trial
+    per core, but no more than ``parallel``, the trials that can run at once; one worker runs in this
+    process). ``ray``: ``address``, per-trial
     ``ray_num_cpus``/``ray_num_gpus``. ``slurm``: ``slurm_folder`` for logs and :class:`SlurmExecutor`'s
     options (``partition``, ``time``, ``gpus_per_trial``, ``cpus_per_trial``, ``mem_gb``, ``cluster``)."""
     check_choice(name, EXECUTORS, "executor")
@@ -37,8 +38,8 @@ def make_executor(name: str = "local", *, workers: int | None = None, trials: in
     if name == "local":
         if workers is not None and workers < 1:
             raise SpecError(f"--workers must be >= 1, got {workers}")
-        count = workers if workers is not None else default_workers()
-        if count == 1 or (workers is None and trials is not None and trials <= 1):
+        count = workers if workers is not None else min(default_workers(), max(1, parallel or default_workers()))
+        if count == 1:
             return InProcessExecutor()
         return LocalExecutor(count)
     if name == "ray":

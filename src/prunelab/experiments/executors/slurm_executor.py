@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
