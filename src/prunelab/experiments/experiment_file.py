@@ -195,9 +195,9 @@ class ExperimentFile:
         return kind if isinstance(kind, str) else None
 
     def grid_size(self, name: str) -> int:
-        self._check_name(name)
-        grid = self._chain(name).get("grid") or {}
-        return math.prod(len(v) for v in grid.values() if isinstance(v, list)) if isinstance(grid, Mapping) else 1
+        """The number of grid points (trials requested) of the experiment."""
+        _, data = self.resolve(name)
+        return math.prod(len(values) for values in data["grid"].values())
 
     def resolve(self, name: str, overrides: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         """``(kind, data)``: the experiment merged with what it extends and with ``overrides`` (dotted keys,
