@@ -24,7 +24,8 @@ __all__ = ["ResultTable", "point_results", "filtered_results"]
 
 @dataclass
 class ResultTable:
-    """``rows`` (each: the group's values, then ``density``, ``mean_accuracy``, ``std_accuracy``, ``seeds``),
+    """``rows`` (each: the group's values, then ``kept_fraction`` — the mean density the runs reached —,
+    ``mean_accuracy``, ``std_accuracy`` and ``seeds``),
     ``keys`` the group columns, and how many trials or runs were found of how many asked for."""
 
     keys: list[str]
@@ -35,7 +36,7 @@ class ResultTable:
 
     @property
     def columns(self) -> list[str]:
-        return [*self.keys, "density", "mean_accuracy", "std_accuracy", "seeds"]
+        return [*self.keys, "kept_fraction", "mean_accuracy", "std_accuracy", "seeds"]
 
 
 def _records(summary: Mapping[str, Any], group: dict[str, Any]) -> Iterable[tuple[dict[str, Any], float, float]]:
@@ -66,7 +67,7 @@ def _aggregate(records: Iterable[tuple[dict[str, Any], float, float]]) -> tuple[
     rows = []
     for marker, found in groups.items():
         accuracies = [a for _, a in found]
-        rows.append({**values[marker], "density": statistics.fmean(d for d, _ in found),
+        rows.append({**values[marker], "kept_fraction": statistics.fmean(d for d, _ in found),
                      "mean_accuracy": statistics.fmean(accuracies),
                      "std_accuracy": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
                      "seeds": len(accuracies)})

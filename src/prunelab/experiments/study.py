@@ -253,8 +253,9 @@ class Study:
                 if not in_flight:
                     break
                 done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-                for future in done:
-                    ids = in_flight.pop(future)
+                finished = [(future, in_flight.pop(future)) for future in done]
+                display.running(len(in_flight))
+                for future, ids in finished:
                     error = future.exception()
                     if error is not None:  # the worker, not the trial, failed
                         for rid in ids:
@@ -277,7 +278,6 @@ class Study:
                                 error_text += f" (log: {log_path(log_folder, entry.run_id)})"
                             finish(entry.run_id, self._outcome(entry, "failed", error=error_text,
                                                                seconds=result["seconds"]))
-                display.running(len(in_flight))
         finally:
             display.close()
         return StudyResult([outcomes[rid] for rid in self.entries], time.perf_counter() - started, executor.describe())

@@ -69,8 +69,8 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
         print_json({"keys": table.keys, "rows": table.rows, "found": table.found, "total": table.total})
         return 0
     rows = [{**row, "test_accuracy": _cell(row["mean_accuracy"], row["std_accuracy"], row["seeds"])} for row in table.rows]
-    print(format_table(rows, [*table.keys, "density", "test_accuracy", "seeds"],
-                       [*table.keys, "density", "test accuracy (mean ± std)", "seeds"]))
+    print(format_table(rows, [*table.keys, "kept_fraction", "test_accuracy", "seeds"],
+                       [*table.keys, "kept fraction", "test accuracy (mean ± std)", "seeds"]))
     if args.file is not None and table.found < table.total:
         print(f"\n{table.found} of {table.total} trials stored; `prunelab run {args.file} {args.name}` runs the rest")
     return 0
