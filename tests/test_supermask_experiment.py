@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from prunelab.cli.main import main
-from prunelab.experiments.supermask import run_supermask, supermask_network, supermask_run_id, supermask_sweep
+from prunelab.experiments.supermask import run_supermask, supermask_network, supermask_run_id
+from prunelab.experiments.sweeps import supermask_sweep
 from prunelab.experiments.workbench import Workbench
 from prunelab.masks import Mask
 from prunelab.specs import SpecError, load_spec

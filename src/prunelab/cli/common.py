@@ -12,7 +12,10 @@ from typing import Any
 from prunelab.specs import ExperimentSpec, SpecError, load_spec, parse_override_args
 
 __all__ = ["add_spec_arguments", "spec_from_args", "seeds_from_args", "floats_from", "print_json", "format_table",
-           "setup_logging"]
+           "setup_logging", "add_executor_arguments", "run_study", "EXIT_TRIALS_FAILED"]
+
+#: exit code of a command some of whose trials failed (the others finished and are stored)
+EXIT_TRIALS_FAILED = 1
 
 
 def setup_logging(verbose: bool = False, *, quiet: bool = False) -> None:
@@ -106,3 +109,50 @@ def format_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], headers
     numeric = [all(isinstance(row.get(c), (int, float)) or row.get(c) is None for row in rows) for c in columns]
     lines += ["  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
     return "\n".join(lines)
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--executor`` and its options, for commands that run several trials (lists, seeds, grids)."""
+    from prunelab.experiments.executors import EXECUTORS
+
+    g = parser.add_argument_group("executor (how the trials of lists, seeds and grids run)")
+    g.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: worker processes on this machine (default); ray: tasks on a Ray cluster; slurm: jobs "
+                   "through submitit")
+    g.add_argument("--workers", type=int, help="local: worker processes (default: one per GPU, else per core, at most "
+                   "the trials that can run at once; 1 runs everything in this process)")
+    g.add_argument("--address", help="ray: the cluster to join, auto or HOST:PORT (default: start a local Ray instance)")
+    g.add_argument("--ray-num-cpus", type=float, help="ray: CPUs per trial (default 1; also its torch threads)")
+    g.add_argument("--ray-num-gpus", type=float, help="ray: GPUs per trial (default 0)")
+    g.add_argument("--slurm-partition", help="slurm: the partition the jobs go to")
+    g.add_argument("--slurm-time", help="slurm: time limit of one trial's job: minutes, HH:MM:SS or D-HH:MM:SS (default 60)")
+    g.add_argument("--slurm-gpus-per-trial", type=int, help="slurm: GPUs per job (default 0)")
+    g.add_argument("--slurm-cpus-per-trial", type=int, help="slurm: CPUs per job, also its torch threads (default 1)")
+    g.add_argument("--slurm-mem-gb", type=float, help="slurm: memory per job in GB (default: the partition's)")
+    g.add_argument("--slurm-logs", help="slurm: folder of submitit's job files and logs (default prunelab-slurm/)")
+    g.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"),
+                   help="slurm: submitit's back end (default: Slurm when sbatch is available); local runs the jobs as "
+                   "local processes, to try a study before the cluster")
+
+
+def _executor(args: argparse.Namespace, parallel: int) -> Any:
+    from prunelab.experiments.executors import make_executor
+
+    slurm = {"partition": args.slurm_partition, "time": args.slurm_time, "gpus_per_trial": args.slurm_gpus_per_trial,
+             "cpus_per_trial": args.slurm_cpus_per_trial, "mem_gb": args.slurm_mem_gb, "cluster": args.slurm_cluster}
+    ray = {key: value for key, value in (("ray_num_cpus", args.ray_num_cpus), ("ray_num_gpus", args.ray_num_gpus))
+           if value is not None}
+    return make_executor(args.executor, workers=args.workers, parallel=parallel, address=args.address,
+                         slurm_folder=args.slurm_logs, **ray, **slurm)
+
+
+def run_study(args: argparse.Namespace, study: Any, *, progress: bool = True) -> Any:
+    """Run ``study`` on the executor the arguments choose; the live progress and the failures go to stderr."""
+    pending = len(study.pending())
+    with _executor(args, study.width()) as executor:
+        if pending > 1:
+            print(f"study: {len(study.entries)} trials, {pending} to run on {executor.describe()}", file=sys.stderr)
+        result = study.run(executor, progress=progress)
+    if pending > 1 or not result.ok:
+        print(f"study: {result.totals()}", file=sys.stderr)
+    return result

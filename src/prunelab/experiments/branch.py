@@ -32,7 +32,7 @@ from prunelab.specs.model import INITIALISERS
 from prunelab.steps import parse_step
 from prunelab.store import Run, RunStore
 
-__all__ = ["OneShotBranch", "run_oneshot_branch", "BRANCHES"]
+__all__ = ["OneShotBranch", "branch_run_id", "run_oneshot_branch", "BRANCHES"]
 
 BRANCHES = ("oneshot",)
 
@@ -87,8 +87,10 @@ def complement(fraction: float) -> float:
     return float(1 - Fraction(repr(float(fraction))))
 
 
-def branch_run_id(parent: Run, branch: OneShotBranch) -> str:
-    text = json.dumps({"parent": parent.run_id, "branch": "oneshot", "args": branch.key()}, sort_keys=True)
+def branch_run_id(parent: Run | str, branch: OneShotBranch) -> str:
+    """The branch's name from its parent's run id (a :class:`Run` or the id itself) and its arguments."""
+    parent_id = parent if isinstance(parent, str) else parent.run_id
+    text = json.dumps({"parent": parent_id, "branch": "oneshot", "args": branch.key()}, sort_keys=True)
     return f"branch-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 

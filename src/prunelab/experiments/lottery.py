@@ -28,7 +28,8 @@ from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
 from prunelab.specs.base import check_choice
 from prunelab.store import RunStore, atomic_write_json
 
-__all__ = ["CONTROLS", "LotteryResult", "Lottery", "lottery_run_id", "run_lottery", "derived_seed"]
+__all__ = ["CONTROLS", "LotteryResult", "Lottery", "lottery_run_id", "lottery_stage_id", "run_lottery", "run_lottery_stage",
+           "derived_seed"]
 
 log = logging.getLogger("prunelab")
 
@@ -50,6 +51,12 @@ def check_controls(controls: Sequence[str]) -> None:
 
 def lottery_run_id(spec: ExperimentSpec) -> str:
     return f"lottery-{spec.for_kind('lottery').run_hash('lottery')}"
+
+
+def lottery_stage_id(spec: ExperimentSpec, level: int, control: str | None = None) -> str:
+    """The run id of one stage of ``spec``'s lottery: level ``level``, or its ``control``."""
+    stage = f"{lottery_run_id(spec)}/level_{level}"
+    return f"{stage}/{control}" if control else stage
 
 
 @dataclass
@@ -245,6 +252,23 @@ def run_lottery(
                     "seed": spec.seed, "controls": list(controls), "model": spec.model.name, "dataset": spec.dataset.name})
     atomic_write_json(store.run(run_id).summary_path, summary)
     return summary
+
+
+def run_lottery_stage(
+    spec: ExperimentSpec, level: int, control: str | None = None, *, store: RunStore | None = None
+) -> dict[str, Any]:
+    """One stage of ``spec``'s lottery in the run store: level ``level`` or one ``control`` of it (the levels
+    it needs are trained first unless stored). Studies hand each stage to an executor this way; the
+    lottery's own summary is written by :func:`run_lottery` once every stage is stored."""
+    store = store or RunStore()
+    run_id = lottery_run_id(spec)
+    if control is not None:
+        check_controls([control])
+    lottery = Lottery(spec, Workbench.from_spec(spec), StorePlace(store, run_id), run_id)  # validates first
+    store.create(run_id, spec_to_yaml(spec, "lottery"))
+    if control is None:
+        return lottery.level(level).summary
+    return lottery.control(level, control)
 
 
 def memory_lottery(spec: ExperimentSpec, bench: Bench, levels: int, controls: Sequence[str] = ()) -> LotteryResult:

@@ -10,7 +10,6 @@ for a spec, which is how export and branches read a supermask run.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -18,15 +17,13 @@ from torch import nn
 
 from prunelab.experiments.lottery import derived_seed
 from prunelab.experiments.stage import run_stage
-from prunelab.experiments.train import run_train
 from prunelab.experiments.workbench import Workbench, train_summary
 from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
 from prunelab.specs.supermask import WEIGHT_LAWS
 from prunelab.store import Run, RunStore
 from prunelab.supermask import SupermaskStep, to_supermask
 
-__all__ = ["supermask_run_id", "supermask_network", "supermask_step", "run_supermask", "supermask_sweep",
-           "check_supermask_spec"]
+__all__ = ["supermask_run_id", "supermask_network", "supermask_step", "run_supermask", "check_supermask_spec"]
 
 _SCALE_FAN = {"none": False, "kept_fraction": True, "pruned_fraction": "pruned_fraction"}
 
@@ -113,25 +110,3 @@ def run_supermask(spec: ExperimentSpec, *, store: RunStore | None = None) -> dic
 
     return run_stage(store, supermask_run_id(spec), spec_to_yaml(spec, "supermask"), body,
                      stage_info={"method": sm.method, "density": sm.density})
-
-
-def supermask_sweep(
-    base: ExperimentSpec,
-    *,
-    densities: list[float],
-    seeds: list[int],
-    store: RunStore | None = None,
-    baseline: bool = False,
-) -> list[dict[str, Any]]:
-    """One supermask run per seed × density of ``base`` (its method and settings), and with ``baseline``
-    the weight-trained dense network of the same spec per seed (``prunelab train``). Every spec is
-    checked before anything trains."""
-    store = store or RunStore()
-    specs = [base.with_seed(seed).updated(supermask=dataclasses.replace(base.supermask, density=density))
-             for seed in seeds for density in densities]
-    for spec in specs:
-        check_supermask_spec(spec)
-    summaries = [run_supermask(spec, store=store) for spec in specs]
-    if baseline:
-        summaries += [run_train(base.with_seed(seed), store=store) for seed in seeds]
-    return summaries

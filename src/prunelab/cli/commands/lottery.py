@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from prunelab.cli.common import add_spec_arguments, print_json, seeds_from_args, spec_from_args
-from prunelab.experiments.lottery import CONTROLS, LotteryResult, run_lottery
+from prunelab.cli.common import (EXIT_TRIALS_FAILED, add_executor_arguments, add_spec_arguments, print_json,
+                                 run_study, seeds_from_args, spec_from_args)
+from prunelab.experiments.lottery import CONTROLS, LotteryResult
+from prunelab.experiments.study import Study
+from prunelab.experiments.sweeps import lottery_points
 from prunelab.store import RunStore
 
 
@@ -51,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replicates", type=int, help="run seeds 0..N-1")
     p.add_argument("--replicate", type=int, help="one replicate index (alias of --seed, as in OpenLTH)")
     add_pruning_flags(p)
+    add_executor_arguments(p)
     p.set_defaults(handler=handle, accepts_overrides=True)
 
 
@@ -61,14 +65,14 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     controls = [c.strip() for c in args.controls.split(",") if c.strip()]
     base = spec_from_args(args, overrides)
     store = RunStore(args.home)
-    summaries = []
-    for seed in seeds_from_args(args, base.seed):
-        summary = run_lottery(base.with_seed(seed), args.levels, controls=controls, store=store)
-        summaries.append(summary)
-        if not args.json:
-            print(f"lottery {summary['run_id']} (seed {seed}, strategy {summary['strategy']})")
-            print(LotteryResult(summary["run_id"], summary["levels"]).table())
-            print()
+    # the levels of each lottery run in order; its controls and other seeds' lotteries fan out
+    result = run_study(args, Study(lottery_points(base, args.levels, controls, seeds_from_args(args, base.seed)), store))
+    summaries = result.summaries()
     if args.json:
         print_json(summaries[0] if len(summaries) == 1 else summaries)
-    return 0
+        return 0 if result.ok else EXIT_TRIALS_FAILED
+    for summary in summaries:
+        print(f"lottery {summary['run_id']} (seed {summary['seed']}, strategy {summary['strategy']})")
+        print(LotteryResult(summary["run_id"], summary["levels"]).table())
+        print()
+    return 0 if result.ok else EXIT_TRIALS_FAILED

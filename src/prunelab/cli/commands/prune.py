@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density, plot_layer_densities
-from prunelab.cli.common import add_spec_arguments, floats_from, format_table, print_json, seeds_from_args, spec_from_args
-from prunelab.experiments.prune_init import EXPERIMENTS, densities_from, run_prune
-from prunelab.specs import SpecError
+from prunelab.cli.common import (EXIT_TRIALS_FAILED, add_executor_arguments, add_spec_arguments, floats_from,
+                                 format_table, print_json, run_study, seeds_from_args, spec_from_args)
+from prunelab.experiments.prune_init import EXPERIMENTS, densities_from
+from prunelab.experiments.study import Study
+from prunelab.experiments.sweeps import prune_points
 from prunelab.store import RunStore
 
 PAI_STRATEGIES = ("random", "magnitude", "snip", "grasp", "grasp_abs", "synflow", "iterative_snip", "ntksap")
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", help="replicate seeds, e.g. 1,2,3")
     p.add_argument("--replicates", type=int, help="run seeds 0..N-1")
     p.add_argument("--plot", help="directory for the accuracy-vs-density and layer-density plots")
+    add_executor_arguments(p)
     p.set_defaults(handler=handle, accepts_overrides=True)
 
 
@@ -48,14 +50,12 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
         overrides = [*overrides, f"--prune.scope={args.scope}"]
     base = spec_from_args(args, overrides)
     store = RunStore(args.home)
-    summaries = []
-    for seed in seeds_from_args(args, base.seed):
-        for name in names:
-            spec = base.with_seed(seed).updated(prune=dataclasses.replace(base.prune, strategy=name))
-            for density in densities:
-                summaries.append(run_prune(spec, density, experiment=args.experiment, rounds=args.rounds,
-                                           round_steps=args.round_steps, store=store))
-    if args.plot:
+    multishot = {"rounds": args.rounds, "round_steps": args.round_steps} if args.experiment == "multishot" else {}
+    points = prune_points(base, names, densities, seeds_from_args(args, base.seed), experiment=args.experiment,
+                          **multishot)
+    result = run_study(args, Study(points, store))
+    summaries = result.summaries()
+    if args.plot and summaries:
         runs = [store.run(s["run_id"]) for s in summaries]
         points = collect_points(runs)
         rows = aggregate(points)
@@ -66,6 +66,6 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     else:
         print(format_table(summaries, ["run_id", "strategy", "density", "test_accuracy", "layer_collapse",
                                        "theoretical_speedup", "wall_seconds"]))
-        if args.plot:
+        if args.plot and summaries:
             print(f"\nplots in {args.plot}/")
-    return 0
+    return 0 if result.ok else EXIT_TRIALS_FAILED

@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 
 from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density
-from prunelab.cli.common import add_spec_arguments, floats_from, format_table, print_json, seeds_from_args, spec_from_args
-from prunelab.experiments.supermask import supermask_sweep
+from prunelab.cli.common import (EXIT_TRIALS_FAILED, add_executor_arguments, add_spec_arguments, floats_from,
+                                 format_table, print_json, run_study, seeds_from_args, spec_from_args)
+from prunelab.experiments.study import Study
+from prunelab.experiments.sweeps import supermask_points
 from prunelab.specs.supermask import METHODS, RERAND_MODES, SCOPES
 from prunelab.store import RunStore
 
@@ -31,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replicates", type=int, help="run seeds 0..N-1")
     p.add_argument("--baseline", action="store_true", help="also train the same model's weights (prunelab train)")
     p.add_argument("--plot", help="directory for the accuracy-vs-density plot")
+    add_executor_arguments(p)
     p.set_defaults(handler=handle, accepts_overrides=True)
 
 
@@ -41,9 +44,10 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     base = spec_from_args(args, overrides)
     densities = floats_from(args.density, "--density") or [base.supermask.density]
     store = RunStore(args.home)
-    summaries = supermask_sweep(base, densities=densities, seeds=seeds_from_args(args, base.seed), store=store,
-                                baseline=args.baseline)
-    if args.plot:
+    points = supermask_points(base, densities, seeds_from_args(args, base.seed), baseline=args.baseline)
+    result = run_study(args, Study(points, store))
+    summaries = result.summaries()
+    if args.plot and summaries:
         rows = aggregate(collect_points(store.run(s["run_id"]) for s in summaries))
         plot_accuracy_vs_density(rows, Path(args.plot) / "accuracy_vs_density.png",
                                  f"supermasks: {base.model.name} on {base.dataset.name}")
@@ -54,6 +58,6 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
             summary.setdefault("method", "train (weights)")
         print(format_table(summaries, ["run_id", "method", "seed", "density", "test_accuracy", "best_accuracy",
                                        "wall_seconds"]))
-        if args.plot:
+        if args.plot and summaries:
             print(f"\nplot in {args.plot}/")
-    return 0
+    return 0 if result.ok else EXIT_TRIALS_FAILED

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from prunelab.cli.common import add_spec_arguments, format_table, print_json, spec_from_args
-from prunelab.experiments.train import run_train
+from prunelab.cli.common import (EXIT_TRIALS_FAILED, add_executor_arguments, add_spec_arguments, format_table,
+                                 print_json, run_study, seeds_from_args, spec_from_args)
+from prunelab.experiments.study import Study
+from prunelab.experiments.sweeps import train_points
 from prunelab.store import RunStore
 
 
@@ -18,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_spec_arguments(p)
     p.add_argument("--save-steps", help="extra steps whose weights are saved for branching, e.g. 1000it,2000it")
+    p.add_argument("--seeds", help="replicate seeds, e.g. 1,2,3 (one run each)")
+    p.add_argument("--replicates", type=int, help="run seeds 0..N-1")
+    add_executor_arguments(p)
     p.set_defaults(handler=handle, accepts_overrides=True)
 
 
@@ -25,9 +30,10 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.save_steps:
         overrides = [*overrides, f"--train.save_steps={args.save_steps}"]
     spec = spec_from_args(args, overrides)
-    summary = run_train(spec, store=RunStore(args.home))
+    result = run_study(args, Study(train_points(spec, seeds_from_args(args, spec.seed)), RunStore(args.home)))
+    summaries = result.summaries()
     if args.json:
-        print_json(summary)
+        print_json(summaries[0] if len(summaries) == 1 else summaries)
     else:
-        print(format_table([summary], ["run_id", "test_accuracy", "test_loss", "density", "final_step", "wall_seconds"]))
-    return 0
+        print(format_table(summaries, ["run_id", "test_accuracy", "test_loss", "density", "final_step", "wall_seconds"]))
+    return 0 if result.ok else EXIT_TRIALS_FAILED
