@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,9 +33,16 @@ def _environment(home: Path) -> dict[str, str]:
     return env
 
 
-def _torchrun(args: list[str], home: Path, port: int) -> list[str]:
+def _free_port() -> int:
+    """A port nobody listens on now (fixed ports clash when two test runs share a machine)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _torchrun(args: list[str], home: Path, port: int | None = None) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-            "--master_port", str(port), "-m", "prunelab", *args]
+            "--master_port", str(port or _free_port()), "-m", "prunelab", *args]
 
 
 def _single(args: list[str], home: Path) -> subprocess.CompletedProcess:
@@ -97,9 +105,9 @@ def test_two_processes_train_the_single_process_weights_and_resume_exactly(tmp_p
     # side by side: one process, an uninterrupted two-process run, and one killed (a lost node) after a checkpoint
     reference = subprocess.Popen([sys.executable, "-m", "prunelab", *TRAIN], env=_environment(single),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ddp = subprocess.Popen(_torchrun(TRAIN, whole, 29611), env=_environment(whole), stdout=subprocess.PIPE,
+    ddp = subprocess.Popen(_torchrun(TRAIN, whole), env=_environment(whole), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    victim = subprocess.Popen(_torchrun(TRAIN, killed, 29612), env=_environment(killed), stdout=subprocess.DEVNULL,
+    victim = subprocess.Popen(_torchrun(TRAIN, killed), env=_environment(killed), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     try:
@@ -129,7 +137,7 @@ def test_two_processes_train_the_single_process_weights_and_resume_exactly(tmp_p
     # resuming the killed job gives the uninterrupted two-process run bit for bit
     killed_at = _checkpoint_step(killed)
     assert 23 <= killed_at < FINAL, "the job finished before it could be killed"
-    resumed = subprocess.run(_torchrun(TRAIN, killed, 29613), env=_environment(killed), capture_output=True,
+    resumed = subprocess.run(_torchrun(TRAIN, killed), env=_environment(killed), capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout)["resumed_from"] == killed_at
@@ -147,7 +155,7 @@ def test_a_mask_is_computed_once_and_every_rank_trains_it(tmp_path):
             "--density", "0.1", "--no-progress", "--json"]
     reference = _single(args, tmp_path / "single")
     assert reference.returncode == 0, reference.stderr
-    ddp = subprocess.run(_torchrun(args, tmp_path / "ddp", 29614), env=_environment(tmp_path / "ddp"),
+    ddp = subprocess.run(_torchrun(args, tmp_path / "ddp"), env=_environment(tmp_path / "ddp"),
                          capture_output=True, text=True, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     a, b = json.loads(ddp.stdout), json.loads(reference.stdout)
