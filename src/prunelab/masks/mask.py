@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunelab.store.atomic import atomic_save_tensors, load_tensors
+from prunelab.store.atomic import atomic_save_tensors, load_tensor_file
 
 __all__ = ["Mask"]
 
@@ -145,11 +145,8 @@ class Mask(Mapping[str, torch.Tensor]):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Mask":
-        from safetensors import safe_open
-
-        tensors = load_tensors(path, device=device)
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
+        """A saved mask, checked against its checksum (:class:`~prunelab.store.DamagedFile` if it fails)."""
+        tensors, meta = load_tensor_file(path, device=device)
         if meta.get("format") != "prunelab.mask/1":
             raise ValueError(f"{path} is not a prunelab mask file (format tag {meta.get('format')!r})")
         order = json.loads(meta.get("order", "[]")) or sorted(tensors)

@@ -1,7 +1,12 @@
 """Atomic file writes: write to a temporary file in the same directory, fsync, then rename.
 
 A reader (or a process restarted after ``kill -9``) therefore sees either the old file or the
-complete new one, never a truncated file.
+complete new one, never a truncated file. A ``kill -9`` mid-write can leave the temporary file
+(``.<name>.<random>.tmp``, :data:`TEMP_GLOB`); whoever next takes the run's lock removes it
+(:meth:`prunelab.store.RunStore.lock`), and ``prunelab gc`` removes the rest.
+
+Tensor files carry their own checksum (:mod:`prunelab.store.integrity`), recorded by
+:func:`atomic_save_tensors` and checked by :func:`load_tensors` / :func:`load_tensor_file`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from prunelab.store.layout import TEMP_GLOB, RunLayout
+from prunelab.store.integrity import DIGEST_KEY, INTEGRITY_KEY, DamagedFile, check_digest, digest_of, owning_run, seal
 
 from prunelab import distributed
 
@@ -27,7 +36,10 @@ __all__ = [
     "atomic_write_yaml",
     "atomic_save_tensors",
     "load_tensors",
+    "load_tensor_file",
+    "verify_tensor_file",
     "read_json",
+    "TEMP_GLOB",
 ]
 
 
@@ -49,7 +61,7 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Pat
     if not distributed.is_writer():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # TEMP_GLOB
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -85,25 +97,77 @@ def atomic_save_tensors(
     tensors: Mapping[str, torch.Tensor],
     metadata: Mapping[str, str] | None = None,
 ) -> Path:
-    """Save tensors as safetensors (contiguous CPU copies), atomically."""
+    """Save tensors as safetensors (contiguous CPU copies) with their checksum in the metadata, atomically."""
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-    return atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata=dict(metadata or {})))
+    sealed = seal(cpu, metadata)
+    return atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata=sealed))
+
+
+def _missing(path: Path) -> Exception:
+    """A missing tensor file is damage when the run holding it has finished (it was written before the
+    summary), otherwise simply not there."""
+    owner = owning_run(path)
+    if owner is not None:
+        root, run_id = owner
+        if RunLayout(root / run_id).summary_path.is_file():
+            return DamagedFile(path, f"missing, although run {run_id} finished with it")
+    return FileNotFoundError(f"tensor file not found: {path}")
+
+
+def _read_checked(path: Path, keep: bool) -> tuple[dict[str, torch.Tensor], dict[str, str], bool]:
+    """Read ``path`` tensor by tensor, checking its digest; the tensors are returned when ``keep``."""
+    if not path.is_file():
+        raise _missing(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = dict(handle.metadata() or {})
+            names = sorted(handle.keys())
+            kept: dict[str, torch.Tensor] = {}
+
+            def tensors():
+                for name in names:
+                    tensor = handle.get_tensor(name)
+                    if keep:
+                        kept[name] = tensor
+                    yield name, tensor
+
+            computed = digest_of(tensors(), metadata)
+    except DamagedFile:
+        raise
+    except Exception as error:  # safetensors raises several types for damaged files
+        raise DamagedFile(path, f"damaged (not a readable safetensors file: {error})") from error
+    verified = check_digest(path, metadata, computed)
+    return kept, metadata, verified
+
+
+def load_tensor_file(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the metadata of a safetensors file, after checking its checksum.
+
+    Raises :class:`~prunelab.store.integrity.DamagedFile` (naming the file and how to recover) when the
+    file is unreadable, does not match its checksum, or is missing from a finished run.
+    """
+    tensors, metadata, _ = _read_checked(Path(path), keep=True)
+    if torch.device(device).type != "cpu":
+        tensors = {name: t.to(device) for name, t in tensors.items()}
+    return tensors, {k: v for k, v in metadata.items() if k not in (INTEGRITY_KEY, DIGEST_KEY)}
 
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Load a safetensors file, naming the file in the error if it is missing or corrupt."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tensor file not found: {path}")
-    try:
-        return load_file(str(path), device=str(device))
-    except Exception as error:  # safetensors raises several types for damaged files
-        raise ValueError(f"{path} is not a readable safetensors file ({error}); delete it to recompute") from error
+    """The tensors of a safetensors file, checked as :func:`load_tensor_file` does."""
+    return load_tensor_file(path, device)[0]
+
+
+def verify_tensor_file(path: str | os.PathLike) -> bool:
+    """Check ``path`` against its checksum without keeping its tensors: True when verified, False when
+    it has no checksum (written before checksums were recorded); raises ``DamagedFile`` otherwise."""
+    return _read_checked(Path(path), keep=False)[2]
 
 
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON ({error})") from error

@@ -10,9 +10,12 @@ layout with an id)::
       metrics.jsonl                   one JSON record per evaluation
       mask.safetensors                the run's mask (input or, for supermasks, learned)
       weights/step_<N>.safetensors    the state dict at each saved step
-      checkpoints/latest.*            the crash-resume checkpoint
+      checkpoints/latest.*            the crash-resume checkpoint (previous.*: the generation before it)
       tensorboard/                    optional event files
       summary.json                    written last: its presence means "finished"
+      <stage>/                        the stages of a multi-stage experiment are run directories inside it
+
+Every ``*.safetensors`` file carries its checksum (:mod:`prunelab.store.integrity`).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunLayout"]
+__all__ = ["RunLayout", "TEMP_GLOB"]
 
 _WEIGHTS_PREFIX = "step_"
 _TENSOR_SUFFIX = ".safetensors"
+TEMP_GLOB = ".*.tmp"  # the temporary files of prunelab.store.atomic.atomic_write: ".<name>.<random>.tmp"
 
 
 @dataclass(frozen=True)
@@ -87,3 +91,26 @@ class RunLayout:
     def bookkeeping(self) -> frozenset[str]:
         """The files a run has before any work is done: a run holding only these produced nothing."""
         return frozenset({self.spec_path.name, self.stage_path.name})
+
+    @property
+    def own_dirs(self) -> tuple[Path, ...]:
+        """The directories whose files belong to this run alone (stages inside it are runs of their own)."""
+        return (self.path, self.weights_dir, self.checkpoints_dir)
+
+    def tensor_files(self) -> list[Path]:
+        """Every tensor file the run holds: mask, saved weights, checkpoints."""
+        files = [self.mask_path] if self.mask_path.is_file() else []
+        for directory in (self.weights_dir, self.checkpoints_dir):
+            if directory.is_dir():
+                files += sorted(directory.glob(f"*{_TENSOR_SUFFIX}"))
+        return files
+
+    def temp_files(self) -> list[Path]:
+        """Temporary files of interrupted atomic writes in the run's own directories."""
+        return [f for d in self.own_dirs if d.is_dir() for f in sorted(d.glob(TEMP_GLOB)) if f.is_file()]
+
+    def stage_dirs(self) -> list[Path]:
+        """The run directories of this run's stages (directories inside it with a spec.yaml)."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p for p in self.path.iterdir() if p.is_dir() and RunLayout(p).spec_path.is_file())

@@ -2,33 +2,40 @@
 
 A run directory is named by the kind of stage and the hash of its semantic spec; what it holds is
 spelled out in :mod:`prunelab.store.layout` (``summary.json``, written last, means "finished").
-A file lock (``.lock`` beside the directory) makes concurrent starts of the same run train it once:
-the second process waits, then finds the summary and returns it.
+A file lock (``.<run id>.lock`` in the store root) makes concurrent starts of the same run train it
+once: the second process waits, then finds the summary and returns it. Whoever holds a run's lock
+owns its files: on taking the lock it removes temporary files a killed holder left behind, and on
+releasing it removes the lock file (see :meth:`RunStore.lock` for why that is safe).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from filelock import FileLock, Timeout
 
 from prunelab import distributed
-from prunelab.store.atomic import atomic_write_json, atomic_write_text, read_json
+from prunelab.store.atomic import atomic_write_json, atomic_write_text, load_tensors, read_json
+from prunelab.store.integrity import DamagedFile, owning_run
 from prunelab.store.layout import RunLayout
+from prunelab.store.summary import SUMMARY_KEYS, summary_problems
 
-__all__ = ["RunStore", "Run", "home_dir", "SUMMARY_KEYS", "RunNotFound"]
-
-SUMMARY_KEYS = ("run_id", "kind", "test_accuracy", "test_loss", "density", "wall_seconds")
+__all__ = ["RunStore", "Run", "home_dir", "SUMMARY_KEYS", "RunNotFound", "RunBusy"]
 
 
 class RunNotFound(LookupError):
     """No run matches the given id or prefix."""
+
+
+class RunBusy(ValueError):
+    """A run's lock is held by a live process (it is being trained right now)."""
 
 
 def home_dir(home: str | os.PathLike | None = None) -> Path:
@@ -57,22 +64,69 @@ class Run(RunLayout):
         return self.summary_path.is_file()
 
     def summary(self) -> dict[str, Any]:
+        """The run's ``summary.json``, checked against the summary schema (:class:`DamagedFile` if it is
+        unreadable or does not fit)."""
         if not self.finished:
             raise RunNotFound(f"run {self.run_id} has not finished (no {self.summary_path})")
-        return read_json(self.summary_path)
+        try:
+            summary = read_json(self.summary_path)
+        except ValueError as error:
+            raise DamagedFile(self.summary_path, f"damaged (not valid JSON: {error.__cause__ or error})") from error
+        problems = summary_problems(summary)
+        if problems:
+            raise DamagedFile(self.summary_path, f"damaged ({'; '.join(problems)})")
+        return summary
 
     def stage_info(self) -> dict[str, Any]:
         """What else names the stage (``stage.json``): density, branch arguments, a user model's class."""
         return read_json(self.stage_path) if self.stage_path.is_file() else {}
 
     def spec_data(self) -> dict[str, Any]:
-        return yaml.safe_load(self.spec_path.read_text(encoding="utf-8")) if self.spec_path.is_file() else {}
+        """The run's stored spec as a mapping (``{}`` when it has none)."""
+        if not self.spec_path.is_file():
+            return {}
+        try:
+            data = yaml.safe_load(self.spec_path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise DamagedFile(self.spec_path, f"damaged (not valid YAML: {error})") from error
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise DamagedFile(self.spec_path, f"damaged (holds a {type(data).__name__}, not a mapping)")
+        return data
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        missing = [k for k in SUMMARY_KEYS if k not in summary]
-        if missing:
-            raise ValueError(f"summary for {self.run_id} lacks required keys {missing}")
+        """Write ``summary.json`` atomically after checking it against the summary schema."""
+        problems = summary_problems(summary)
+        if problems:
+            raise ValueError(f"summary for {self.run_id} does not fit the summary schema: {'; '.join(problems)}")
         atomic_write_json(self.summary_path, summary)
+
+    def recorded_steps(self) -> list[int]:
+        """The steps whose weights a finished run's summary says it saved (its final step, ``saved_steps``)."""
+        if not self.finished:
+            return []
+        summary = self.summary()
+        steps = set(summary.get("saved_steps") or ())
+        if summary.get("final_step") is not None:
+            steps.add(summary["final_step"])
+        return sorted(steps)
+
+    def saved_steps(self) -> list[int]:
+        """The steps whose weights are saved: those on disk, and for a finished run those its summary
+        records (a recorded step whose file is gone is damage, reported when it is loaded)."""
+        return sorted(set(super().saved_steps()) | set(self.recorded_steps()))
+
+    def recorded_files(self) -> list[Path]:
+        """The tensor files a finished run must hold: its mask and the weights of its recorded steps."""
+        steps = self.recorded_steps()
+        return [self.mask_path, *(self.weights_path(s) for s in steps)] if steps else []
+
+    def load_weights(self, step: int | None = None) -> dict[str, torch.Tensor]:
+        """The weights saved at ``step`` (default: the final step), checked against their checksum."""
+        if step is None:
+            step = self.summary()["final_step"]
+        return load_tensors(self.weights_path(step))
 
 
 class RunStore:
@@ -96,15 +150,22 @@ class RunStore:
             atomic_write_json(run.stage_path, extra)
         return run
 
+    def lock_path(self, run_id: str) -> Path:
+        return self.root / f".{run_id.replace('/', '__')}.lock"
+
     @contextmanager
     def lock(self, run_id: str, *, timeout: float = -1, on_wait: Any = None) -> Iterator[None]:
         """Exclusive lock for one run; ``on_wait(message)`` is called if another process holds it.
-        Under ``torchrun`` only rank 0 takes it (the other ranks train the same run with it)."""
+
+        While it is held, the run's files are this process's: temporary files found on taking it were
+        left by a killed holder and are removed. Under ``torchrun`` only rank 0 takes it (the other
+        ranks train the same run with it).
+        """
         if not distributed.is_writer():
             yield
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.root / f".{run_id.replace('/', '__')}.lock"))
+        lock = FileLock(str(self.lock_path(run_id)))
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -112,9 +173,36 @@ class RunStore:
                 on_wait(f"run {run_id} is being trained by another process; waiting for it to finish")
             lock.acquire(timeout=timeout)
         try:
+            for temp in self.run(run_id).temp_files():
+                temp.unlink(missing_ok=True)
             yield
         finally:
-            lock.release()
+            _release_removing(lock)
+
+    @contextmanager
+    def try_lock(self, run_id: str) -> Iterator[bool]:
+        """Take the run's lock if nobody holds it: yields True (held until the block ends) or False.
+        Under ``torchrun``, ranks other than 0 never hold it (False)."""
+        if not distributed.is_writer():
+            yield False
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.lock_path(run_id)))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            _release_removing(lock)
+
+    def clear_stale_lock(self, run_id: str) -> None:
+        """Remove the run's lock file if a killed process left it (nobody holds it)."""
+        if self.lock_path(run_id).exists():
+            with self.try_lock(run_id):
+                pass
 
     def runs(self) -> list[Run]:
         if not self.root.is_dir():
@@ -124,11 +212,26 @@ class RunStore:
             key=lambda r: r.path.stat().st_mtime,
         )
 
+    def all_runs(self) -> list[Run]:
+        """Every run, the stages of multi-stage experiments included (each after its parent)."""
+        return [run for top in self.runs() for run in self._with_stages(top)]
+
+    def stages(self, run: Run) -> list[Run]:
+        """The stages inside ``run``, recursively (a lottery's levels and their controls)."""
+        return self._with_stages(run)[1:]
+
+    def _with_stages(self, run: Run) -> list[Run]:
+        found = [run]
+        for stage_dir in run.stage_dirs():
+            found += self._with_stages(Run(stage_dir, f"{run.run_id}/{stage_dir.name}"))
+        return found
+
     def find(self, ref: str) -> Run:
         """A run by id, unique id prefix, hash prefix, or path to its directory."""
         candidate = Path(ref).expanduser()
         if candidate.is_dir() and RunLayout(candidate).spec_path.is_file():
-            return Run(candidate, candidate.name)
+            owner = owning_run(RunLayout(candidate).spec_path)  # a stage's id includes its parents'
+            return Run(candidate, owner[1] if owner else candidate.name)
         exact = self.run(ref)
         if exact.path.is_dir():
             return exact
@@ -139,3 +242,17 @@ class RunStore:
             raise RunNotFound(f"no run {ref!r} under {self.root} (list them with `prunelab runs`)")
         names = ", ".join(r.run_id for r in matches[:6])
         raise RunNotFound(f"{ref!r} matches several runs ({names}); give more characters")
+
+
+def _release_removing(lock: FileLock) -> None:
+    """Release ``lock`` and remove its file, without breaking mutual exclusion.
+
+    The file is unlinked *while the lock is still held*, then released. A process that opened the old
+    file and waits on it gets its flock on an unlinked inode; filelock (>= 3.20.4) notices
+    (``st_nlink == 0``) and retries on a fresh file, so two processes never both believe they hold the
+    lock. Unlinking after releasing would not be safe. On Windows the unlink fails while the file is
+    open and filelock removes the file itself.
+    """
+    with suppress(OSError):
+        os.unlink(lock.lock_file)
+    lock.release()
