@@ -20,6 +20,7 @@ from prunelab.training import (
     resolve_device,
     save_checkpoint,
 )
+from prunelab.store import DamagedFile
 from prunelab.training.checkpoint import CheckpointError, decode_state, encode_state
 from prunelab.training.metrics import TENSORBOARD_HINT, MetricsWriter, load_summary_writer, truncate_metrics
 
@@ -225,12 +226,16 @@ def test_checkpoint_round_trip_and_stale_sidecar(tmp_path):
 
 def test_load_checkpoint_missing_and_broken(tmp_path):
     assert load_checkpoint(tmp_path) is None
+    # a sidecar without its tensor file is what a save interrupted while rotating leaves: nothing to resume
     (tmp_path / "latest.json").write_text("{}")
-    with pytest.raises(CheckpointError, match="incomplete"):
-        load_checkpoint(tmp_path)
+    assert load_checkpoint(tmp_path) is None
     (tmp_path / "latest.safetensors").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="not a readable safetensors"):
+    with pytest.raises(DamagedFile, match=r"latest\.safetensors: damaged \(not a readable safetensors file"):
         load_checkpoint(tmp_path)
+    messages = []
+    assert load_checkpoint(tmp_path, on_damaged=messages.append) is None  # falls back to the start
+    assert "latest.safetensors is damaged" in messages[0] and "starts over" in messages[-1]
+    assert not (tmp_path / "latest.safetensors").exists()
 
 
 # metrics files -------------------------------------------------------------------------------------

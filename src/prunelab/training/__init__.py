@@ -6,7 +6,13 @@ masked weight-training step (pruned weights kept exactly zero), or with any othe
 See ``docs/training.md``.
 """
 
-from prunelab.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from prunelab.training.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointWriteError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from prunelab.training.device import resolve_device
 from prunelab.training.evaluate import Evaluation, evaluate
 from prunelab.training.loop import TrainingDiverged, TrainingLoop, TrainingPlan, TrainResult
@@ -36,6 +42,7 @@ __all__ = [
     "weights_path",
     "Checkpoint",
     "CheckpointError",
+    "CheckpointWriteError",
     "load_checkpoint",
     "save_checkpoint",
     "MetricsWriter",

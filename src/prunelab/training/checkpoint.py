@@ -11,17 +11,24 @@ Layout, in the run's ``checkpoints/`` directory:
   replaced by a reference to its key (see :func:`encode_state`), and the training loop's
   bookkeeping (best accuracy, eval history, the running training-loss sum).
 
-Both are written atomically (temporary file, fsync, rename): tensors first, the JSON last. If a
-process dies between the two renames, the JSON names an older step than the tensors; the loader
-detects the mismatch and uses the copy embedded in the (complete, newer) tensor file. Nothing is
-ever unpickled.
+Both are written atomically (temporary file, fsync, rename): tensors first, the JSON last. The
+tensor file carries its checksum (:mod:`prunelab.store.integrity`), which covers the embedded copy
+of the state, so the loader always restores from that copy; the JSON is for people and tools, and
+a JSON that names another step (a save interrupted between the two renames) only earns a note.
+
+Two generations are kept: before a new checkpoint is written, ``latest.*`` is renamed to
+``previous.*``. At every moment one complete generation exists, so a crash or a full disk during a
+save leaves the last good checkpoint usable. The loader takes the newest generation that verifies;
+with ``on_damaged`` it reports and deletes a damaged one and falls back to the one before, or to the
+start (``None``). The final checkpoint of a training (``keep_previous=False``) drops the previous
+generation. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,15 +36,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunelab.store.atomic import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+from prunelab import distributed
+from prunelab.store.atomic import atomic_save_tensors, atomic_write_json, load_tensor_file, read_json
+from prunelab.store.integrity import DamagedFile
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "GENERATIONS",
     "encode_state",
     "decode_state",
     "Checkpoint",
     "CheckpointError",
+    "CheckpointWriteError",
     "checkpoint_paths",
+    "generation_paths",
     "save_checkpoint",
     "load_checkpoint",
     "rng_state",
@@ -52,8 +64,15 @@ _OPTIM = "optimizer.state."
 _RNG = "rng."
 
 
+GENERATIONS = ("latest", "previous")  # newest first
+
+
 class CheckpointError(ValueError):
     """A checkpoint that exists but cannot be used."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (a full disk, a read-only store); the previous one is kept."""
 
 
 @dataclass
@@ -63,12 +82,19 @@ class Checkpoint:
     update: dict[str, Any]  # the update step's state_dict(), tensors restored
     rng: dict[str, torch.Tensor]
     trainer: dict[str, Any] = field(default_factory=dict)
-    note: str | None = None  # set when the JSON sidecar was stale or missing and the embedded copy was used
+    note: str | None = None  # set when the JSON sidecar was stale or missing, or a newer generation was damaged
+    path: Path | None = None  # the tensor file it was read from
+
+
+def generation_paths(directory: str | os.PathLike, generation: str) -> tuple[Path, Path]:
+    """The tensor file and the JSON sidecar of one checkpoint generation (``latest`` or ``previous``)."""
+    directory = Path(directory)
+    return directory / f"{generation}.safetensors", directory / f"{generation}.json"
 
 
 def checkpoint_paths(directory: str | os.PathLike) -> tuple[Path, Path]:
-    directory = Path(directory)
-    return directory / "latest.safetensors", directory / "latest.json"
+    """The newest generation's files, ``latest.safetensors`` and ``latest.json``."""
+    return generation_paths(directory, GENERATIONS[0])
 
 
 def _format_1_optimizer_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -198,12 +224,18 @@ def save_checkpoint(
     update: Mapping[str, Any],
     trainer: Mapping[str, Any] | None = None,
     rng: Mapping[str, torch.Tensor] | None = None,
+    keep_previous: bool = True,
 ) -> Path:
-    """Write ``latest.safetensors`` then ``latest.json`` atomically; returns the JSON path.
+    """Rotate ``latest.*`` to ``previous.*``, then write ``latest.safetensors`` and ``latest.json``
+    atomically; returns the JSON path. ``keep_previous=False`` (the last checkpoint of a training)
+    removes the previous generation once the new one is complete.
 
     ``update`` is the update step's ``state_dict()`` (nested tensors and JSON-able values); ``rng`` the
-    generator states to store (default: this process's CPU generator, :func:`rng_state`)."""
+    generator states to store (default: this process's CPU generator, :func:`rng_state`). Raises
+    :class:`CheckpointWriteError` when the files cannot be written; the last complete checkpoint is
+    then kept. Under ``torchrun`` only rank 0 touches the files."""
     tensor_path, json_path = checkpoint_paths(directory)
+    old_tensors, old_json = generation_paths(directory, GENERATIONS[1])
     tensors: dict[str, torch.Tensor] = {}
     for name, value in model.state_dict().items():
         if not torch.is_tensor(value):
@@ -215,47 +247,58 @@ def save_checkpoint(
     payload = {"format": CHECKPOINT_FORMAT, "step": int(step), "update": encoded_update, "trainer": dict(trainer or {})}
     _check_json(payload, "trainer state")
     metadata = {"format": CHECKPOINT_FORMAT, "step": str(int(step)), "state": json.dumps(payload)}
-    atomic_save_tensors(tensor_path, _unshared(tensors), metadata=metadata)
-    atomic_write_json(json_path, payload)
+    if not distributed.is_writer():
+        return json_path
+    try:
+        if tensor_path.exists():  # the current generation becomes the previous one
+            os.replace(tensor_path, old_tensors)
+            if json_path.exists():
+                os.replace(json_path, old_json)
+            else:
+                old_json.unlink(missing_ok=True)
+        atomic_save_tensors(tensor_path, _unshared(tensors), metadata=metadata)
+        atomic_write_json(json_path, payload)
+        if not keep_previous:
+            old_tensors.unlink(missing_ok=True)
+            old_json.unlink(missing_ok=True)
+    except OSError as error:
+        raise CheckpointWriteError(
+            f"could not write the checkpoint of step {int(step)} to {Path(directory)} "
+            f"({error.strerror or error}); the last complete checkpoint is kept: free some space (or make the "
+            "store writable) and re-run the command to resume from it"
+        ) from error
     return json_path
 
 
-def load_checkpoint(directory: str | os.PathLike) -> Checkpoint | None:
-    """The checkpoint in ``directory``, or ``None`` when there is none. Tensors are loaded on the CPU."""
-    from safetensors import safe_open
-
-    tensor_path, json_path = checkpoint_paths(directory)
-    if not tensor_path.exists():
-        if json_path.exists():
-            raise CheckpointError(
-                f"{json_path} exists but {tensor_path.name} does not; the checkpoint is incomplete. "
-                f"Delete {Path(directory)} to start this run over."
-            )
-        return None
-    tensors = load_tensors(tensor_path)
-    with safe_open(str(tensor_path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+def read_checkpoint(tensor_path: str | os.PathLike, json_path: str | os.PathLike | None = None) -> Checkpoint:
+    """One checkpoint generation, checked against its checksum (:class:`DamagedFile` if it fails).
+    Tensors are loaded on the CPU."""
+    tensor_path = Path(tensor_path)
+    tensors, metadata = load_tensor_file(tensor_path)
     fmt = metadata.get("format")
     if fmt not in (CHECKPOINT_FORMAT, _FORMAT_1) or "state" not in metadata:
         raise CheckpointError(f"{tensor_path} is not a prunelab checkpoint (format tag {fmt!r})")
-    embedded = json.loads(metadata["state"])
-    step = int(metadata["step"])
-    payload, note = embedded, None
-    if json_path.exists():
-        try:
-            sidecar = read_json(json_path)
-        except ValueError:
-            sidecar = None
-        if isinstance(sidecar, dict) and sidecar.get("step") == step and sidecar.get("format") == fmt:
-            payload = sidecar
-        else:
+    try:
+        payload = json.loads(metadata["state"])
+        step = int(metadata["step"])
+    except (ValueError, KeyError) as error:  # only a file written without a checksum can get here
+        raise DamagedFile(tensor_path, f"damaged (its embedded state is unreadable: {error})") from error
+    note = None
+    json_path = Path(json_path) if json_path is not None else None
+    if json_path is not None:
+        if json_path.exists():
+            try:
+                sidecar = read_json(json_path)
+            except ValueError:
+                sidecar = None
             found = sidecar.get("step") if isinstance(sidecar, dict) else "unreadable"
-            note = (
-                f"{json_path.name} names step {found} but {tensor_path.name} holds step {step} (the last save was "
-                "interrupted between the two files); using the state embedded in the tensor file"
-            )
-    else:
-        note = f"{json_path.name} is missing; using the state embedded in {tensor_path.name}"
+            if found != step:
+                note = (
+                    f"{json_path.name} names step {found} but {tensor_path.name} holds step {step} (the last save was "
+                    "interrupted between the two files); using the state embedded in the tensor file"
+                )
+        else:
+            note = f"{json_path.name} is missing; using the state embedded in {tensor_path.name}"
     if int(payload["step"]) != step:
         raise CheckpointError(f"{tensor_path} is inconsistent: metadata step {step}, state step {payload['step']}")
     model = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
@@ -265,4 +308,40 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint | None:
     else:
         update = decode_state(payload["update"], tensors)
     rng = {k[len(_RNG):]: v for k, v in tensors.items() if k.startswith(_RNG)}
-    return Checkpoint(step=step, model=model, update=update, rng=rng, trainer=dict(payload.get("trainer", {})), note=note)
+    return Checkpoint(step=step, model=model, update=update, rng=rng, trainer=dict(payload.get("trainer", {})),
+                      note=note, path=tensor_path)
+
+
+def load_checkpoint(
+    directory: str | os.PathLike, *, on_damaged: Callable[[str], None] | None = None
+) -> Checkpoint | None:
+    """The newest checkpoint generation in ``directory`` that verifies, or ``None`` when there is none.
+
+    Without ``on_damaged`` a damaged generation raises :class:`~prunelab.store.DamagedFile`. With it,
+    ``on_damaged(message)`` is called, the damaged generation is deleted (so that the next save cannot
+    rotate it over a good one) and the next older generation is tried; ``None`` then means "start
+    over". A JSON sidecar without its tensor file (a save interrupted while rotating) is ignored.
+    """
+    skipped: list[str] = []
+    for generation in GENERATIONS:
+        tensor_path, json_path = generation_paths(directory, generation)
+        if not tensor_path.exists():
+            continue
+        try:
+            checkpoint = read_checkpoint(tensor_path, json_path)
+        except DamagedFile as error:
+            if on_damaged is None:
+                raise
+            if distributed.is_writer():  # every rank skips it; rank 0 removes it
+                tensor_path.unlink(missing_ok=True)
+                json_path.unlink(missing_ok=True)
+            on_damaged(f"checkpoint {tensor_path} is damaged ({error.problem}); removed it")
+            skipped.append(f"{tensor_path.name} was damaged")
+            continue
+        if skipped:
+            fallback = f"{'; '.join(skipped)}: resuming from {tensor_path.name}"
+            checkpoint.note = f"{checkpoint.note}; {fallback}" if checkpoint.note else fallback
+        return checkpoint
+    if skipped and on_damaged is not None:
+        on_damaged(f"no usable checkpoint is left in {Path(directory)}; the run starts over")
+    return None

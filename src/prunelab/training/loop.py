@@ -38,7 +38,6 @@ from prunelab.store.layout import RunLayout
 from prunelab.training.checkpoint import (
     CheckpointError,
     _unshared,
-    checkpoint_paths,
     load_checkpoint,
     restore_rng_state,
     rng_state,
@@ -267,12 +266,12 @@ class TrainingLoop:
     # resume ---------------------------------------------------------------------------------
     def _resume_or_reset(self) -> None:
         assert self.checkpoint_dir is not None and self.metrics_path is not None
-        checkpoint = load_checkpoint(self.checkpoint_dir)
+        checkpoint = load_checkpoint(self.checkpoint_dir, on_damaged=lambda message: self.log(f"note: {message}"))
         if checkpoint is None:
             if distributed.is_writer():
                 self.metrics_path.unlink(missing_ok=True)
             return
-        tensor_path, _ = checkpoint_paths(self.checkpoint_dir)
+        tensor_path = checkpoint.path
         saved = checkpoint.trainer.get("fingerprint")
         if saved != self.fingerprint:
             differing = sorted(
@@ -461,6 +460,7 @@ class TrainingLoop:
             update=self.update.state_dict(),
             trainer=state,
             rng=self._rng_states(),
+            keep_previous=step < self.end,
         )
         self.last_checkpoint = step
 
