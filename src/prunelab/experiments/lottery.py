@@ -26,7 +26,7 @@ from prunelab.pruning.baselines import randomize_global, randomize_layerwise
 from prunelab.pruning.rescale import ntk_rescale
 from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
 from prunelab.specs.base import check_choice
-from prunelab.store import RunStore, atomic_write_json
+from prunelab.store import RunStore
 
 __all__ = ["CONTROLS", "LotteryResult", "Lottery", "lottery_run_id", "lottery_stage_id", "run_lottery", "run_lottery_stage",
            "derived_seed"]
@@ -245,12 +245,14 @@ def run_lottery(
     run_id = lottery_run_id(spec)
     check_controls(controls)
     lottery = Lottery(spec, Workbench.from_spec(spec), StorePlace(store, run_id), run_id)  # validates first
-    store.create(run_id, spec_to_yaml(spec, "lottery"))
+    with store.lock(run_id):  # the lottery's own files are written under its lock, its stages under theirs
+        store.create(run_id, spec_to_yaml(spec, "lottery"))
     result = lottery.run(levels, controls)
     summary = result.summary()
     summary.update({"strategy": spec.prune.strategy, "fraction": spec.prune.fraction, "rewind": spec.prune.rewind,
                     "seed": spec.seed, "controls": list(controls), "model": spec.model.name, "dataset": spec.dataset.name})
-    atomic_write_json(store.run(run_id).summary_path, summary)
+    with store.lock(run_id):
+        store.run(run_id).write_summary(summary)
     return summary
 
 

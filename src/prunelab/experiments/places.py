@@ -11,7 +11,7 @@ import torch
 
 from prunelab.experiments.stage import run_stage
 from prunelab.masks import Mask
-from prunelab.store import Run, RunStore, load_tensors
+from prunelab.store import Run, RunStore
 
 __all__ = ["StageResult", "Place", "StorePlace", "MemoryPlace"]
 
@@ -37,7 +37,7 @@ class Place:
 
 class StorePlace(Place):
     """Stages are sub-runs ``<parent>/<name>`` of the run store: finished ones are reused, their mask
-    and final weights read back from disk."""
+    and final weights read back from disk (checked against their checksums)."""
 
     def __init__(self, store: RunStore, parent_id: str, *, stage_info: dict[str, Any] | None = None) -> None:
         self.store = store
@@ -56,7 +56,7 @@ class StorePlace(Place):
         run_id = f"{self.parent_id}/{name}"
         summary = run_stage(self.store, run_id, spec_yaml, wrapped, stage_info=self.stage_info)
         run = self.store.run(run_id)
-        return StageResult(summary, Mask.load(run.mask_path), load_tensors(run.weights_path(summary["final_step"])))
+        return StageResult(summary, Mask.load(run.mask_path), run.load_weights(summary["final_step"]))
 
 
 class MemoryPlace(Place):

@@ -3,7 +3,8 @@
 A stage is a unit of work whose result is a ``summary.json`` in a content-addressed run directory.
 Running a stage whose summary exists returns it at once; otherwise the stage takes the run's lock
 (so two processes never train the same run twice), re-checks, and runs its body, which may itself
-resume from checkpoints left by an interrupted attempt.
+resume from checkpoints left by an interrupted attempt. A finished run is only reused once its
+tensor files verify: a damaged result is an error naming the file and the recovery, never reused.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prunelab import distributed
-from prunelab.store import Run, RunStore
+from prunelab.store import Run, RunStore, verify_tensor_file
 
 __all__ = ["run_stage"]
 
@@ -38,7 +39,9 @@ def run_stage(
     run = store.run(run_id)
     if run.finished:
         log.info("reusing finished run %s", run_id)
-        return run.summary()
+        summary = _verified_summary(run)
+        store.clear_stale_lock(run_id)  # left by a process killed between its summary and its unlock
+        return summary
     summary = _run_body(store, run, spec_yaml, body, stage_info)
     distributed.barrier()  # under torchrun: rank 0 wrote the summary before any rank reads the store again
     return summary
@@ -49,7 +52,7 @@ def _run_body(store: RunStore, run: Run, spec_yaml: str, body: Callable[[Run], d
     run_id = run.run_id
     with store.lock(run_id, on_wait=log.warning):
         if distributed.agree(run.finished):  # another process finished it while we waited
-            return run.summary()
+            return _verified_summary(run)
         fresh = not run.path.exists()
         store.create(run_id, spec_yaml, extra=stage_info)
         started = time.perf_counter()
@@ -66,6 +69,15 @@ def _run_body(store: RunStore, run: Run, spec_yaml: str, body: Callable[[Run], d
         ordered.update({k: v for k, v in summary.items() if k not in ordered})
         run.write_summary(ordered)
         return ordered
+
+
+def _verified_summary(run: Run) -> dict[str, Any]:
+    """The summary of a finished run, after checking the files it hands on (mask and saved weights);
+    checkpoints are not needed any more and are left to ``prunelab verify``."""
+    summary = run.summary()
+    for path in run.recorded_files():
+        verify_tensor_file(path)
+    return summary
 
 
 def _remove_if_empty(run: Run) -> None:
