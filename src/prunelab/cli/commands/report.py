@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density, plot_layer_densities, report_table
+from prunelab.cli.commands.runs import skip_damaged
 from prunelab.cli.common import print_json
-from prunelab.store import RunStore
+from prunelab.store import DamagedFile, Run, RunStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +22,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=handle)
 
 
+def _readable(run: Run) -> bool:
+    """Whether the report can use ``run`` (its summary and spec read and fit); else it is named on stderr."""
+    try:
+        run.summary()
+        run.spec_data()
+    except DamagedFile as error:
+        skip_damaged(run, error)
+        return False
+    return True
+
+
 def handle(args: argparse.Namespace, _: list[str]) -> int:
     store = RunStore(args.home)
     if args.runs:
@@ -30,6 +42,7 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
     unfinished = [r.run_id for r in runs if not r.finished]
     if unfinished:
         raise ValueError(f"runs not finished: {', '.join(unfinished)}")
+    runs = [run for run in runs if _readable(run)]
     if not runs:
         raise ValueError(f"no finished runs to report under {store.root}")
     points = collect_points(runs)
