@@ -82,7 +82,7 @@ class Checkpoint:
     update: dict[str, Any]  # the update step's state_dict(), tensors restored
     rng: dict[str, torch.Tensor]
     trainer: dict[str, Any] = field(default_factory=dict)
-    note: str | None = None  # set when the JSON sidecar was stale or missing, or a newer generation was damaged
+    note: str | None = None  # set when the JSON sidecar was stale or missing
     path: Path | None = None  # the tensor file it was read from
 
 
@@ -322,26 +322,21 @@ def load_checkpoint(
     rotate it over a good one) and the next older generation is tried; ``None`` then means "start
     over". A JSON sidecar without its tensor file (a save interrupted while rotating) is ignored.
     """
-    skipped: list[str] = []
+    damaged = False
     for generation in GENERATIONS:
         tensor_path, json_path = generation_paths(directory, generation)
         if not tensor_path.exists():
             continue
         try:
-            checkpoint = read_checkpoint(tensor_path, json_path)
+            return read_checkpoint(tensor_path, json_path)
         except DamagedFile as error:
             if on_damaged is None:
                 raise
             if distributed.is_writer():  # every rank skips it; rank 0 removes it
                 tensor_path.unlink(missing_ok=True)
                 json_path.unlink(missing_ok=True)
-            on_damaged(f"checkpoint {tensor_path} is damaged ({error.problem}); removed it")
-            skipped.append(f"{tensor_path.name} was damaged")
-            continue
-        if skipped:
-            fallback = f"{'; '.join(skipped)}: resuming from {tensor_path.name}"
-            checkpoint.note = f"{checkpoint.note}; {fallback}" if checkpoint.note else fallback
-        return checkpoint
-    if skipped and on_damaged is not None:
+            damaged = True
+            on_damaged(f"checkpoint {tensor_path} is {error.problem}; removed it")
+    if damaged and on_damaged is not None:
         on_damaged(f"no usable checkpoint is left in {Path(directory)}; the run starts over")
     return None
