@@ -279,9 +279,9 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(capsys, monkeypatc
     real = atomic.save_file
 
     def disk_full_midway(tensors, filename, metadata=None):
-        if Path(filename).name.startswith(".latest.safetensors") and metadata.get("step") == "15":
+        if Path(filename).name.startswith(".latest.safetensors.") and metadata.get("step") == "15":
             real(tensors, filename, metadata=metadata)
-            with open(filename, "r+b") as handle:  # half the file reached the disk
+            with open(filename, "r+b") as handle:  # half of the file reached the disk
                 handle.truncate(os.path.getsize(filename) // 2)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filename)
         return real(tensors, filename, metadata=metadata)
@@ -385,7 +385,8 @@ def test_rm_refuses_a_run_whose_lock_is_held_and_removes_a_lottery_with_its_stag
 def test_lock_files_are_removed_on_release_and_temp_files_of_a_killed_holder_swept(home):
     store = RunStore(home)
     run = store.create("train-x", "seed: 0\n")
-    litter = [run.path / ".summary.json.abc123.tmp", run.checkpoints_dir / ".latest.safetensors.def456.tmp"]
+    litter = [run.path / ".summary.json.abc123.tmp", run.checkpoints_dir / ".latest.safetensors.def456.tmp",
+              run.checkpoints_dir / ".tmpAb3dE9"]  # the last one is safetensors' own
     run.checkpoints_dir.mkdir()
     for path in litter:
         path.write_bytes(b"half a file")

@@ -2,7 +2,7 @@
 
 A reader (or a process restarted after ``kill -9``) therefore sees either the old file or the
 complete new one, never a truncated file. A ``kill -9`` mid-write can leave the temporary file
-(``.<name>.<random>.tmp``, :data:`TEMP_GLOB`); whoever next takes the run's lock removes it
+(``.<name>.<random>.tmp``, see :data:`~prunelab.store.layout.TEMP_GLOBS`); whoever next takes the run's lock removes it
 (:meth:`prunelab.store.RunStore.lock`), and ``prunelab gc`` removes the rest.
 
 Tensor files carry their own checksum (:mod:`prunelab.store.integrity`), recorded by
@@ -23,7 +23,7 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from prunelab.store.layout import TEMP_GLOB, RunLayout
+from prunelab.store.layout import RunLayout
 from prunelab.store.integrity import DIGEST_KEY, INTEGRITY_KEY, DamagedFile, check_digest, digest_of, owning_run, seal
 
 from prunelab import distributed
@@ -39,7 +39,6 @@ __all__ = [
     "load_tensor_file",
     "verify_tensor_file",
     "read_json",
-    "TEMP_GLOB",
 ]
 
 
@@ -61,7 +60,7 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Pat
     if not distributed.is_writer():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # TEMP_GLOB
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # layout.TEMP_GLOBS
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -97,7 +96,12 @@ def atomic_save_tensors(
     tensors: Mapping[str, torch.Tensor],
     metadata: Mapping[str, str] | None = None,
 ) -> Path:
-    """Save tensors as safetensors (contiguous CPU copies) with their checksum in the metadata, atomically."""
+    """Save tensors as safetensors (contiguous CPU copies) with their checksum in the metadata, atomically.
+
+    safetensors streams the file to disk (never the whole file in memory: image caches can be
+    gigabytes) through a temporary file of its own, ``.tmpXXXXXX`` beside ours; the run's next lock
+    holder and ``prunelab gc`` clean both kinds (:data:`~prunelab.store.layout.TEMP_GLOBS`).
+    """
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     sealed = seal(cpu, metadata)
     return atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata=sealed))

@@ -24,11 +24,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunLayout", "TEMP_GLOB"]
+__all__ = ["RunLayout", "TEMP_GLOBS"]
 
 _WEIGHTS_PREFIX = "step_"
 _TENSOR_SUFFIX = ".safetensors"
-TEMP_GLOB = ".*.tmp"  # the temporary files of prunelab.store.atomic.atomic_write: ".<name>.<random>.tmp"
+# Temporary files of interrupted writes: prunelab.store.atomic.atomic_write's ".<name>.<random>.tmp", and
+# the ".tmpXXXXXX" through which safetensors' save_file writes (that one, inside ours).
+TEMP_GLOBS = (".*.tmp", ".tmp??????")
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ class RunLayout:
 
     def temp_files(self) -> list[Path]:
         """Temporary files of interrupted atomic writes in the run's own directories."""
-        return [f for d in self.own_dirs if d.is_dir() for f in sorted(d.glob(TEMP_GLOB)) if f.is_file()]
+        found = {f for d in self.own_dirs if d.is_dir() for g in TEMP_GLOBS for f in d.glob(g) if f.is_file()}
+        return sorted(found)
 
     def stage_dirs(self) -> list[Path]:
         """The run directories of this run's stages (directories inside it with a spec.yaml)."""
