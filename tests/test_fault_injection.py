@@ -51,13 +51,11 @@ def attempt(argv: list[str], home: Path, log: Path, kill_after: float | None) ->
     started = time.perf_counter()
     child.start()
     child.join(kill_after)
-    killed = child.exitcode is None
-    if killed:
-        os.kill(child.pid, signal.SIGKILL)
+    if child.exitcode is None:
+        os.kill(child.pid, signal.SIGKILL)  # (it may finish in the meantime: then it was not killed)
         child.join(60)
-        assert child.exitcode == -signal.SIGKILL
-    else:
-        assert child.exitcode == 0, log.read_text()[-3000:]
+    killed = child.exitcode == -signal.SIGKILL
+    assert killed or child.exitcode == 0, log.read_text()[-3000:]
     return killed, time.perf_counter() - started
 
 
@@ -111,8 +109,8 @@ def kill_and_complete(tmp_path: Path, argv: list[str], kills: int, seed: int) ->
             break
         if finished:  # the remaining kills fall while a re-run reads and checks the finished stages
             delay = rng.uniform(0.0, reuse)
-        else:  # past the start-up, a random share of the lottery: 0.8 of it over all kills on average
-            delay = reuse + rng.uniform(0.0, 1.6 * total / kills)
+        else:  # past the start-up, a random share of the lottery: 0.6 of it over all kills on average
+            delay = reuse + rng.uniform(0.0, 1.2 * total / kills)
         killed, _ = attempt(argv, victim, logs / f"attempt-{number}.log", delay)
         if killed:
             delays.append(delay)

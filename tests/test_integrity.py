@@ -149,7 +149,10 @@ def test_owning_run_and_recovery_advice(store_copy):
     assert owning_run(weights) == (home, run_id)
     advice = DamagedFile(weights, "damaged").advice
     assert f"prunelab rm {run_id}" in advice and "re-run the command" in advice
-    assert "crash-resume checkpoint" in DamagedFile(home / run_id / "checkpoints" / "latest.safetensors", "x").advice
+    checkpoint = home / run_id / "checkpoints" / "latest.safetensors"
+    assert "has finished and does not need it: delete it" in DamagedFile(checkpoint, "x").advice
+    (home / run_id / "summary.json").unlink()
+    assert "skips it and resumes from the previous checkpoint" in DamagedFile(checkpoint, "x").advice
     assert owning_run(home / "elsewhere.safetensors") is None
 
 
@@ -270,6 +273,31 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one_or_the_start(capsys, 
     assert sorted(p.name for p in checkpoints.iterdir()) == ["latest.json", "latest.safetensors"]
 
 
+def test_a_final_checkpoint_save_cut_short_is_settled_on_the_next_run(capsys, monkeypatch, home, trained):
+    import prunelab.training.checkpoint as checkpoint_module
+
+    clean_root, run_id = trained
+    real = checkpoint_module.atomic_write_json
+
+    def die_before_the_last_sidecar(path, obj):
+        if obj["step"] == 20:
+            raise Crash("killed between the final tensor file and its sidecar")
+        return real(path, obj)
+
+    monkeypatch.setattr(checkpoint_module, "atomic_write_json", die_before_the_last_sidecar)
+    with pytest.raises(Crash):
+        main(["train", *TINY, "--train.checkpoint_every=5it"])
+    monkeypatch.setattr(checkpoint_module, "atomic_write_json", real)
+    checkpoints = home / run_id / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest.safetensors", "previous.json", "previous.safetensors"]
+    summary = cli_json(capsys, "train", *TINY, "--train.checkpoint_every=5it")
+    assert summary["resumed_from"] == 20
+    # the files an uninterrupted run leaves: no previous generation, a sidecar naming the last step
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest.json", "latest.safetensors"]
+    assert json.loads((checkpoints / "latest.json").read_text())["step"] == 20
+    assert same_file(checkpoints / "latest.safetensors", clean_root / run_id / "checkpoints" / "latest.safetensors")
+
+
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(capsys, monkeypatch, home, trained):
     import errno
 
@@ -361,7 +389,7 @@ def test_verify_a_clean_store_and_one_file(capsys, store_copy):
     code, out, _ = cli(capsys, "verify", "--json")
     data = json.loads(out)
     assert code == 1 and [Path(p["path"]).name for p in data["problems"]] == ["latest.safetensors"]
-    assert "crash-resume checkpoint" in data["problems"][0]["recovery"]
+    assert "has finished and does not need it: delete it" in data["problems"][0]["recovery"]
 
 
 # rm ---------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import json
 import shlex
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -45,9 +46,16 @@ class DamagedFile(ValueError):
         super().__init__(f"{self.path}: {problem}. {self.advice}".rstrip())
 
 
-def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
-    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy())
+def _tensor_bytes(tensor: torch.Tensor) -> Any:
+    """The tensor's bytes as a zero-copy buffer (a NumPy view; the torch-op chain per tensor cost
+    more than hashing a ResNet-20 state dict)."""
+    tensor = tensor.detach()
+    if tensor.device.type != "cpu" or not tensor.is_contiguous():
+        tensor = tensor.to("cpu").contiguous()
+    try:
+        return tensor.numpy()
+    except TypeError:  # dtypes NumPy lacks (bfloat16, float8): the same bytes, read as uint8
+        return tensor.reshape(-1).view(torch.uint8).numpy()
 
 
 def tensor_digest(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
@@ -132,6 +140,8 @@ def recovery_advice(path: Path) -> str:
     run = RunLayout(root / run_id)
     path = Path(path).absolute()
     if run.checkpoints_dir in path.parents:
+        if run.summary_path.is_file():
+            return f"It is a crash-resume checkpoint of run {run_id}, which has finished and does not need it: delete it"
         return (f"It is a crash-resume checkpoint of run {run_id}: re-running the run's command skips it and "
                 "resumes from the previous checkpoint, or from the start")
     if path == run.summary_path and run.stage_dirs():

@@ -258,9 +258,9 @@ def save_checkpoint(
                 old_json.unlink(missing_ok=True)
         atomic_save_tensors(tensor_path, _unshared(tensors), metadata=metadata)
         atomic_write_json(json_path, payload)
-        if not keep_previous:
-            old_tensors.unlink(missing_ok=True)
+        if not keep_previous:  # the sidecar first: a stray one never outlives its tensor file
             old_json.unlink(missing_ok=True)
+            old_tensors.unlink(missing_ok=True)
     except OSError as error:
         raise CheckpointWriteError(
             f"could not write the checkpoint of step {int(step)} to {Path(directory)} "

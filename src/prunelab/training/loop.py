@@ -36,8 +36,10 @@ from prunelab.steps import to_iterations
 from prunelab.store.atomic import atomic_save_tensors
 from prunelab.store.layout import RunLayout
 from prunelab.training.checkpoint import (
+    GENERATIONS,
     CheckpointError,
     _unshared,
+    generation_paths,
     load_checkpoint,
     restore_rng_state,
     rng_state,
@@ -303,6 +305,12 @@ class TrainingLoop:
         truncate_metrics(self.metrics_path, checkpoint.step)
         epoch, batch = divmod(checkpoint.step, self.plan.iterations_per_epoch)
         self.log(f"resuming from the checkpoint at step {checkpoint.step}/{self.end} (epoch {epoch}, batch {batch})")
+        previous = generation_paths(self.checkpoint_dir, GENERATIONS[1])
+        unsettled = checkpoint.note is not None or any(path.exists() for path in previous)
+        if checkpoint.step == self.end and unsettled:
+            # the final save was interrupted (its sidecar or the dropping of the previous generation):
+            # saving the same state again leaves the files an uninterrupted run leaves
+            self._save_checkpoint(checkpoint.step)
 
     # events ---------------------------------------------------------------------------------
     def _next_event(self, step: int) -> int:

@@ -71,10 +71,10 @@ def handle_show(args: argparse.Namespace, _: list[str]) -> int:
         summary = run.summary() if run.finished else {"run_id": run.run_id, "status": "unfinished"}
     except DamagedFile:
         summary = {"run_id": run.run_id}
-    if problems:
-        summary = {**summary, "status": "damaged",
-                   "problems": [{"path": str(p.path), "problem": p.problem, "recovery": p.advice} for p in problems]}
     if args.json:
+        if problems:
+            summary = {**summary, "status": "damaged",
+                       "problems": [{"path": str(p.path), "problem": p.problem, "recovery": p.advice} for p in problems]}
         print_json(summary)
         return 0
     print(f"run      {run.run_id}\npath     {run.path}\nstatus   {status}")
