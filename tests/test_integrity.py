@@ -207,6 +207,20 @@ def test_deleted_weights_of_a_finished_run_are_damage_not_a_missing_step(capsys,
     assert code == 1 and f"{final}: missing" in out
 
 
+def test_export_reads_through_the_same_checks(capsys, store_copy, trained, tmp_path):
+    home, run_id = store_copy
+    mask = home / run_id / "mask.safetensors"
+    mask.unlink()  # lost, not "the run has no mask"
+    code, _, err = cli(capsys, "export", run_id, "--out", tmp_path / "a")
+    assert code == 2 and f"{mask}: missing, although run {run_id} finished with it" in err
+    shutil.copy(trained[0] / run_id / "mask.safetensors", mask)
+    weights = home / run_id / "weights" / "step_20.safetensors"
+    flip_data_byte(weights)
+    code, _, err = cli(capsys, "export", run_id, "--out", tmp_path / "b")
+    assert code == 2 and f"{weights}: damaged (checksum mismatch" in err
+    assert not (tmp_path / "b" / "export.json").exists()
+
+
 def test_damaged_mask_of_a_lottery_stage_and_its_recovery(capsys, home):
     args = ["lottery", *TINY, "--levels", "1"]
     first = cli_json(capsys, *args)

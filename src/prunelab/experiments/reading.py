@@ -40,19 +40,20 @@ def check_registry_run(run: Run) -> None:
 
 def run_mask(run: Run) -> Mask:
     """The run's mask (the input mask of weight training, the learned one of a supermask run)."""
-    if not run.mask_path.is_file():
+    if not run.mask_path.is_file() and run.mask_path not in run.recorded_files():  # (else lost: DamagedFile)
         hint = " (a lottery keeps one per level: use RUN/level_<L>)" if run.kind == "lottery" and "/" not in run.run_id else ""
         raise SpecError(f"run {run.run_id} has no mask{hint}")
     return Mask.load(run.mask_path)
 
 
 def run_weights(run: Run, step: int, *, flag: str = "step", effective: bool = True) -> dict[str, torch.Tensor]:
-    """The ordinary model's state dict at ``step`` (``flag`` names the option that asked, for errors).
+    """The ordinary model's state dict at ``step`` (``flag`` names the option that asked, for errors),
+    checked against the file's checksum.
 
     For a supermask run ``effective=False`` gives the frozen weights themselves, pruned ones included
     (the dense network the supermask is a subnetwork of)."""
     path = run.weights_path(step)
-    if not path.is_file():
+    if step not in run.saved_steps():  # saved: on disk or, if since lost, recorded in the summary (DamagedFile)
         saved = ", ".join(f"{s}it" for s in run.saved_steps()) or "none"
         raise SpecError(
             f"{flag}: run {run.run_id} has no weights saved at step {step} (saved: {saved}). "

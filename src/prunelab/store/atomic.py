@@ -102,6 +102,8 @@ def atomic_save_tensors(
     gigabytes) through a temporary file of its own, ``.tmpXXXXXX`` beside ours; the run's next lock
     holder and ``prunelab gc`` clean both kinds (:data:`~prunelab.store.layout.TEMP_GLOBS`).
     """
+    if not distributed.is_writer():  # atomic_write would not write it: spare the digest
+        return Path(path)
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     sealed = seal(cpu, metadata)
     return atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata=sealed))

@@ -307,9 +307,10 @@ class TrainingLoop:
         self.log(f"resuming from the checkpoint at step {checkpoint.step}/{self.end} (epoch {epoch}, batch {batch})")
         previous = generation_paths(self.checkpoint_dir, GENERATIONS[1])
         unsettled = checkpoint.note is not None or any(path.exists() for path in previous)
-        if checkpoint.step == self.end and unsettled:
+        if checkpoint.step == self.end and distributed.agree(unsettled):
             # the final save was interrupted (its sidecar or the dropping of the previous generation):
-            # saving the same state again leaves the files an uninterrupted run leaves
+            # saving the same state again leaves the files an uninterrupted run leaves (rank 0 decides:
+            # under torchrun every rank takes part in the save)
             self._save_checkpoint(checkpoint.step)
 
     # events ---------------------------------------------------------------------------------
