@@ -303,7 +303,9 @@ def test_a_final_checkpoint_save_cut_short_is_settled_on_the_next_run(capsys, mo
         main(["train", *TINY, "--train.checkpoint_every=5it"])
     monkeypatch.setattr(checkpoint_module, "atomic_write_json", real)
     checkpoints = home / run_id / "checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest.safetensors", "previous.json", "previous.safetensors"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest.json", "latest.safetensors", "previous.json",
+                                                              "previous.safetensors"]
+    assert json.loads((checkpoints / "latest.json").read_text())["step"] == 15  # the sidecar of step 20 was lost
     summary = cli_json(capsys, "train", *TINY, "--train.checkpoint_every=5it")
     assert summary["resumed_from"] == 20
     # the files an uninterrupted run leaves: no previous generation, a sidecar naming the last step

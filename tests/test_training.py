@@ -350,12 +350,13 @@ def test_resume_when_the_sidecar_write_was_interrupted(tmp_path, monkeypatch):
         _run(tmp_path / "b", s)
     monkeypatch.setattr(checkpoint_module, "atomic_write_json", real)
     directory = tmp_path / "b" / "checkpoints"
-    # step 6 was rotated to previous.*; step 12's tensor file is complete, its sidecar never written
+    # step 6 was kept as previous.*; step 12's tensor file is complete, its sidecar still the old one
     assert json.loads((directory / "previous.json").read_text())["step"] == 6
-    assert not (directory / "latest.json").exists() and load_checkpoint(directory).step == 12
+    assert json.loads((directory / "latest.json").read_text())["step"] == 6
+    assert load_checkpoint(directory).step == 12
     messages = []
     resumed, result = _run(tmp_path / "b", s, log=messages.append)
-    assert result.resumed_from == 12 and any("latest.json is missing" in m for m in messages)
+    assert result.resumed_from == 12 and any("names step 6" in m for m in messages)
     assert_same_state(state(resumed), state(reference))
 
 

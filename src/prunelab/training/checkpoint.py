@@ -16,9 +16,10 @@ tensor file carries its checksum (:mod:`prunelab.store.integrity`), which covers
 of the state, so the loader always restores from that copy; the JSON is for people and tools, and
 a JSON that names another step (a save interrupted between the two renames) only earns a note.
 
-Two generations are kept: before a new checkpoint is written, ``latest.*`` is renamed to
-``previous.*``. At every moment one complete generation exists, so a crash or a full disk during a
-save leaves the last good checkpoint usable. The loader takes the newest generation that verifies;
+Two generations are kept: before a new checkpoint is written, ``latest.*`` is also made
+``previous.*`` (a hard link; a rename where links are not supported). At every moment a complete
+generation exists — ``latest.*`` itself until the new one replaces it — so a crash or a full disk
+during a save leaves the last good checkpoint usable. The loader takes the newest generation that verifies;
 with ``on_damaged`` it reports and deletes a damaged one and falls back to the one before, or to the
 start (``None``). The final checkpoint of a training (``keep_previous=False``) drops the previous
 generation. Nothing is ever unpickled.
@@ -226,7 +227,7 @@ def save_checkpoint(
     rng: Mapping[str, torch.Tensor] | None = None,
     keep_previous: bool = True,
 ) -> Path:
-    """Rotate ``latest.*`` to ``previous.*``, then write ``latest.safetensors`` and ``latest.json``
+    """Keep ``latest.*`` as ``previous.*``, then write ``latest.safetensors`` and ``latest.json``
     atomically; returns the JSON path. ``keep_previous=False`` (the last checkpoint of a training)
     removes the previous generation once the new one is complete.
 
@@ -251,9 +252,9 @@ def save_checkpoint(
         return json_path
     try:
         if tensor_path.exists():  # the current generation becomes the previous one
-            os.replace(tensor_path, old_tensors)
+            _keep_as(tensor_path, old_tensors)
             if json_path.exists():
-                os.replace(json_path, old_json)
+                _keep_as(json_path, old_json)
             else:
                 old_json.unlink(missing_ok=True)
         atomic_save_tensors(tensor_path, _unshared(tensors), metadata=metadata)
@@ -268,6 +269,23 @@ def save_checkpoint(
             "store writable) and re-run the command to resume from it"
         ) from error
     return json_path
+
+
+def _keep_as(source: Path, target: Path) -> None:
+    """Make ``target`` the file ``source`` is, atomically: a hard link, so that ``source`` stays in
+    place (``latest.*`` is complete at every moment, and readers of ``latest.json`` always find one)
+    until the new generation replaces it; a rename where the file system has no hard links."""
+    if target.exists() and os.path.samefile(source, target):  # already (a save whose sidecar was lost)
+        return
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # a kill leaves a swept temp file
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        os.replace(source, target)
+        return
+    os.replace(temporary, target)
+    temporary.unlink(missing_ok=True)  # rename() between two links of one file does nothing
 
 
 def read_checkpoint(tensor_path: str | os.PathLike, json_path: str | os.PathLike | None = None) -> Checkpoint:
@@ -319,8 +337,8 @@ def load_checkpoint(
 
     Without ``on_damaged`` a damaged generation raises :class:`~prunelab.store.DamagedFile`. With it,
     ``on_damaged(message)`` is called, the damaged generation is deleted (so that the next save cannot
-    rotate it over a good one) and the next older generation is tried; ``None`` then means "start
-    over". A JSON sidecar without its tensor file (a save interrupted while rotating) is ignored.
+    keep it as the previous one in place of a good one) and the next older generation is tried;
+    ``None`` then means "start over". A JSON sidecar without its tensor file is ignored.
     """
     damaged = False
     for generation in GENERATIONS:
