@@ -379,6 +379,8 @@ def test_runs_and_report_skip_a_damaged_summary_and_name_it(capsys, home, tmp_pa
     code, out, err = cli(capsys, "report", "--out", tmp_path / "report", "--json")
     assert code == 0, err
     assert f"skipping run {other['run_id']}" in err and json.loads(out)["rows"][0]["seeds"] == 1
+    code, out, err = cli(capsys, "results", "--kind", "train", "--json")
+    assert code == 0 and f"skipping run {other['run_id']}: summary.json is damaged" in err
     code, out, _ = cli(capsys, "show", other["run_id"])
     assert code == 0 and "status   damaged" in out and "summary.json: damaged" in out
     assert cli(capsys, "verify")[0] == 1

@@ -8,6 +8,7 @@ gives one row per level, and one per control of each level.
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,9 +18,11 @@ from typing import Any
 from prunelab.experiments.study import Point
 from prunelab.specs import ExperimentSpec, SpecError, apply_overrides, from_dict, semantic_dict
 from prunelab.specs.experiment import SECTIONS
-from prunelab.store import Run, RunStore
+from prunelab.store import DamagedFile, Run, RunStore
 
 __all__ = ["ResultTable", "point_results", "filtered_results"]
+
+log = logging.getLogger("prunelab")
 
 
 @dataclass
@@ -136,8 +139,13 @@ def filtered_results(store: RunStore, *, kind: str | None = None, where: Mapping
     for run in runs:
         try:
             spec = from_dict(ExperimentSpec, run.spec_data())
+            run.summary()
+        except DamagedFile as error:
+            log.warning("prunelab: warning: skipping run %s: %s is %s (`prunelab verify` checks the store)",
+                        run.run_id, error.path.name, error.problem)
+            continue
         except SpecError:
-            continue  # a run of a user's own model, or damaged: nothing to compare
+            continue  # a run of a user's own model: nothing to compare
         settings = _run_settings(run, spec)
         if all(_matches(spec, settings, key, value) for key, value in where.items()):
             chosen.append((run, settings))

@@ -21,7 +21,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from prunelab.store.atomic import read_json, verify_tensor_file
+from prunelab.store.atomic import verify_tensor_file
 from prunelab.store.integrity import DamagedFile
 from prunelab.store.runs import Run, RunBusy, RunStore, _release_removing
 
@@ -72,12 +72,10 @@ def check_run(run: Run, report: VerifyReport, *, check_spec: Callable[[dict[str,
                     damaged(DamagedFile(run.spec_path, f"damaged (not a valid spec: {error})"))
         except DamagedFile as error:
             damaged(error)
-    if run.stage_path.is_file():
-        try:
-            if not isinstance(read_json(run.stage_path), dict):
-                damaged(DamagedFile(run.stage_path, "damaged (not a JSON object)"))
-        except ValueError as error:
-            damaged(DamagedFile(run.stage_path, f"damaged ({error})"))
+    try:
+        run.stage_info()
+    except DamagedFile as error:
+        damaged(error)
     recorded: list[Path] = []
     if run.finished:
         try:

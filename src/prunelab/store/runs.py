@@ -79,7 +79,15 @@ class Run(RunLayout):
 
     def stage_info(self) -> dict[str, Any]:
         """What else names the stage (``stage.json``): density, branch arguments, a user model's class."""
-        return read_json(self.stage_path) if self.stage_path.is_file() else {}
+        if not self.stage_path.is_file():
+            return {}
+        try:
+            info = read_json(self.stage_path)
+        except ValueError as error:
+            raise DamagedFile(self.stage_path, f"damaged (not valid JSON: {error.__cause__ or error})") from error
+        if not isinstance(info, dict):
+            raise DamagedFile(self.stage_path, "damaged (not a JSON object)")
+        return info
 
     def spec_data(self) -> dict[str, Any]:
         """The run's stored spec as a mapping (``{}`` when it has none)."""

@@ -27,6 +27,7 @@ def _readable(run: Run) -> bool:
     try:
         run.summary()
         run.spec_data()
+        run.stage_info()
     except DamagedFile as error:
         skip_damaged(run, error)
         return False
