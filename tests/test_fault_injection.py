@@ -17,6 +17,7 @@ import random
 import signal
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -27,14 +28,17 @@ from prunelab.cli.main import main
 from prunelab.experiments.workbench import Workbench
 from prunelab.specs import load_spec
 
-SMALL = ["lottery", "--preset", "digits_lenet_300_100", "--model.name=lenet_32_16", "--train.steps=20it",
-         "--train.checkpoint_every=4it", "--levels", "1", "--controls", "reinit", "--no-progress", "--json"]
+# --workers 1: the trials run in the command's own process (the default executor would start a pool)
+SMALL = ["lottery", "--preset", "digits_lenet_300_100", "--model.name=lenet_32_16", "--train.steps=1ep",
+         "--train.checkpoint_every=4it", "--levels", "2", "--controls", "reinit", "--no-progress", "--json",
+         "--workers", "1"]
 LARGE = ["lottery", "--preset", "digits_lenet_300_100", "--train.steps=2ep", "--train.checkpoint_every=5it",
-         "--levels", "3", "--controls", "reinit,shuffle", "--no-progress", "--json"]
+         "--levels", "3", "--controls", "reinit,shuffle", "--no-progress", "--json", "--workers", "1"]
 VOLATILE = ("wall_seconds", "resumed_from")  # how long it took and where it resumed, not what it computed
 
 
 def _child(argv: list[str], log: str) -> None:
+    os.setpgrp()  # killed as a job: with any process it starts
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -52,7 +56,8 @@ def attempt(argv: list[str], home: Path, log: Path, kill_after: float | None) ->
     child.start()
     child.join(kill_after)
     if child.exitcode is None:
-        os.kill(child.pid, signal.SIGKILL)  # (it may finish in the meantime: then it was not killed)
+        with suppress(ProcessLookupError):  # (it may finish in the meantime: then it was not killed)
+            os.killpg(child.pid, signal.SIGKILL)
         child.join(60)
     killed = child.exitcode == -signal.SIGKILL
     assert killed or child.exitcode == 0, log.read_text()[-3000:]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prunelab import distributed
-from prunelab.store import Run, RunStore, verify_tensor_file
+from prunelab.store import Run, RunStore
 
 __all__ = ["run_stage"]
 
@@ -39,7 +39,7 @@ def run_stage(
     run = store.run(run_id)
     if run.finished:
         log.info("reusing finished run %s", run_id)
-        summary = _verified_summary(run)
+        summary = run.verified_summary()
         store.clear_stale_lock(run_id)  # left by a process killed between its summary and its unlock
         return summary
     summary = _run_body(store, run, spec_yaml, body, stage_info)
@@ -52,7 +52,7 @@ def _run_body(store: RunStore, run: Run, spec_yaml: str, body: Callable[[Run], d
     run_id = run.run_id
     with store.lock(run_id, on_wait=log.warning):
         if distributed.agree(run.finished):  # another process finished it while we waited
-            return _verified_summary(run)
+            return run.verified_summary()
         fresh = not run.path.exists()
         store.create(run_id, spec_yaml, extra=stage_info)
         started = time.perf_counter()
@@ -69,15 +69,6 @@ def _run_body(store: RunStore, run: Run, spec_yaml: str, body: Callable[[Run], d
         ordered.update({k: v for k, v in summary.items() if k not in ordered})
         run.write_summary(ordered)
         return ordered
-
-
-def _verified_summary(run: Run) -> dict[str, Any]:
-    """The summary of a finished run, after checking the files it hands on (mask and saved weights);
-    checkpoints are not needed any more and are left to ``prunelab verify``."""
-    summary = run.summary()
-    for path in run.recorded_files():
-        verify_tensor_file(path)
-    return summary
 
 
 def _remove_if_empty(run: Run) -> None:

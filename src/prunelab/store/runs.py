@@ -22,7 +22,7 @@ import yaml
 from filelock import FileLock, Timeout
 
 from prunelab import distributed
-from prunelab.store.atomic import atomic_write_json, atomic_write_text, load_tensors, read_json
+from prunelab.store.atomic import atomic_write_json, atomic_write_text, load_tensors, read_json, verify_tensor_file
 from prunelab.store.integrity import DamagedFile, owning_run
 from prunelab.store.layout import RunLayout
 from prunelab.store.summary import SUMMARY_KEYS, summary_problems
@@ -129,6 +129,16 @@ class Run(RunLayout):
         """The tensor files a finished run must hold: its mask and the weights of its recorded steps."""
         steps = self.recorded_steps()
         return [self.mask_path, *(self.weights_path(s) for s in steps)] if steps else []
+
+    def verified_summary(self) -> dict[str, Any]:
+        """The summary of a finished run, after checking the files it hands on (its mask and recorded
+        weights) against their checksums: what every reuse of a finished run goes through, so that a
+        damaged result is an error naming the file, never reused. (Checkpoints are not needed any more
+        and are left to ``prunelab verify``.)"""
+        summary = self.summary()
+        for path in self.recorded_files():
+            verify_tensor_file(path)
+        return summary
 
     def load_weights(self, step: int | None = None) -> dict[str, torch.Tensor]:
         """The weights saved at ``step`` (default: the final step), checked against their checksum."""
