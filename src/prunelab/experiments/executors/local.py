@@ -46,16 +46,18 @@ def default_workers() -> int:
     return len(visible_gpus()) or available_cores()
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(driver: int) -> None:
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):  # no prctl: the worker then ends when its queue closes
             pass
+    if os.getppid() != driver:  # the driver died while this worker was starting, before the signal was armed
+        os._exit(1)
 
 
-def _init_worker(threads: int, devices: Any) -> None:
-    _die_with_parent()
+def _init_worker(driver: int, threads: int, devices: Any) -> None:
+    _die_with_parent(driver)
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())
     import torch
@@ -87,7 +89,7 @@ class LocalExecutor(Executor):
             for i in range(self.workers):
                 devices.put(self.gpus[i % len(self.gpus)])
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_init_worker,
-                                   initargs=(self.threads, devices))
+                                   initargs=(os.getpid(), self.threads, devices))
 
     def submit(self, unit: dict[str, Any]) -> Future:
         if self._pool is None:
