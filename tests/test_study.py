@@ -134,3 +134,18 @@ def test_results_average_the_seeds_of_each_grid_point(study_file, home, capsys):
     assert " ± " in out and out.count("\n") == 3  # one group of two seeds: header, rule, row
     assert main(["results", "--kind", "prune", "--where", "prune.strategy=synflow"]) == 1
     assert "no finished runs match --kind prune --where prune.strategy=synflow" in capsys.readouterr().err
+
+
+def test_a_worker_whose_driver_is_gone_exits_at_once():
+    """A local worker arms PR_SET_PDEATHSIG when it starts; if the driver died before that, the signal
+    would never come, so the worker checks its parent and leaves."""
+    import subprocess
+    import sys
+
+    code = "from prunelab.experiments.executors.local import _die_with_parent; _die_with_parent(1); print('stayed')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "stayed" not in done.stdout
+    same = subprocess.run([sys.executable, "-c", "import os; from prunelab.experiments.executors.local import "
+                           "_die_with_parent; _die_with_parent(os.getppid()); print('stayed')"],
+                          capture_output=True, text=True, timeout=120)
+    assert same.returncode == 0 and "stayed" in same.stdout
