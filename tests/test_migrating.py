@@ -87,8 +87,8 @@ def guide_entries() -> list[Entry]:
     for index, marker in enumerate(markers):
         end = markers[index + 1].start() if index + 1 < len(markers) else len(text)
         chunk = text[marker.end():end].split("\n## ", 1)[0]
-        section = re.findall(r"^## (.+)$", text[:marker.start()], re.M)[-1]
-        blocks = re.findall(r"^```(\w+)[^\n]*\n(.*?)^```", chunk, re.S | re.M)
+        section = re.findall(r"^## (.+)$", text[:marker.start()], re.MULTILINE)[-1]
+        blocks = re.findall(r"^```(\w+)[^\n]*\n(.*?)^```", chunk, re.DOTALL | re.MULTILINE)
         assert blocks and blocks[0][0] == "text", f"{marker.group(1)}: the reference command comes first, as text"
         entries.append(Entry(marker.group(1), section, _joined_lines(blocks[0][1]),
                              [(lang, code) for lang, code in blocks[1:] if lang in ("bash", "python")],
@@ -221,6 +221,17 @@ def _run_python(code: str, entry: str) -> None:
     namespace: dict = {"__name__": "__migrating__"}
     exec(compile(code, f"migrating.md:{entry}", "exec"), namespace)
     assert len(namespace["result"].levels) == 2  # the dense level and one pruned level
+
+
+def test_the_experiment_files_the_notes_name_plan_their_trials(capsys, home):
+    """The notes' ``prunelab run configs/...`` commands (one grid point or a whole grid) resolve: a dry run."""
+    commands = re.findall(r"`prunelab (run configs/[^`]+)`", GUIDE.read_text(encoding="utf-8"))
+    assert len(commands) >= 9
+    for command in commands:
+        argv = shlex.split(command)
+        argv[1] = str(ROOT / argv[1])
+        assert main([*argv, "--dry-run", "--json"]) == 0, command
+        assert json.loads(capsys.readouterr().out), command
 
 
 @pytest.fixture
