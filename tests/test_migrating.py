@@ -74,6 +74,7 @@ class Entry:
     theirs: list[str]
     ours: list[tuple[str, str]]  # (language, code)
     without_equivalent: bool
+    notes: str
 
 
 def _joined_lines(code: str) -> list[str]:
@@ -92,7 +93,7 @@ def guide_entries() -> list[Entry]:
         assert blocks and blocks[0][0] == "text", f"{marker.group(1)}: the reference command comes first, as text"
         entries.append(Entry(marker.group(1), section, _joined_lines(blocks[0][1]),
                              [(lang, code) for lang, code in blocks[1:] if lang in ("bash", "python")],
-                             bool(marker.group(2))))
+                             bool(marker.group(2)), chunk))
     return entries
 
 
@@ -193,6 +194,9 @@ class Shell:
         if argv[0] == "results":
             assert result["rows"] and result["found"] == result["total"], entry
             return
+        if "--dry-run" in argv:  # a note's claim that an experiment-file command is the run just made
+            assert result and {row["state"] for row in result} == {"stored"}, f"{entry}: {result}"
+            return
         if argv[0] == "run" and isinstance(result, list) and result and "experiment" in result[0]:
             assert {row["experiment"] for row in result} >= {"conv6_lambda", "conv6_weights"}, entry
             return
@@ -212,6 +216,8 @@ def _run_section(section: str, capsys, home: Path) -> None:
                     shell.run(line, entry.id)
             else:
                 _run_python(code, entry.id)
+        for same in re.findall(r"`prunelab (run configs/[^`]+)` is the same run", entry.notes):
+            shell.run(f"prunelab {same} --dry-run", entry.id)
 
 
 def _run_python(code: str, entry: str) -> None:
