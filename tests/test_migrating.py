@@ -229,6 +229,20 @@ def _run_python(code: str, entry: str) -> None:
     assert len(namespace["result"].levels) == 2  # the dense level and one pruned level
 
 
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_guide_links_resolve():
+    for page, anchor in re.findall(r"\]\(([\w./]*?\.md)?#([\w-]+)\)", GUIDE.read_text(encoding="utf-8")):
+        target = (GUIDE.parent / page) if page else GUIDE
+        headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), re.MULTILINE)
+        assert anchor in {_slug(h) for h in headings}, f"{page or 'migrating.md'}#{anchor}"
+    for page in re.findall(r"\]\(([\w./]+\.md)\)", GUIDE.read_text(encoding="utf-8")):
+        assert (GUIDE.parent / page).is_file(), page
+
+
 def test_the_experiment_files_the_notes_name_plan_their_trials(capsys, home):
     """The notes' ``prunelab run configs/...`` commands (one grid point or a whole grid) resolve: a dry run."""
     commands = re.findall(r"`prunelab (run configs/[^`]+)`", GUIDE.read_text(encoding="utf-8"))
