@@ -260,7 +260,8 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize("section", list(EXPECTED_COMMANDS))
+@pytest.mark.parametrize("section", list(EXPECTED_COMMANDS), ids=["random_pruning_ntk", "ntk_sap", "missing_the_mark",
+                                                                 "iterand", "lth"])
 def test_translated_commands_run(section, workdir, capsys, home):
     """One codebase's commands in document order (the branches need the parent trained before them)."""
     _run_section(section, capsys, home)
