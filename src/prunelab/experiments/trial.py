@@ -30,6 +30,7 @@ from prunelab.experiments.train import run_train, train_run_id
 from prunelab.pruning.base import get_strategy
 from prunelab.specs import ExperimentSpec, SpecError, from_dict, to_dict
 from prunelab.specs.base import check_choice
+from prunelab.steps import parse_step, to_iterations
 from prunelab.store import RunStore
 
 __all__ = ["KINDS", "KIND_ARGUMENTS", "Trial", "trial_run_id"]
@@ -173,8 +174,13 @@ class Trial:
         if not run.finished:
             return False
         if self.kind == "lottery" and self.level is None:
-            summary = run.summary()
-            return len(summary.get("levels", [])) >= self.levels + 1 and set(self.controls) <= set(summary.get("controls", []))
+            rows = {row["level"]: row for row in run.summary().get("levels", [])}
+            return all(level in rows and (level == 0 or all(c in rows[level] for c in self.controls))
+                       for level in range(self.levels + 1))
+        if self.kind == "lottery" and self.level == 0 and parse_step(self.spec.prune.rewind).to_iterations(1):
+            summary = run.summary()  # level 0 is the train run: stored once it holds the rewind step's weights
+            rewind = to_iterations(self.spec.prune.rewind, summary.get("iterations_per_epoch") or 1)
+            return rewind in (summary.get("saved_steps") or ())
         return True
 
     def state(self, store: RunStore) -> str:
