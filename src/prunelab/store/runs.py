@@ -265,6 +265,16 @@ class RunStore:
         raise RunNotFound(f"{ref!r} matches several runs ({names}); give more characters")
 
 
+    def linked(self, run: Run) -> list[Run]:
+        """The runs that ``run`` uses as its stages but that live elsewhere (a lottery's level 0: its spec's
+        train run, shared with others); they are not part of ``run``, so removing ``run`` keeps them."""
+        found = []
+        for owner in (run, *self.stages(run)):
+            for target in (owner.stage_info().get("stages") or {}).values():
+                if isinstance(target, str) and self.run(target).path.is_dir():
+                    found.append(self.run(target))
+        return found
+
     def _pointed(self, ref: str) -> Run | None:
         """A stage kept elsewhere: ``<parent>/<stage>`` named by the parent's ``stage.json`` ``stages``
         entry (a lottery's level 0 is its spec's train run)."""
