@@ -24,7 +24,7 @@ from prunelab.steps import to_iterations
 from prunelab.store import Run, RunLayout, RunStore
 from prunelab.training import CheckpointError
 
-__all__ = ["train_run_id", "run_train"]
+__all__ = ["train_run_id", "run_train", "missing_steps"]
 
 log = logging.getLogger("prunelab")
 
@@ -61,13 +61,19 @@ def run_train(spec: ExperimentSpec, *, store: RunStore | None = None,
     # run never inherit pruning options from whichever command happened to create it.
     run_id = train_run_id(spec)
     summary = run_stage(store, run_id, spec_to_yaml(spec, "train"), body)
-    wanted = {*spec.train.save_steps, *extra}
-    if wanted:
-        ipe = summary.get("iterations_per_epoch") or Workbench.from_spec(spec).iterations_per_epoch
-        steps = sorted({to_iterations(s, ipe) for s in wanted})
-        if not set(steps) <= set(summary.get("saved_steps") or ()):
-            summary = _add_saved_steps(store, spec, store.run(run_id), steps)
+    if missing_steps(summary, spec, extra):
+        summary = _add_saved_steps(store, spec, store.run(run_id), missing_steps(summary, spec, extra))
     return summary
+
+
+def missing_steps(summary: dict[str, Any], spec: ExperimentSpec, save_steps: Iterable[int | str] = ()) -> list[int]:
+    """The steps of ``spec.train.save_steps`` and ``save_steps`` whose weights the finished train run with
+    ``summary`` has not saved (in iterations)."""
+    wanted = {*spec.train.save_steps, *save_steps}
+    if not wanted:
+        return []
+    ipe = summary.get("iterations_per_epoch") or Workbench.from_spec(spec).iterations_per_epoch
+    return sorted({to_iterations(s, ipe) for s in wanted} - set(summary.get("saved_steps") or ()))
 
 
 def _add_saved_steps(store: RunStore, spec: ExperimentSpec, run: Run, steps: list[int]) -> dict[str, Any]:

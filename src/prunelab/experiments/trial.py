@@ -26,11 +26,10 @@ from prunelab.experiments.lottery import (
 from prunelab.experiments.prune_init import EXPERIMENTS, prune_run_id, run_prune
 from prunelab.experiments.scoring import split_strategy_name
 from prunelab.experiments.supermask import check_supermask_spec, run_supermask, supermask_run_id
-from prunelab.experiments.train import run_train, train_run_id
+from prunelab.experiments.train import missing_steps, run_train, train_run_id
 from prunelab.pruning.base import get_strategy
 from prunelab.specs import ExperimentSpec, SpecError, from_dict, to_dict
 from prunelab.specs.base import check_choice
-from prunelab.steps import parse_step, to_iterations
 from prunelab.store import RunStore
 
 __all__ = ["KINDS", "KIND_ARGUMENTS", "Trial", "trial_run_id"]
@@ -177,10 +176,10 @@ class Trial:
             rows = {row["level"]: row for row in run.summary().get("levels", [])}
             return all(level in rows and (level == 0 or all(c in rows[level] for c in self.controls))
                        for level in range(self.levels + 1))
-        if self.kind == "lottery" and self.level == 0 and parse_step(self.spec.prune.rewind).to_iterations(1):
-            summary = run.summary()  # level 0 is the train run: stored once it holds the rewind step's weights
-            rewind = to_iterations(self.spec.prune.rewind, summary.get("iterations_per_epoch") or 1)
-            return rewind in (summary.get("saved_steps") or ())
+        if self.kind == "train" or (self.kind == "lottery" and self.level == 0 and self.control is None):
+            # a train run (a lottery's level 0 is one) is stored once it holds every step asked for
+            extra = (self.spec.prune.rewind,) if self.kind == "lottery" else ()
+            return not missing_steps(run.summary(), self.spec, extra)
         return True
 
     def state(self, store: RunStore) -> str:
