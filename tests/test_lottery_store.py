@@ -109,6 +109,13 @@ def test_a_lottery_after_train_of_the_same_spec_trains_level_0_zero_times(tmp_pa
     assert store.find(f"{lottery['run_id']}/level_0").run_id == dense["run_id"]
 
 
+def test_report_averages_lotteries_of_two_seeds_whose_level_0s_are_different_train_runs(tmp_path):
+    store = RunStore(tmp_path / "store")
+    runs = [store.run(run_lottery(make_spec().with_seed(seed), 1, store=store)["run_id"]) for seed in (1, 2)]
+    assert pointer(store, runs[0].run_id) != pointer(store, runs[1].run_id)
+    assert {p["method"] for p in collect_points(runs)} == {"IMP"}  # replicates, not "[config N]"
+
+
 def test_lotteries_that_differ_only_in_pruning_settings_share_level_0(tmp_path, trainings):
     store = RunStore(tmp_path / "store")
     first = run_lottery(make_spec(), 1, store=store)
