@@ -217,3 +217,16 @@ def test_gc_removes_the_scratch_of_an_interrupted_recomputation(tmp_path):
     removals, _ = collect_garbage(store, older_than=3600)
     assert [r.what for r in removals] == ["interrupted recomputation"] and not run.more_steps_dir.exists()
     assert run.verified_summary() == dense
+
+
+def test_a_study_with_train_and_a_rewind_lottery_of_one_spec_trains_the_dense_run_once(tmp_path, trainings):
+    from prunelab.experiments.study import Study
+
+    store = RunStore(tmp_path / "store")
+    spec = make_spec(**{"prune.rewind": "5it"})
+    study = Study([Trial("train", spec), Trial("lottery", spec, levels=1),
+                   Trial("lottery", make_spec(**{"prune.rewind": "7it"}), levels=1)], store)
+    assert study.run(progress=False).ok
+    train_id = train_run_id(spec)
+    assert [run_id for run_id, _ in trainings].count(train_id) == 1, "the rewind steps are saved while training"
+    assert store.run(train_id).summary()["saved_steps"] == [0, 5, 7, 12]
