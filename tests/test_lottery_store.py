@@ -230,3 +230,36 @@ def test_a_study_with_train_and_a_rewind_lottery_of_one_spec_trains_the_dense_ru
     train_id = train_run_id(spec)
     assert [run_id for run_id, _ in trainings].count(train_id) == 1, "the rewind steps are saved while training"
     assert store.run(train_id).summary()["saved_steps"] == [0, 5, 7, 12]
+
+
+def test_an_interrupted_recomputation_of_a_step_resumes_and_leaves_nothing_behind(tmp_path, monkeypatch, capfd):
+    from prunelab.training.loop import TrainingLoop
+
+    store = RunStore(tmp_path / "store")
+    spec = make_spec(**{"train.checkpoint_every": "2it"})
+    dense = run_train(spec, store=store)
+    original = TrainingLoop._save_checkpoint
+    crash = {"armed": True}
+
+    def save_then_crash(self, step):
+        original(self, step)
+        if crash["armed"] and self.checkpoint_dir.parent.name == ".more_steps" and step == 4:
+            raise RuntimeError("simulated interruption")
+
+    monkeypatch.setattr(TrainingLoop, "_save_checkpoint", save_then_crash)
+    asked = make_spec(**{"train.checkpoint_every": "2it", "train.save_steps": ["7it"]})
+    with pytest.raises(RuntimeError, match="simulated"):
+        run_train(asked, store=store)
+    run = store.run(dense["run_id"])
+    assert run.verified_summary() == dense, "the finished run is untouched while its step is recomputed"
+    assert (run.more_steps_dir / "checkpoints" / "latest.json").is_file()
+    crash["armed"] = False
+    capfd.readouterr()
+    summary = run_train(asked, store=store)
+    assert "resuming from the checkpoint at step 4/7" in capfd.readouterr().err
+    assert summary["saved_steps"] == [0, 7, 12] and not run.more_steps_dir.exists()
+    reference_store = RunStore(tmp_path / "reference")
+    reference_store_run = reference_store.run(run_train(asked, store=reference_store)["run_id"])
+    expected = load_file(str(reference_store_run.weights_path(7)))
+    assert all(torch.equal(load_file(str(run.weights_path(7)))[k], v) for k, v in expected.items())
+    assert not list(store.root.rglob("*.lock")) and not list(store.root.rglob("*.tmp"))
