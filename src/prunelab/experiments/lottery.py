@@ -103,7 +103,9 @@ class DenseRun(Protocol):
     """Where a lottery's level 0 lives: the dense network trained from step 0, with the weights of the
     lottery's rewind step saved."""
 
-    run_id: str | None  # its run in the store (None: the lottery's own stage level_0)
+    @property
+    def run_id(self) -> str | None:
+        """Its run in the store (None: the lottery's own stage ``level_0``)."""
 
     def stage(self) -> StageResult: ...
 
@@ -162,8 +164,9 @@ class Lottery:
         self._yaml = spec_to_yaml(spec, "lottery")
         self._rewind: dict[str, torch.Tensor] | None = None
         self._check_strategy()
-        own = dense is None or place.finished("level_0")  # (stored before level 0 was shared: stays its own)
-        self.dense: DenseRun = _OwnStage(self) if own else dense
+        if dense is None or place.finished("level_0"):  # (stored before level 0 was shared: stays its own)
+            dense = _OwnStage(self)
+        self.dense: DenseRun = dense
 
     def _check_strategy(self) -> None:
         """Fail before any training on a strategy the level step cannot use."""
