@@ -262,3 +262,16 @@ def test_an_interrupted_recomputation_of_a_step_resumes_and_leaves_nothing_behin
     expected = load_file(str(reference_store_run.weights_path(7)))
     assert all(torch.equal(load_file(str(run.weights_path(7)))[k], v) for k, v in expected.items())
     assert not list(store.root.rglob("*.lock")) and not list(store.root.rglob("*.tmp"))
+
+
+def test_a_study_reusing_a_stored_run_removes_the_lock_file_a_killed_process_left(tmp_path):
+    from prunelab.experiments.study import Study
+
+    store = RunStore(tmp_path / "store")
+    spec = make_spec()
+    dense = run_train(spec, store=store)
+    stale = store.lock_path(dense["run_id"])
+    stale.touch()  # killed after writing its summary, before unlocking: the kernel freed the lock, the file stays
+    result = Study([Trial("train", spec)], store).run(progress=False)
+    assert [o.status for o in result.outcomes] == ["stored"]
+    assert not stale.exists()

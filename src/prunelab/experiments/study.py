@@ -213,6 +213,7 @@ class Study:
                 if entry.requested:
                     log.info("reusing finished run %s", run_id)
                 outcomes[run_id] = self._outcome(entry, "stored", summary=self.store.run(run_id).verified_summary())
+                self.store.clear_stale_lock(run_id)  # left by a process killed between its summary and its unlock
         depth = self._depths()
         order = {run_id: i for i, run_id in enumerate(self.entries)}
         waiting = {rid: {n for n in self.entries[rid].needs if n in pending} for rid in pending}
