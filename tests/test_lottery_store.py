@@ -275,3 +275,19 @@ def test_a_study_reusing_a_stored_run_removes_the_lock_file_a_killed_process_lef
     result = Study([Trial("train", spec)], store).run(progress=False)
     assert [o.status for o in result.outcomes] == ["stored"]
     assert not stale.exists()
+
+
+def test_a_lottery_stored_with_its_own_level_0_keeps_using_it(tmp_path, trainings):
+    import shutil
+
+    store = RunStore(tmp_path / "store")
+    spec = make_spec()
+    first = run_lottery(spec, 1, store=store)
+    lottery, train = store.run(first["run_id"]), store.run(pointer(store, first["run_id"]))
+    shutil.move(train.path, lottery.path / "level_0")  # the layout before level 0 was the train run
+    lottery.stage_path.unlink()
+    trainings.clear()
+    second = run_lottery(spec, 2, store=store)
+    assert trainings == [(f"{first['run_id']}/level_2", None)]
+    assert second["levels"][:2] == first["levels"]
+    assert not train.path.exists() and not lottery.stage_path.exists()
