@@ -291,3 +291,20 @@ def test_a_lottery_stored_with_its_own_level_0_keeps_using_it(tmp_path, training
     assert trainings == [(f"{first['run_id']}/level_2", None)]
     assert [row["test_accuracy"] for row in second["levels"][:2]] == [row["test_accuracy"] for row in first["levels"]]
     assert not train.path.exists() and not lottery.stage_path.exists()
+
+
+def test_a_recomputation_resumed_past_a_step_now_wanted_starts_over(tmp_path):
+    store = RunStore(tmp_path / "store")
+    spec = make_spec(**{"train.checkpoint_every": "2it"})
+    run = store.run(run_train(spec, store=store)["run_id"])
+    # a killed attempt at step 10 left a scratch checkpoint at step 8; step 3 is asked for now, with step 10
+    bench = Workbench.from_spec(spec)
+    scratch = type(run)(run.more_steps_dir, run.run_id)
+    bench.train(bench.new_model(), scratch, save_steps=(10,), stop_step=8)
+    summary = run_train(make_spec(**{"train.checkpoint_every": "2it", "train.save_steps": ["3it", "10it"]}), store=store)
+    assert summary["saved_steps"] == [0, 3, 10, 12] and not run.more_steps_dir.exists()
+    reference = RunStore(tmp_path / "reference")
+    expected = reference.run(run_train(make_spec(**{"train.save_steps": ["3it", "10it"]}), store=reference)["run_id"])
+    for step in (3, 10):
+        want = load_file(str(expected.weights_path(step)))
+        assert all(torch.equal(load_file(str(run.weights_path(step)))[k], v) for k, v in want.items()), step

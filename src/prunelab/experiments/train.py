@@ -61,8 +61,9 @@ def run_train(spec: ExperimentSpec, *, store: RunStore | None = None,
     # run never inherit pruning options from whichever command happened to create it.
     run_id = train_run_id(spec)
     summary = run_stage(store, run_id, spec_to_yaml(spec, "train"), body)
-    if missing_steps(summary, spec, extra):
-        summary = _add_saved_steps(store, spec, store.run(run_id), missing_steps(summary, spec, extra))
+    missing = missing_steps(summary, spec, extra)
+    if missing:
+        summary = _add_saved_steps(store, spec, store.run(run_id), missing)
     return summary
 
 
@@ -88,20 +89,25 @@ def _add_saved_steps(store: RunStore, spec: ExperimentSpec, run: Run, steps: lis
         log.info("run %s did not save the weights of step(s) %s: recomputing them", run.run_id,
                  ", ".join(f"{s}it" for s in missing))
         scratch = RunLayout(run.more_steps_dir)
-        bench = Workbench.from_spec(spec)
-        if any(not run.weights_path(s).is_file() for s in missing):
+        todo = [s for s in missing if not run.weights_path(s).is_file()]  # (a killed attempt may have moved some)
+        if todo:
+            bench = Workbench.from_spec(spec)
+
+            def recompute() -> None:
+                bench.train(bench.new_model(), Run(scratch.path, run.run_id), save_steps=tuple(todo), stop_step=todo[-1])
+
             try:
-                bench.train(bench.new_model(), Run(scratch.path, run.run_id), save_steps=tuple(missing),
-                            stop_step=missing[-1])
-            except CheckpointError:  # an earlier attempt's scratch checkpoint is past the steps wanted now
+                recompute()
+                usable = all(scratch.weights_path(s).is_file() for s in todo)
+            except CheckpointError:
+                usable = False
+            if not usable:  # an earlier attempt's scratch checkpoint was past some of the steps wanted now
                 shutil.rmtree(scratch.path, ignore_errors=True)
-                bench.train(bench.new_model(), Run(scratch.path, run.run_id), save_steps=tuple(missing),
-                            stop_step=missing[-1])
+                recompute()
         if distributed.is_writer():
-            for step in missing:
-                if not run.weights_path(step).is_file():  # (a killed earlier attempt may have moved it already)
-                    run.weights_dir.mkdir(parents=True, exist_ok=True)
-                    os.replace(scratch.weights_path(step), run.weights_path(step))
+            run.weights_dir.mkdir(parents=True, exist_ok=True)
+            for step in todo:
+                os.replace(scratch.weights_path(step), run.weights_path(step))
             summary = {**summary, "saved_steps": sorted({*(summary.get("saved_steps") or ()), *missing})}
             run.write_summary(summary)
             shutil.rmtree(scratch.path, ignore_errors=True)
