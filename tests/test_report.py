@@ -53,7 +53,7 @@ dense:
   grid: {seed: [1, 2]}
 """
 EXPERIMENTS = ("pai", "lottery", "masks", "dense")
-ALL_FIGURES = ["accuracy_vs_density.png", "layer_densities.png", "lottery_levels.png", "supermask_density.png"]
+ALL_FIGURES = ["accuracy_vs_density.png", "lottery_levels.png", "supermask_density.png", "layer_densities.png"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -206,15 +206,11 @@ class ReportFigure:
 
 
 def standard_figures(points: Sequence[dict[str, Any]], title: str = "") -> list[ReportFigure]:
-    """The figures a set of runs calls for: accuracy against density over every network; the per-layer
-    densities of the masks; when there are lotteries, their levels with the controls; when there are
-    supermasks, their density sweep beside the dense baseline."""
+    """The figures a set of runs calls for: accuracy against density over every network; when there are
+    lotteries, their levels with the controls; when there are supermasks, their density sweep beside the
+    dense baseline; the per-layer densities of the masks."""
     figures = [ReportFigure("accuracy_vs_density.png", "Test accuracy against density, every method "
                             "(mean ± std over seeds)", png_bytes(accuracy_vs_density_figure(aggregate(points), title)))]
-    layers = layer_densities_figure(points)
-    if layers is not None:
-        figures.append(ReportFigure("layer_densities.png", "Per-layer density of the masks (mean over seeds)",
-                                    png_bytes(layers)))
     lottery = lottery_levels_figure(points, title)
     if lottery is not None:
         figures.append(ReportFigure("lottery_levels.png", "Lottery tickets: test accuracy per level, with the "
@@ -224,6 +220,10 @@ def standard_figures(points: Sequence[dict[str, Any]], title: str = "") -> list[
         figures.append(ReportFigure("supermask_density.png", "Supermasks: test accuracy against density, "
                                     "edge-popup and IteRand beside the dense network (mean ± std over seeds)",
                                     png_bytes(supermask)))
+    layers = layer_densities_figure(points)
+    if layers is not None:
+        figures.append(ReportFigure("layer_densities.png", "Per-layer density of the masks (mean over seeds)",
+                                    png_bytes(layers)))
     return figures
 
 

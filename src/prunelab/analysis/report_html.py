@@ -63,10 +63,15 @@ def render_report_html(*, title: str, figures: Sequence[ReportFigure], rows: Seq
     for run in runs:
         networks = by_run.get(run.run_id, [])
         first = networks[0] if networks else {}
+        if len(networks) == 1:
+            outline = f"density {format_cell(first['density'])} · test accuracy {format_cell(first['test_accuracy'])}"
+        else:
+            outline = f"{len(networks)} networks"
         run_entries.append({
             "run_id": run.run_id,
             "method": first.get("method", run.kind),
             "seed": first.get("seed", "-"),
+            "outline": outline,
             "networks": [[_cell(network.get(column)) for column in NETWORK_COLUMNS] for network in networks],
             "spec": run.spec_path.read_text(encoding="utf-8") if run.spec_path.is_file() else "(no spec.yaml)",
         })
