@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prunelab.analysis.report import aggregate, collect_points, standard_figures
+from prunelab.analysis.report import aggregate, collect_points, report_table, standard_figures
 from prunelab.analysis.report_export import require_parquet, write_csv, write_parquet
 from prunelab.analysis.report_html import render_report_html
 from prunelab.experiments.experiment_file import ExperimentFile
@@ -50,6 +50,10 @@ class Report:
     html: Path | None = None
     csv: Path | None = None
     parquet: Path | None = None
+
+    def table(self) -> str:
+        """The rows as the command line prints them."""
+        return report_table(self.rows)
 
     @property
     def files(self) -> list[Path]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prunelab.analysis.report import report_table
 from prunelab.cli.common import print_json
 from prunelab.experiments.report import DEFAULT_FORMATS, FORMATS, parse_formats, select_runs, write_report
 from prunelab.store import RunStore
@@ -65,7 +64,7 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
                     **{key: str(path) if path else None
                        for key, path in (("html", report.html), ("csv", report.csv), ("parquet", report.parquet))}})
     else:
-        print(report_table(report.rows))
+        print(report.table())
         if report.files:
             print("\nwritten:\n" + "\n".join(f"  {path}" for path in report.files))
     return 0
