@@ -312,3 +312,23 @@ def test_chromium_renders_the_page_without_errors_and_every_figure_loads(study, 
                        .replace("</body>", "<script>notAFunction();</script></body>"))
     found = render_in_chromium(damaged, tmp_path)
     assert found["broken"] == "1" and "notAFunction" in found["errors"]
+
+
+def test_a_damaged_lottery_stage_is_named_and_its_level_still_reported(store, tmp_path, capsys):
+    lottery = next(p for p in sorted(store.iterdir()) if p.name.startswith("lottery-"))
+    (lottery / "level_1" / "summary.json").write_text("{not json")
+    code, out, err = cli(capsys, "report", "--home", store, "--out", tmp_path / "r", "--kind", "lottery", "--csv")
+    assert code == 0, err
+    assert f"run {lottery.name}/level_1: summary.json is damaged" in err
+    with open(tmp_path / "r" / "metrics.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["run_id"] == lottery.name]
+    level = json.loads((lottery / "summary.json").read_text())["levels"][1]
+    assert [float(row["test_accuracy"]) for row in rows if row["level"] == "1" and not row["control"]] == [
+        level["test_accuracy"]]
+
+
+def test_kind_with_run_ids_is_an_error(study, tmp_path, capsys):
+    run_id = next(p.name for p in sorted(study[1].iterdir()) if p.name.startswith("prune-"))
+    code, out, err = cli(capsys, "report", run_id, "--kind", "prune", "--home", study[1], "--out", tmp_path / "r")
+    assert code == 2 and out == "" and "--kind chooses among all runs or a study's" in err
+    assert not (tmp_path / "r").exists()
