@@ -23,33 +23,36 @@ from prunelab.analysis.report_export import EXPORT_COLUMNS
 from prunelab.cli.main import main
 
 STUDY = """
-common: &common
-  preset: digits_lenet_300_100
-  model: {name: lenet_32_16}
-  train: {steps: 20it, eval_every: none}
 pai:
-  <<: *common
   kind: prune
+  preset: digits_lenet_300_100
+  model: &model {name: lenet_32_16}
+  train: &train {steps: 20it, eval_every: none}
   density: 0.5
   grid:
     prune.strategy: [magnitude, synflow]
     seed: [1, 2]
 lottery:
-  <<: *common
   kind: lottery
+  preset: digits_lenet_300_100
+  model: *model
+  train: *train
   levels: 1
   controls: [reinit]
   grid: {seed: [1, 2]}
 masks:
-  <<: *common
   kind: supermask
   preset: digits_lenet_300_100_supermask
+  model: *model
+  train: *train
   grid:
     supermask.method: [edge-popup, iterand]
     seed: [1, 2]
 dense:
-  <<: *common
   kind: train
+  preset: digits_lenet_300_100
+  model: *model
+  train: *train
   grid: {seed: [1, 2]}
 """
 EXPERIMENTS = ("pai", "lottery", "masks", "dense")
@@ -104,7 +107,8 @@ class _Page(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        self.urls += [attrs[key] for key in ("src", "href") if key in attrs and not attrs[key].startswith(("#", "data:"))]
+        links = [attrs[key] for key in ("src", "href") if key in attrs]
+        self.urls += [link for link in links if not link.startswith(("#", "data:"))]
         if tag == "img":
             self.images.append(attrs["src"])
         elif tag == "details":
@@ -200,7 +204,11 @@ def test_the_csv_has_one_row_per_network(study, tmp_path, capsys):
         assert json.loads(mine[("level_1", "")]["layer_densities"]) == stage["layer_densities"]
     prunes = [row for row in rows if row["kind"] == "prune"]
     assert sorted((row["strategy"], row["seed"]) for row in prunes) == [
-        ("magnitude", "1"), ("magnitude", "2"), ("synflow", "1"), ("synflow", "2")]
+        ("magnitude", "1"),
+        ("magnitude", "2"),
+        ("synflow", "1"),
+        ("synflow", "2"),
+    ]
     assert all(row["target_density"] == "0.5" and float(row["density"]) <= 1 for row in prunes)
     masks = {row["method"] for row in rows if row["kind"] == "supermask"}
     assert masks == {"edge-popup", "iterand (lambda=0.1)"}
@@ -249,6 +257,9 @@ def test_a_study_file_chooses_its_experiments_runs_and_figures(study, tmp_path, 
     assert {row["method"] for row in report["rows"]} == {"edge-popup", "iterand (lambda=0.1)", "train"}
     assert "supermask_density.png" in {Path(p).name for p in report["plots"]}
     assert "lottery_levels.png" not in {Path(p).name for p in report["plots"]}
+    everything = report_json(capsys, home, tmp_path / "all", file)  # no names: every experiment of the file
+    assert sorted(Path(p).name for p in everything["plots"]) == sorted(ALL_FIGURES)
+    assert sum(row["seeds"] for row in everything["rows"]) == 16
     # an experiment none of whose trials is stored: a warning for it, then the one-line error
     bigger = tmp_path / "bigger.yaml"
     data = yaml.safe_load(STUDY)
@@ -270,7 +281,10 @@ window.addEventListener("error", function (event) {
   window.__errors.push(String(event.message || (event.target && (event.target.src || event.target.tagName))));
 }, true);
 var __consoleError = console.error;
-console.error = function () { window.__errors.push(Array.prototype.join.call(arguments, " ")); __consoleError.apply(console, arguments); };
+console.error = function () {
+  window.__errors.push(Array.prototype.join.call(arguments, " "));
+  __consoleError.apply(console, arguments);
+};
 window.addEventListener("load", function () {
   var images = Array.prototype.slice.call(document.images);
   var broken = images.filter(function (img) { return !img.complete || img.naturalWidth === 0; });
@@ -286,9 +300,20 @@ def render_in_chromium(page: Path, tmp_path: Path) -> dict[str, str]:
     checked = page.with_name(f"checked-{page.name}")
     checked.write_text(page.read_text(encoding="utf-8").replace("<head>", "<head>\n" + CHECK, 1), encoding="utf-8")
     done = subprocess.run(
-        ["chromium", "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--virtual-time-budget=10000",
-         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--dump-dom", checked.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            "chromium",
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--no-first-run",
+            "--virtual-time-budget=10000",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--dump-dom",
+            checked.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     body = re.search(r"<body([^>]*)>", done.stdout)
@@ -308,8 +333,11 @@ def test_chromium_renders_the_page_without_errors_and_every_figure_loads(study, 
     # the check sees what it is there for: a damaged figure and a script error
     page = (out / "report.html").read_text()
     damaged = out / "damaged.html"
-    damaged.write_text(page.replace("data:image/png;base64,", "data:image/png;base64,AAAA", 1)
-                       .replace("</body>", "<script>notAFunction();</script></body>"))
+    damaged.write_text(
+        page.replace("data:image/png;base64,", "data:image/png;base64,AAAA", 1).replace(
+            "</body>", "<script>notAFunction();</script></body>"
+        )
+    )
     found = render_in_chromium(damaged, tmp_path)
     assert found["broken"] == "1" and "notAFunction" in found["errors"]
 
@@ -324,7 +352,8 @@ def test_a_damaged_lottery_stage_is_named_and_its_level_still_reported(store, tm
         rows = [row for row in csv.DictReader(handle) if row["run_id"] == lottery.name]
     level = json.loads((lottery / "summary.json").read_text())["levels"][1]
     assert [float(row["test_accuracy"]) for row in rows if row["level"] == "1" and not row["control"]] == [
-        level["test_accuracy"]]
+        level["test_accuracy"]
+    ]
 
 
 def test_kind_with_run_ids_is_an_error(study, tmp_path, capsys):

@@ -301,7 +301,8 @@ def layer_densities_figure(points: Sequence[dict[str, Any]]) -> Figure | None:
     fig = Figure(figsize=(5 * cols, 3.5 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax, method in zip(axes.flat, methods):
-        for (_, density), found in sorted(((k, v) for k, v in groups.items() if k[0] == method), key=lambda kv: -kv[0][1]):
+        mine = sorted(((k, v) for k, v in groups.items() if k[0] == method), key=lambda kv: -kv[0][1])
+        for (_, density), found in mine:
             layers = list(found[0])
             means = [statistics.fmean(d.get(n, 0.0) for d in found) for n in layers]
             ax.plot(range(len(layers)), [max(m, 1e-6) for m in means], marker=".", label=f"{100 * density:.3g}%")

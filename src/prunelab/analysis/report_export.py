@@ -18,8 +18,22 @@ from prunelab.store.atomic import atomic_write
 __all__ = ["EXPORT_COLUMNS", "ParquetUnavailable", "export_rows", "require_parquet", "write_csv", "write_parquet"]
 
 #: the export's columns, in order; ``layer_densities`` is a JSON object (layer name → density)
-EXPORT_COLUMNS = ("run_id", "stage", "kind", "method", "strategy", "level", "control", "seed", "dataset", "model",
-                  "density", "test_accuracy", *METRICS, "layer_densities")
+EXPORT_COLUMNS = (
+    "run_id",
+    "stage",
+    "kind",
+    "method",
+    "strategy",
+    "level",
+    "control",
+    "seed",
+    "dataset",
+    "model",
+    "density",
+    "test_accuracy",
+    *METRICS,
+    "layer_densities",
+)
 
 
 class ParquetUnavailable(ValueError):
@@ -28,8 +42,10 @@ class ParquetUnavailable(ValueError):
 
 def export_rows(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The points of :func:`prunelab.analysis.report.collect_points` as flat rows of :data:`EXPORT_COLUMNS`."""
-    return [{**{key: p.get(key) for key in EXPORT_COLUMNS},
-             "layer_densities": json.dumps(p.get("layer_densities") or {})} for p in points]
+    return [
+        {**{key: p.get(key) for key in EXPORT_COLUMNS}, "layer_densities": json.dumps(p.get("layer_densities") or {})}
+        for p in points
+    ]
 
 
 def write_csv(points: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -47,8 +63,10 @@ def require_parquet() -> None:
         import pandas  # noqa: F401
         import pyarrow  # noqa: F401  (pandas' Parquet engine)
     except ImportError as error:
-        raise ParquetUnavailable(f"the Parquet export needs pandas and pyarrow ({error.name} is not installed): "
-                                 "pip install 'prunelab[parquet]', or export CSV instead") from None
+        raise ParquetUnavailable(
+            f"the Parquet export needs pandas and pyarrow ({error.name} is not installed): "
+            "pip install 'prunelab[parquet]', or export CSV instead"
+        ) from None
 
 
 def write_parquet(points: Sequence[dict[str, Any]], path: str | Path) -> Path:

@@ -22,7 +22,16 @@ from prunelab.store import Run
 __all__ = ["NETWORK_COLUMNS", "render_report_html"]
 
 #: what the page shows of each network of a run
-NETWORK_COLUMNS = ("stage", "level", "control", "density", "test_accuracy", "test_loss", "best_accuracy", "wall_seconds")
+NETWORK_COLUMNS = (
+    "stage",
+    "level",
+    "control",
+    "density",
+    "test_accuracy",
+    "test_loss",
+    "best_accuracy",
+    "wall_seconds",
+)
 
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.PackageLoader("prunelab.analysis", "templates"),
@@ -51,9 +60,16 @@ def _version() -> str:
         return "(not installed)"
 
 
-def render_report_html(*, title: str, figures: Sequence[ReportFigure], rows: Sequence[dict[str, Any]],
-                       points: Sequence[dict[str, Any]], runs: Sequence[Run], store: str,
-                       exports: Sequence[str] = ()) -> str:
+def render_report_html(
+    *,
+    title: str,
+    figures: Sequence[ReportFigure],
+    rows: Sequence[dict[str, Any]],
+    points: Sequence[dict[str, Any]],
+    runs: Sequence[Run],
+    store: str,
+    exports: Sequence[str] = (),
+) -> str:
     """The page for ``runs``: ``rows`` from :func:`~prunelab.analysis.report.aggregate`, ``points`` from
     :func:`~prunelab.analysis.report.collect_points`, ``exports`` file names beside the page to link to."""
     by_run: dict[str, list[dict[str, Any]]] = {}
@@ -67,14 +83,16 @@ def render_report_html(*, title: str, figures: Sequence[ReportFigure], rows: Seq
             outline = f"density {format_cell(first['density'])} · test accuracy {format_cell(first['test_accuracy'])}"
         else:
             outline = f"{len(networks)} networks"
-        run_entries.append({
-            "run_id": run.run_id,
-            "method": first.get("method", run.kind),
-            "seed": first.get("seed", "-"),
-            "outline": outline,
-            "networks": [[_cell(network.get(column)) for column in NETWORK_COLUMNS] for network in networks],
-            "spec": run.spec_path.read_text(encoding="utf-8") if run.spec_path.is_file() else "(no spec.yaml)",
-        })
+        run_entries.append(
+            {
+                "run_id": run.run_id,
+                "method": first.get("method", run.kind),
+                "seed": first.get("seed", "-"),
+                "outline": outline,
+                "networks": [[_cell(network.get(column)) for column in NETWORK_COLUMNS] for network in networks],
+                "spec": run.spec_path.read_text(encoding="utf-8") if run.spec_path.is_file() else "(no spec.yaml)",
+            }
+        )
     kinds = sorted({run.kind for run in runs})
     return _ENVIRONMENT.get_template("report.html.j2").render(
         title=title,
@@ -83,11 +101,20 @@ def render_report_html(*, title: str, figures: Sequence[ReportFigure], rows: Seq
         store=store,
         version=_version(),
         exports=list(exports),
-        figures=[{"name": f.name, "caption": f.caption, "data": base64.b64encode(f.png).decode("ascii"),
-                  "wide": _png_width(f.png) > 1000} for f in figures],
+        figures=[
+            {
+                "name": f.name,
+                "caption": f.caption,
+                "data": base64.b64encode(f.png).decode("ascii"),
+                "wide": _png_width(f.png) > 1000,
+            }
+            for f in figures
+        ],
         columns=TABLE_COLUMNS,
-        rows=[{"cells": [_cell(row.get(column)) for column in TABLE_COLUMNS], "run_ids": row.get("run_ids", [])}
-              for row in rows],
+        rows=[
+            {"cells": [_cell(row.get(column)) for column in TABLE_COLUMNS], "run_ids": row.get("run_ids", [])}
+            for row in rows
+        ],
         network_columns=NETWORK_COLUMNS,
         runs=run_entries,
     )

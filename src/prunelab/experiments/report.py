@@ -67,14 +67,26 @@ def _readable(run: Run) -> bool:
         run.spec_data()
         run.stage_info()
     except DamagedFile as error:
-        log.warning("prunelab: warning: skipping run %s: %s is %s (`prunelab show %s` says more; `prunelab verify` "
-                    "checks the whole store)", run.run_id, error.path.name, error.problem, run.run_id)
+        log.warning(
+            "prunelab: warning: skipping run %s: %s is %s (`prunelab show %s` says more; `prunelab verify` "
+            "checks the whole store)",
+            run.run_id,
+            error.path.name,
+            error.problem,
+            run.run_id,
+        )
         return False
     return True
 
 
-def select_runs(store: RunStore, refs: Sequence[str] = (), *, kind: str | None = None,
-                study: str | Path | None = None, experiments: Sequence[str] = ()) -> list[Run]:
+def select_runs(
+    store: RunStore,
+    refs: Sequence[str] = (),
+    *,
+    kind: str | None = None,
+    study: str | Path | None = None,
+    experiments: Sequence[str] = (),
+) -> list[Run]:
     """The finished, readable runs to report: ``refs`` (ids or unique prefixes, each must be finished); or
     the stored trials of ``experiments`` of the experiment file ``study`` (all of its experiments when none
     is named; trials not run yet are named and left out); or every finished run of the store (of
@@ -83,13 +95,20 @@ def select_runs(store: RunStore, refs: Sequence[str] = (), *, kind: str | None =
         if refs:
             raise ValueError("give runs or an experiment file, not both")
         file = ExperimentFile(study)
-        names = list(experiments) or file.names()
+        names = list(experiments) or file.names
         ids = list(dict.fromkeys(point.trial.run_id for name in names for point in file.points(name, store=store)))
         runs = [store.run(run_id) for run_id in ids]
         missing = [run.run_id for run in runs if not run.finished]
         if missing:
-            log.warning("prunelab: warning: %d of %d trials of %s are not stored yet (`prunelab run %s %s` runs "
-                        "them); reporting the others", len(missing), len(ids), study, study, " ".join(names))
+            log.warning(
+                "prunelab: warning: %d of %d trials of %s are not stored yet (`prunelab run %s %s` runs "
+                "them); reporting the others",
+                len(missing),
+                len(ids),
+                study,
+                study,
+                " ".join(names),
+            )
         runs = [run for run in runs if run.finished and (kind is None or run.kind == kind)]
         where = f"for {', '.join(names)} of {study} under {store.root}"
     elif refs:
@@ -107,8 +126,14 @@ def select_runs(store: RunStore, refs: Sequence[str] = (), *, kind: str | None =
     return runs
 
 
-def write_report(runs: Sequence[Run], out: str | Path, *, formats: Sequence[str] = DEFAULT_FORMATS,
-                 title: str = "", store: RunStore | None = None) -> Report:
+def write_report(
+    runs: Sequence[Run],
+    out: str | Path,
+    *,
+    formats: Sequence[str] = DEFAULT_FORMATS,
+    title: str = "",
+    store: RunStore | None = None,
+) -> Report:
     """Draw, table and export ``runs`` into the directory ``out`` in each of ``formats``. Parquet is
     checked for first, so a report that cannot be written whole writes nothing."""
     if "parquet" in formats:
@@ -125,8 +150,14 @@ def write_report(runs: Sequence[Run], out: str | Path, *, formats: Sequence[str]
         report.parquet = write_parquet(points, out / PARQUET_NAME)
     if "html" in formats:
         exports = [path.name for path in (report.csv, report.parquet) if path is not None]
-        page = render_report_html(title=title or "prunelab report", figures=figures, rows=report.rows,
-                                  points=points, runs=runs, store=str(store.root if store else runs[0].path.parent),
-                                  exports=exports)
+        page = render_report_html(
+            title=title or "prunelab report",
+            figures=figures,
+            rows=report.rows,
+            points=points,
+            runs=runs,
+            store=str(store.root if store else runs[0].path.parent),
+            exports=exports,
+        )
         report.html = atomic_write_text(out / HTML_NAME, page)
     return report

@@ -19,14 +19,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "standard figures, report.html (figures embedded, the table, every run's spec) and, if asked, metrics.csv "
         "or metrics.parquet (one row per trained network).",
     )
-    p.add_argument("runs", nargs="*", metavar="RUN | FILE NAME",
-                   help="run ids or prefixes, or an experiment file (.yaml) and the experiments to report "
-                   "(default: all of its experiments); nothing: all finished runs")
+    p.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN | FILE NAME",
+        help="run ids or prefixes, or an experiment file (.yaml) and the experiments to report "
+        "(default: all of its experiments); nothing: all finished runs",
+    )
     p.add_argument("--kind", help="only runs of this kind (train, lottery, prune, branch, supermask)")
     p.add_argument("--out", default="prunelab-report", help="output directory (default: prunelab-report)")
     p.add_argument("--title", default="", help="title of the figures and the page")
-    p.add_argument("--format", dest="formats", default=",".join(DEFAULT_FORMATS),
-                   help=f"what to write, comma-separated: {', '.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)})")
+    p.add_argument(
+        "--format",
+        dest="formats",
+        default=",".join(DEFAULT_FORMATS),
+        help=f"what to write, comma-separated: {', '.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)})",
+    )
     p.add_argument("--csv", action="store_true", help="also write metrics.csv (as if csv were in --format)")
     p.add_argument("--parquet", action="store_true", help="also write metrics.parquet (needs prunelab[parquet])")
     p.add_argument("--no-html", action="store_true", help="do not write report.html (as if html were not in --format)")
@@ -60,9 +68,16 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
         runs = select_runs(store, args.runs, kind=args.kind)
     report = write_report(runs, args.out, formats=[f for f in FORMATS if f in formats], title=args.title, store=store)
     if args.json:
-        print_json({"rows": report.rows, "plots": [str(p) for p in report.figures],
-                    **{key: str(path) if path else None
-                       for key, path in (("html", report.html), ("csv", report.csv), ("parquet", report.parquet))}})
+        print_json(
+            {
+                "rows": report.rows,
+                "plots": [str(p) for p in report.figures],
+                **{
+                    key: str(path) if path else None
+                    for key, path in (("html", report.html), ("csv", report.csv), ("parquet", report.parquet))
+                },
+            }
+        )
     else:
         print(report.table())
         if report.files:
