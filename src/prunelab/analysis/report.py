@@ -23,7 +23,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 from prunelab.analysis.tables import format_table
 from prunelab.specs import ExperimentSpec, SpecError, from_dict, semantic_dict
 from prunelab.specs.experiment import SECTIONS
-from prunelab.store import DamagedFile, Run, atomic_write_bytes
+from prunelab.store import DamagedFile, Run, RunLayout, atomic_write_bytes
 
 __all__ = ["METRICS", "TABLE_COLUMNS", "ReportFigure", "aggregate", "collect_points", "plot_accuracy_vs_density",
            "plot_layer_densities", "report_table", "standard_figures"]
@@ -55,15 +55,14 @@ def collect_points(runs: Iterable[Run]) -> list[dict[str, Any]]:
             stages = _stage_summaries(run)
             for row in summary["levels"]:
                 level = row["level"]
-                stage = stages.get((level, None), {})
-                points.append(_point(common, method, stage or row, stage=_stage_name(run, stage), level=level,
-                                     density=row["density"], accuracy=row["test_accuracy"]))
+                name, stage = stages.get((level, None), ("", row))  # without its stage: the lottery's row
+                points.append(_point(common, method, stage, stage=name, level=level, density=row["density"],
+                                     accuracy=row["test_accuracy"]))
                 for control in CONTROL_LABELS:
                     if control in row:
-                        stage = stages.get((level, control), {})
-                        points.append(_point(common, f"{method} {control}", stage, stage=_stage_name(run, stage),
-                                             level=level, control=control, density=row["density"],
-                                             accuracy=row[control]))
+                        name, stage = stages.get((level, control), ("", {}))
+                        points.append(_point(common, f"{method} {control}", stage, stage=name, level=level,
+                                             control=control, density=row["density"], accuracy=row[control]))
         else:
             points.append(_point(common, method, summary, stage="", density=summary["density"],
                                  accuracy=summary["test_accuracy"]))
@@ -88,15 +87,17 @@ def _point(common: dict[str, Any], method: str, summary: dict[str, Any], *, stag
             "layer_densities": summary.get("layer_densities") or {}}
 
 
-def _stage_summaries(run: Run) -> dict[tuple[int, str | None], dict[str, Any]]:
-    """A lottery's stage summaries by ``(level, control)``, read from the stages themselves (each records
-    its level and control). A damaged stage is named on stderr and left out: the lottery's own summary
-    still gives its accuracy."""
-    found: dict[tuple[int, str | None], dict[str, Any]] = {}
-    pending = [Run(path, f"{run.run_id}/{path.name}") for path in run.stage_dirs()]
+def _stage_summaries(run: Run) -> dict[tuple[int, str | None], tuple[str, dict[str, Any]]]:
+    """A lottery's stages by ``(level, control)``: each one's path inside the run (``level_1/reinit``) and
+    its summary, read from the stages themselves (each records its level and control). A damaged stage is
+    named on stderr and left out: the lottery's own summary still gives its accuracy."""
+    found: dict[tuple[int, str | None], tuple[str, dict[str, Any]]] = {}
+    pending = list(run.stage_dirs())
     while pending:
-        stage = pending.pop()
-        pending += [Run(path, f"{stage.run_id}/{path.name}") for path in stage.stage_dirs()]
+        path = pending.pop()
+        pending += RunLayout(path).stage_dirs()
+        name = path.relative_to(run.path).as_posix()
+        stage = Run(path, f"{run.run_id}/{name}")
         if not stage.finished:
             continue
         try:
@@ -106,14 +107,8 @@ def _stage_summaries(run: Run) -> dict[tuple[int, str | None], dict[str, Any]]:
                         stage.run_id, error.path.name, error.problem)
             continue
         if isinstance(summary.get("level"), int):
-            found[(summary["level"], summary.get("control"))] = summary
+            found[(summary["level"], summary.get("control"))] = (name, summary)
     return found
-
-
-def _stage_name(run: Run, stage_summary: dict[str, Any]) -> str:
-    """The stage's path inside its run (``level_1/reinit``), from the id its summary records."""
-    stage_id = str(stage_summary.get("run_id", ""))
-    return stage_id.removeprefix(f"{run.run_id}/") if stage_id.startswith(f"{run.run_id}/") else ""
 
 
 def _method(summary: dict[str, Any]) -> str:
