@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import math
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -23,7 +24,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 from prunelab.analysis.tables import format_table
 from prunelab.specs import ExperimentSpec, SpecError, from_dict, semantic_dict
 from prunelab.specs.experiment import SECTIONS
-from prunelab.store import DamagedFile, Run, RunLayout, atomic_write_bytes
+from prunelab.store import DamagedFile, Run, RunLayout, RunStore, atomic_write_bytes
 
 __all__ = ["METRICS", "TABLE_COLUMNS", "ReportFigure", "aggregate", "collect_points", "plot_accuracy_vs_density",
            "plot_layer_densities", "report_table", "standard_figures"]
@@ -88,8 +89,9 @@ def _point(common: dict[str, Any], method: str, summary: dict[str, Any], *, stag
 
 
 def _stage_summaries(run: Run) -> dict[tuple[int, str | None], tuple[str, dict[str, Any]]]:
-    """A lottery's stages by ``(level, control)``: each one's path inside the run (``level_1/reinit``) and
-    its summary, read from the stages themselves (each records its level and control). A damaged stage is
+    """A lottery's stages by ``(level, control)``: each one's name (``level_1/reinit``) and its summary.
+    Stages inside the run record their level and control; a stage kept as a run of its own (level 0, its
+    spec's train run) is named by the lottery's ``stage.json`` ``stages`` pointers. A damaged stage is
     named on stderr and left out: the lottery's own summary still gives its accuracy."""
     found: dict[tuple[int, str | None], tuple[str, dict[str, Any]]] = {}
     pending = list(run.stage_dirs())
@@ -97,18 +99,30 @@ def _stage_summaries(run: Run) -> dict[tuple[int, str | None], tuple[str, dict[s
         path = pending.pop()
         pending += RunLayout(path).stage_dirs()
         name = path.relative_to(run.path).as_posix()
-        stage = Run(path, f"{run.run_id}/{name}")
-        if not stage.finished:
-            continue
-        try:
-            summary = stage.summary()
-        except DamagedFile as error:
-            log.warning("prunelab: warning: run %s: %s is %s; its level's metrics come from the lottery's summary",
-                        stage.run_id, error.path.name, error.problem)
-            continue
-        if isinstance(summary.get("level"), int):
+        summary = _stage_summary(Run(path, f"{run.run_id}/{name}"))
+        if summary is not None and isinstance(summary.get("level"), int):
             found[(summary["level"], summary.get("control"))] = (name, summary)
+    store = RunStore(run.path.parent)
+    for name, target in (run.stage_info().get("stages") or {}).items():
+        level = _LEVEL_STAGE.fullmatch(name)
+        summary = _stage_summary(store.run(target)) if level and isinstance(target, str) else None
+        if level and summary is not None:
+            found[(int(level.group(1)), None)] = (name, summary)
     return found
+
+
+_LEVEL_STAGE = re.compile(r"level_(\d+)")
+
+
+def _stage_summary(stage: Run) -> dict[str, Any] | None:
+    if not stage.finished:
+        return None
+    try:
+        return stage.summary()
+    except DamagedFile as error:
+        log.warning("prunelab: warning: run %s: %s is %s; its level's metrics come from the lottery's summary",
+                    stage.run_id, error.path.name, error.problem)
+        return None
 
 
 def _method(summary: dict[str, Any]) -> str:
