@@ -9,6 +9,7 @@ from prunelab.data import BatchLoader, DataSplits, ImageDataset, load_dataset
 from prunelab.experiments.export import export_run, load_exported
 from prunelab.experiments.lottery import LotteryResult, run_lottery
 from prunelab.experiments.prune_init import run_prune
+from prunelab.experiments.report import select_runs, write_report
 from prunelab.experiments.supermask import run_supermask
 from prunelab.experiments.train import run_train
 from prunelab.masks import Mask, MaskedParameters, apply_mask
@@ -40,5 +41,5 @@ __all__ = [
     "build_model", "empirical_ntk", "evaluate", "export_run", "get_preset", "initialize", "kernel_distance", "load_dataset", "load_exported",
     "load_spec", "lottery", "model_names", "ntk_eigenvalues", "parse_step", "preset_names", "prunable_parameters", "prune",
     "register_model", "register_strategy", "relative_frobenius_difference", "rerandomize_", "run_lottery", "run_prune", "run_supermask",
-    "run_train", "score", "strategy_names", "subnet_mask", "to_iterations", "to_supermask", "train",
+    "run_train", "score", "select_runs", "strategy_names", "subnet_mask", "to_iterations", "to_supermask", "train", "write_report",
 ]

@@ -6,9 +6,10 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from prunelab.analysis.tables import format_table
 from prunelab.specs import ExperimentSpec, SpecError, load_spec, parse_override_args
 
 __all__ = ["add_spec_arguments", "spec_from_args", "seeds_from_args", "floats_from", "print_json", "format_table",
@@ -89,26 +90,6 @@ def floats_from(text: str | None, flag: str) -> list[float]:
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
     sys.stdout.flush()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def format_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], headers: Sequence[str] | None = None) -> str:
-    """A plain fixed-width text table."""
-    rows = list(rows)
-    headers = list(headers or columns)
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)), "  ".join("-" * w for w in widths)]
-    numeric = [all(isinstance(row.get(c), (int, float)) or row.get(c) is None for row in rows) for c in columns]
-    lines += ["  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
-    return "\n".join(lines)
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
