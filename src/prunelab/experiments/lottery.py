@@ -221,7 +221,7 @@ class Lottery:
     # everything ---------------------------------------------------------------------------------
     def run(self, levels: int, controls: Sequence[str] = ()) -> LotteryResult:
         if levels < 0:
-            raise ValueError(f"levels must be >= 0, got {levels}")
+            raise SpecError(f"--levels must be >= 0 (pruning levels after the dense level 0), got {levels}")
         check_controls(controls)
         rows, masks = [], {}
         for level in range(levels + 1):

@@ -33,6 +33,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from prunelab.errors import UserError
 from prunelab.masks import Mask
 from prunelab.specs.base import closest
 
@@ -61,7 +62,7 @@ COUNT_RULES = ("exact", "openlth")
 Rates = Mapping[str, float] | Iterable[tuple[str, float]] | None
 
 
-class MaskSelectionError(ValueError):
+class MaskSelectionError(UserError, ValueError):
     """Scores or selection arguments that cannot be turned into a mask."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from prunelab.errors import UserError
 from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density, plot_layer_densities, report_table
 from prunelab.cli.commands.runs import skip_damaged
 from prunelab.cli.common import print_json
@@ -42,10 +43,10 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
         runs = [r for r in store.runs() if r.finished and (not args.kind or r.kind == args.kind)]
     unfinished = [r.run_id for r in runs if not r.finished]
     if unfinished:
-        raise ValueError(f"runs not finished: {', '.join(unfinished)}")
+        raise UserError(f"runs not finished: {', '.join(unfinished)}")
     runs = [run for run in runs if _readable(run)]
     if not runs:
-        raise ValueError(f"no finished runs to report under {store.root}")
+        raise UserError(f"no finished runs to report under {store.root}")
     points = collect_points(runs)
     rows = aggregate(points)
     out = Path(args.out)
