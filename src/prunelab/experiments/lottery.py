@@ -49,6 +49,19 @@ def check_controls(controls: Sequence[str]) -> None:
         check_choice(name, CONTROLS, "control")
 
 
+def check_level_strategy(name: str) -> None:
+    """A strategy the level step can use: one of :data:`LEVEL_STRATEGIES` or a registered data-free one."""
+    if name in LEVEL_STRATEGIES:
+        return
+    strategy = get_strategy(name)  # unknown names: error with the closest valid ones
+    if strategy.needs_data:
+        raise SpecError(
+            f"strategy {name!r} scores with training data, which lottery levels do not pass; use a data-free "
+            f"strategy ({', '.join(LEVEL_STRATEGIES)}, synflow, ntksap or your own) or "
+            f"`prunelab branch RUN oneshot --strategy {name}`"
+        )
+
+
 def lottery_run_id(spec: ExperimentSpec) -> str:
     return f"lottery-{spec.for_kind('lottery').run_hash('lottery')}"
 
@@ -105,16 +118,7 @@ class Lottery:
 
     def _check_strategy(self) -> None:
         """Fail before any training on a strategy the level step cannot use."""
-        name = self.prune.strategy
-        if name in LEVEL_STRATEGIES:
-            return
-        strategy = get_strategy(name)  # unknown names: error with the closest valid ones
-        if strategy.needs_data:
-            raise SpecError(
-                f"strategy {name!r} scores with training data, which lottery levels do not pass; use a data-free "
-                f"strategy ({', '.join(LEVEL_STRATEGIES)}, synflow, ntksap or your own) or "
-                f"`prunelab branch RUN oneshot --strategy {name}`"
-            )
+        check_level_strategy(self.prune.strategy)
 
     # the rewind point ---------------------------------------------------------------------------
     def rewind_state(self) -> dict[str, torch.Tensor]:

@@ -83,7 +83,7 @@ def _remove_diverged(store: RunStore, run: Run) -> None:
     of them, and the fix (a lower learning rate, a warm-up) names another run. So ``prunelab runs`` never
     lists it as unfinished. An enclosing run (a lottery) that holds nothing else goes too."""
     shutil.rmtree(run.path, ignore_errors=True)
-    log.info("removed %s: its training diverged", run.run_id)
+    log.debug("removed %s: its training diverged", run.run_id)
     if "/" not in run.run_id:
         return
     owner = store.run(run.run_id.split("/", 1)[0])

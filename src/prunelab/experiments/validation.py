@@ -93,8 +93,9 @@ def check_lottery(spec: ExperimentSpec, levels: int | None = None, controls: Seq
     """A lottery's input: the training, the rewind point (within training), the number of levels, and
     every argument of its level step (strategy, fraction, scope, rates and ignore patterns, count rule),
     checked by a dry run of the step on random weights."""
-    from prunelab.experiments.lottery import check_controls
+    from prunelab.experiments.lottery import check_controls, check_level_strategy
 
+    check_level_strategy(spec.prune.strategy)
     if levels is not None and levels < 0:
         raise SpecError(f"--levels must be >= 0 (pruning levels after the dense level 0), got {levels}")
     check_controls(controls)
@@ -113,7 +114,7 @@ def _check_lottery(dataset: DatasetSpec, model: ModelSpec, train: TrainingSpec, 
     if prune.strategy in LEVEL_STRATEGIES:
         prune_level(weights, mask, prune.strategy, prune.fraction, scope=prune.scope, rates=prune.rates,
                     ignore=prune.ignore, generator=generator, count_rule=prune.count_rule)
-    else:  # a registered score function: Lottery checks it needs no data; its selection is prune_fraction's
+    else:  # a registered data-free score function: its selection is prune_fraction's
         get_strategy(prune.strategy).check_options(dict(prune.options))
         prune_fraction(weights, mask, prune.fraction, scope=prune.scope, rates=prune.rates, ignore=prune.ignore,
                        generator=generator, count_rule=prune.count_rule)
