@@ -41,7 +41,9 @@ def run_stage(
     """
     run = store.run(run_id)
     if run.finished:
-        log.info("reusing finished run %s", run_id)
+        # debug only: a study announces the stored runs a command asked for; here a finished run is most
+        # often a prerequisite read back (a lottery's previous level), just stored by this very command
+        log.debug("reusing finished run %s", run_id)
         summary = run.verified_summary()
         store.clear_stale_lock(run_id)  # left by a process killed between its summary and its unlock
         return summary

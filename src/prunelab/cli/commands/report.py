@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
 from pathlib import Path
 
 from prunelab.errors import UserError
@@ -16,11 +18,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="table and PNG plot of accuracy vs density over runs (mean ± std over seeds)")
     p.add_argument("runs", nargs="*", help="run ids or prefixes (lottery, prune, branch, train); default: all finished runs")
     p.add_argument("--kind", help="with no runs given: only runs of this kind")
-    p.add_argument("--out", default="prunelab-report", help="output directory for the PNG plots")
+    p.add_argument("--out", help="output directory for the PNG plots (default: prunelab-report-<NAME> in the "
+                   "current directory, NAME from --title, else --kind, else 'all' or the runs given)")
     p.add_argument("--title", default="", help="plot title")
     p.add_argument("--home", help="run store root")
     p.add_argument("--json", action="store_true", help="print the aggregated rows as JSON")
     p.set_defaults(handler=handle)
+
+
+def default_out(args: argparse.Namespace) -> Path:
+    """Where the plots go without ``--out``: ``prunelab-report-<name>`` in the current directory, named
+    after the title, else the kind, else ``all`` (every finished run) or the runs given (up to three
+    run ids; more are a short hash of them all), so different reports never overwrite each other."""
+    if args.title:
+        name = args.title
+    elif args.runs:
+        ids = sorted(args.runs)
+        name = "-".join(ids) if len(ids) <= 3 else "runs-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:8]
+    else:
+        name = args.kind or "all"
+    slug = re.sub(r"[^A-Za-z0-9._]+", "-", name).strip("-.").lower()[:80] or "all"
+    return Path(f"prunelab-report-{slug}")
 
 
 def _readable(run: Run) -> bool:
@@ -49,7 +67,7 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
         raise UserError(f"no finished runs to report under {store.root}")
     points = collect_points(runs)
     rows = aggregate(points)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else default_out(args)
     plot = plot_accuracy_vs_density(rows, out / "accuracy_vs_density.png", args.title)
     layers = plot_layer_densities(points, out / "layer_densities.png")
     if args.json:
