@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from prunelab.experiments.places import MemoryPlace, Place, StageResult, StorePlace
+from prunelab.experiments.validation import check_lottery
 from prunelab.experiments.workbench import Bench, Workbench, train_summary
 from prunelab.masks import Mask, apply_mask
 from prunelab.pruning.api import LEVEL_STRATEGIES, prune_level, score
@@ -247,7 +248,7 @@ def run_lottery(
     """Run (or resume, or extend) a lottery in the run store; returns and writes its summary."""
     store = store or RunStore()
     run_id = lottery_run_id(spec)
-    check_controls(controls)
+    check_lottery(spec, levels, controls)  # every input against the model and data, before any directory exists
     lottery = Lottery(spec, Workbench.from_spec(spec), StorePlace(store, run_id), run_id)  # validates first
     with store.lock(run_id):  # the lottery's own files are written under its lock, its stages under theirs
         store.create(run_id, spec_to_yaml(spec, "lottery"))
@@ -268,8 +269,7 @@ def run_lottery_stage(
     lottery's own summary is written by :func:`run_lottery` once every stage is stored."""
     store = store or RunStore()
     run_id = lottery_run_id(spec)
-    if control is not None:
-        check_controls([control])
+    check_lottery(spec, level, [control] if control is not None else [])
     lottery = Lottery(spec, Workbench.from_spec(spec), StorePlace(store, run_id), run_id)  # validates first
     store.create(run_id, spec_to_yaml(spec, "lottery"))
     if control is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prunelab.experiments.stage import run_stage
+from prunelab.experiments.validation import check_training
 from prunelab.experiments.workbench import Workbench, train_summary
 from prunelab.masks import Mask
 from prunelab.specs import ExperimentSpec, spec_to_yaml
@@ -22,6 +23,8 @@ def train_run_id(spec: ExperimentSpec) -> str:
 def run_train(spec: ExperimentSpec, *, store: RunStore | None = None) -> dict[str, Any]:
     """Train ``spec`` densely (or return the stored result). Returns the run's summary."""
     store = store or RunStore()
+    if not store.run(train_run_id(spec)).finished:
+        check_training(spec)  # before the run's directory exists
 
     def body(run: Run) -> dict[str, Any]:
         bench = Workbench.from_spec(spec)

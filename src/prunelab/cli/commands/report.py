@@ -7,10 +7,10 @@ import hashlib
 import re
 from pathlib import Path
 
-from prunelab.errors import UserError
 from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density, plot_layer_densities, report_table
 from prunelab.cli.commands.runs import skip_damaged
 from prunelab.cli.common import print_json
+from prunelab.errors import UserError
 from prunelab.store import DamagedFile, Run, RunStore
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from prunelab.errors import UserError
 from prunelab.cli.common import EXIT_TRIALS_FAILED, format_table, print_json
+from prunelab.errors import UserError
 from prunelab.experiments.experiment_file import ExperimentFile
 from prunelab.experiments.results import filtered_results, point_results
 from prunelab.specs import parse_override_args

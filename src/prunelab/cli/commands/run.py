@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from prunelab.errors import UserError
 from prunelab.cli.common import EXIT_TRIALS_FAILED, add_executor_arguments, format_table, print_json, run_study
+from prunelab.errors import UserError
 from prunelab.experiments.experiment_file import ExperimentFile
 from prunelab.experiments.study import Study
 from prunelab.specs import parse_override_args
