@@ -260,3 +260,17 @@ def test_report_names_its_default_directory_after_the_report(tmp_path, monkeypat
     assert code == 0 and all(Path(p).parent == Path("prunelab-report-all") for p in json.loads(out)["plots"])
     code, out, _ = run_cli(capsys, "report", "--kind", "train", "--title", "LeNet on digits!", "--json")
     assert code == 0 and (tmp_path / "prunelab-report-lenet-on-digits" / "accuracy_vs_density.png").is_file()
+
+
+def test_report_says_what_each_config_label_stands_for(tmp_path, capsys):
+    for lr in ("0.05", "0.02"):
+        code, _, err = run_cli(capsys, "prune", *DIGITS, "--strategy", "magnitude", "--density", "0.5",
+                               f"--train.lr={lr}")
+        assert code == 0, err
+    code, out, _ = run_cli(capsys, "report", "--out", tmp_path / "report", "--json")
+    report = json.loads(out)
+    assert {row["method"] for row in report["rows"]} == {"magnitude [config 1]", "magnitude [config 2]"}
+    assert [(c["method"], c["settings"]) for c in report["configs"]] == [
+        ("magnitude [config 1]", {"train.lr": 0.02}), ("magnitude [config 2]", {"train.lr": 0.05})]
+    code, out, _ = run_cli(capsys, "report", "--out", tmp_path / "report")
+    assert "magnitude [config 1]: train.lr=0.02 (1 run(s): prune-" in out

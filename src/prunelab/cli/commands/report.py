@@ -7,7 +7,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density, plot_layer_densities, report_table
+from prunelab.analysis.report import (aggregate, collect_points, config_legend, plot_accuracy_vs_density,
+                                      plot_layer_densities, report_table)
 from prunelab.cli.commands.runs import skip_damaged
 from prunelab.cli.common import print_json
 from prunelab.errors import UserError
@@ -70,9 +71,14 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
     out = Path(args.out) if args.out else default_out(args)
     plot = plot_accuracy_vs_density(rows, out / "accuracy_vs_density.png", args.title)
     layers = plot_layer_densities(points, out / "layer_densities.png")
+    legend = config_legend(runs)
     if args.json:
-        print_json({"rows": rows, "plots": [str(p) for p in (plot, layers) if p]})
+        print_json({"rows": rows, "plots": [str(p) for p in (plot, layers) if p], "configs": legend})
     else:
         print(report_table(rows))
+        for entry in legend:  # what each [config N] label stands for
+            settings = ", ".join(f"{k}={'default' if v is None else v}" for k, v in entry["settings"].items())
+            print(f"{entry['method']}: {settings or 'see prunelab show'} ({len(entry['runs'])} run(s): "
+                  f"{', '.join(entry['runs'][:3])}{', ...' if len(entry['runs']) > 3 else ''})")
         print(f"\nplot: {plot}" + (f"\nlayer densities: {layers}" if layers else ""))
     return 0
