@@ -274,3 +274,15 @@ def test_report_says_what_each_config_label_stands_for(tmp_path, capsys):
         ("magnitude [config 1]", {"train.lr": 0.02}), ("magnitude [config 2]", {"train.lr": 0.05})]
     code, out, _ = run_cli(capsys, "report", "--out", tmp_path / "report")
     assert "magnitude [config 1]: train.lr=0.02 (1 run(s): prune-" in out
+
+
+def test_a_full_disk_outside_a_checkpoint_is_one_line(monkeypatch, home, capsys):
+    from prunelab.store.runs import Run
+
+    def full(self, summary):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.summary_path))
+
+    monkeypatch.setattr(Run, "write_summary", full)
+    code, _, err = run_cli(capsys, "train", *DIGITS)
+    line = one_error_line(err)
+    assert code == 2 and "no space left on device" in line and "summary.json" in line and "re-run" in line

@@ -27,6 +27,7 @@ from prunelab.errors import UserError
 from prunelab.experiments.executors import Executor, InProcessExecutor, one_line
 from prunelab.experiments.executors.worker import log_path
 from prunelab.experiments.trial import Trial
+from prunelab.experiments.workbench import release_data
 from prunelab.store import RunStore
 
 __all__ = ["Point", "Study", "StudyResult", "StudyFailed", "TrialFailed", "Outcome", "pack"]
@@ -222,6 +223,8 @@ class Study:
         self.check()
         pending = set(self.pending())
         in_process = isinstance(executor, InProcessExecutor)
+        if not in_process:
+            release_data()  # read for the checks; the workers read their own
         quiet = not in_process or len(pending) > 1
         progress = progress and len(pending) > 1  # one trial shows its own progress, as a single command
         # workers print into one log per trial; in this process trials print as a single command does
