@@ -62,6 +62,7 @@ def describe_error(error: BaseException) -> str:
         where = error.filename if error.filename is not None else ""
         if error.filename2 is not None:
             where = f"{where} -> {error.filename2}"
-        return f"{what.lower()}: {where}; {_OS_ADVICE[error.errno]}" if where else f"{what.lower()}; {_OS_ADVICE[error.errno]}"
+        advice = _OS_ADVICE[error.errno]
+        return f"{what.lower()}: {where}; {advice}" if where else f"{what.lower()}; {advice}"
     text = " ".join(str(error).split())
     return text or type(error).__name__

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from prunelab.errors import UserError
 from prunelab.experiments.scoring import split_strategy_name
 from prunelab.experiments.workbench import Workbench
 from prunelab.masks import Mask
@@ -30,7 +31,8 @@ from prunelab.models import build_model, prunable_from_spec
 from prunelab.pruning.api import LEVEL_STRATEGIES, prune_level, required_scope
 from prunelab.pruning.base import get_strategy
 from prunelab.pruning.selection import match_patterns, prune_fraction
-from prunelab.specs import DatasetSpec, ExperimentSpec, ModelSpec, PruningSpec, SpecError, TrainingSpec, from_dict, to_dict
+from prunelab.specs import (DatasetSpec, ExperimentSpec, ModelSpec, PruningSpec, SpecError, TrainingSpec, from_dict,
+                            to_dict)
 from prunelab.steps import StepError, to_iterations
 from prunelab.store import RunStore
 from prunelab.training.loop import TrainingPlan
@@ -58,8 +60,14 @@ def prunable_shapes(spec: ExperimentSpec) -> dict[str, tuple[int, ...]]:
 @functools.lru_cache(maxsize=32)
 def _prunable_shapes(dataset: DatasetSpec, model: ModelSpec) -> tuple[tuple[str, tuple[int, ...]], ...]:
     splits = Workbench.from_spec(ExperimentSpec(dataset=dataset, model=model)).splits
-    with torch.device("meta"):
-        network = build_model(model, input_shape=splits.input_shape, num_classes=splits.num_classes, seed=0)
+    shape = dict(input_shape=splits.input_shape, num_classes=splits.num_classes, seed=0)
+    try:
+        with torch.device("meta"):
+            network = build_model(model, **shape)
+    except UserError:
+        raise
+    except Exception:  # a user's factory that cannot build on the meta device: build it for real
+        network = build_model(model, **shape)
     return tuple((name, tuple(p.shape)) for name, p in prunable_from_spec(network, model).items())
 
 
