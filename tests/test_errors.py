@@ -207,7 +207,7 @@ def test_a_branch_from_an_unsaved_step_fails_before_training(home, capsys):
     code, out, _ = run_cli(capsys, "train", *DIGITS, "--json")
     parent = json.loads(out)["run_id"]
     code, _, err = run_cli(capsys, "branch", parent, "oneshot", "--prune-fraction", "0.5", "--prune-step", "5it")
-    assert code == 2 and "--prune-step" in one_error_line(err)
+    assert code == 2 and "--prune-step: run" in one_error_line(err) and "(saved: 0it, 23it)" in err
     code, _, err = run_cli(capsys, "branch", parent, "oneshot", "--prune-fraction", "0.5", "--ignore", "nosuch")
     assert code == 2 and "ignore pattern 'nosuch'" in one_error_line(err)
     assert stored_runs(home) == [parent]

@@ -159,6 +159,10 @@ def run_study(args: argparse.Namespace, study: Any, *, progress: bool = True) ->
     failure = result.user_failure() if study.single else None
     if failure is not None:
         raise failure
+    if study.single:  # the progress left these to the command (see above); other failures came with them
+        for outcome in result.outcomes:
+            if outcome.status == "failed" and outcome.user_error:
+                print(f"study: FAILED {outcome.run_id} ({outcome.label}): {outcome.error}", file=sys.stderr)
     if pending > 1 or not result.ok:
         print(f"study: {result.totals()}", file=sys.stderr)
     return result

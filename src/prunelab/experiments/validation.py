@@ -149,25 +149,25 @@ def check_branch(spec: ExperimentSpec, branch: Any, parent: str | None, store: R
     """A branch: its strategy, scope and ignore patterns against the parent's model, and its steps against
     the steps the parent saved (a finished parent) or will save (``parent=None``: the spec's train run,
     trained first)."""
+    from prunelab.experiments.reading import no_saved_step, run_spec
+
     if parent is not None:
         run = store.find(parent)
         if not run.finished:
             raise SpecError(f"run {run.run_id} has not finished; finish it (re-run its command) before branching")
-        from prunelab.experiments.reading import run_spec
-
-        spec = run_spec(run)
+        spec, parent_id = run_spec(run), run.run_id
         saved = run.saved_steps()
         plan = _plan(spec)
-    else:
-        plan = check_training(spec)
+    else:  # the spec's train run, trained first: it saves step 0, the last step and the save steps
+        from prunelab.experiments.train import train_run_id
+
+        plan, parent_id = check_training(spec), train_run_id(spec)
         saved = sorted({0, plan.total, *plan.save_steps})
     _check_selection(branch.strategy, branch.scope, branch.ignore, {}, spec)
-    steps = [(branch.prune_step, "--prune-step"), (branch.state_step, "--state-step")]
-    for step, flag in steps:
-        iterations = _step_within(step, flag, plan, spec)
-        if saved is not None and iterations not in saved:
-            raise StepError(f"{flag} {step} (iteration {iterations}) has no saved weights in the parent; it saved "
-                            f"steps {', '.join(map(str, saved))} (train the parent with --save-steps to keep others)")
+    for step, flag in ((branch.prune_step, "--prune-step"), (branch.state_step, "--state-step")):
+        iterations = to_iterations(step, plan.iterations_per_epoch)
+        if iterations not in saved:
+            raise no_saved_step(parent_id, iterations, saved, flag)
     if branch.start_step is not None:
         _step_within(branch.start_step, "--start-step", plan, spec)
 
