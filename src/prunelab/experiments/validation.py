@@ -60,14 +60,13 @@ def prunable_shapes(spec: ExperimentSpec) -> dict[str, tuple[int, ...]]:
 @functools.lru_cache(maxsize=32)
 def _prunable_shapes(dataset: DatasetSpec, model: ModelSpec) -> tuple[tuple[str, tuple[int, ...]], ...]:
     splits = Workbench.from_spec(ExperimentSpec(dataset=dataset, model=model)).splits
-    shape = dict(input_shape=splits.input_shape, num_classes=splits.num_classes, seed=0)
     try:
         with torch.device("meta"):
-            network = build_model(model, **shape)
+            network = build_model(model, input_shape=splits.input_shape, num_classes=splits.num_classes, seed=0)
     except UserError:
         raise
     except Exception:  # a user's factory that cannot build on the meta device: build it for real
-        network = build_model(model, **shape)
+        network = build_model(model, input_shape=splits.input_shape, num_classes=splits.num_classes, seed=0)
     return tuple((name, tuple(p.shape)) for name, p in prunable_from_spec(network, model).items())
 
 
