@@ -286,3 +286,17 @@ def test_a_full_disk_outside_a_checkpoint_is_one_line(monkeypatch, home, capsys)
     code, _, err = run_cli(capsys, "train", *DIGITS)
     line = one_error_line(err)
     assert code == 2 and "no space left on device" in line and "summary.json" in line and "re-run" in line
+
+
+def test_a_worker_reports_whether_a_trial_failed_with_a_user_error(home):
+    """What travels back from a worker process, a Ray task or a Slurm job: the flag and the bare message."""
+    from prunelab.experiments.executors import execute_unit
+    from prunelab.experiments.trial import Trial
+    from prunelab.specs import load_spec
+
+    spec = load_spec("digits_lenet_300_100", None, {"model.name": "lenet_32_16", "train.steps": "1ep",
+                                                      "train.eval_every": "none", "train.lr": "1e9"})
+    [outcome] = execute_unit({"trials": [Trial("train", spec).to_data()], "store": str(home), "quiet": True})
+    assert not outcome["ok"] and outcome["user_error"]
+    assert outcome["error"].startswith("TrainingDiverged: ") and outcome["message"].startswith("training diverged")
+    assert stored_runs(home) == []
