@@ -300,3 +300,14 @@ def test_a_worker_reports_whether_a_trial_failed_with_a_user_error(home):
     assert not outcome["ok"] and outcome["user_error"]
     assert outcome["error"].startswith("TrainingDiverged: ") and outcome["message"].startswith("training diverged")
     assert stored_runs(home) == []
+
+
+def test_permission_denied_on_the_store_is_one_line(monkeypatch, home, capsys):
+    """A store the user may not write (simulated: as root, chmod does not stop writes)."""
+    def refuse(self, run_id, spec_yaml, *, extra=None):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self.root / run_id))
+
+    monkeypatch.setattr(RunStore, "create", refuse)
+    code, _, err = run_cli(capsys, "train", *DIGITS)
+    line = one_error_line(err)
+    assert code == 2 and "permission denied" in line and str(home) in line and "--home" in line
