@@ -93,6 +93,7 @@ def _sigterm_interrupts() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous)
 
+
 def _requested_device(args: argparse.Namespace, rest: Sequence[str]) -> str | None:
     """The device a command asks for (``--device`` or ``--train.device``), to pick torchrun's backend."""
     for index, item in enumerate(rest):
