@@ -14,6 +14,7 @@ from prunelab.cli.main import main
 from prunelab.experiments.executors import InProcessExecutor, LocalExecutor, make_executor
 from prunelab.experiments.experiment_file import ExperimentFile
 from prunelab.experiments.study import Study
+from prunelab.experiments.trial import Trial
 from prunelab.masks import Mask
 from prunelab.store import RunStore, load_tensors
 
@@ -58,8 +59,9 @@ def test_a_lottery_runs_its_levels_in_order_and_its_controls_after_their_level(s
     store = RunStore(home)
     study = Study(ExperimentFile(study_file).points("lottery"), store)
     ids = list(study.entries)
-    base = ids[-1]
-    assert ids == [f"{base}/level_0", f"{base}/level_1", f"{base}/level_2", f"{base}/level_1/reinit",
+    base, dense = ids[-1], ids[0]
+    assert dense.startswith("train-")  # level 0 is the spec's train run
+    assert ids == [dense, f"{base}/level_1", f"{base}/level_2", f"{base}/level_1/reinit",
                    f"{base}/level_2/reinit", base]
     assert study.width() == 2  # level 2 and level 1's control can run together
     result = study.run(InProcessExecutor(), progress=False)
@@ -76,14 +78,15 @@ def test_a_failed_trial_is_reported_its_dependents_skipped_and_the_others_run(st
     result = Study(points, store).run(InProcessExecutor(), progress=True)
     status = {o.run_id: o.status for o in result.outcomes}
     lottery = points[0].trial.run_id
-    assert status[f"{lottery}/level_0"] == "failed"
-    assert {status[rid] for rid in status if rid.startswith(lottery) and rid != f"{lottery}/level_0"} == {"skipped"}
+    dense = Trial("train", points[0].trial.spec).run_id  # the lottery's level 0
+    assert status[dense] == "failed"
+    assert {status[rid] for rid in status if rid.startswith(lottery)} == {"skipped"}
     assert [status[p.trial.run_id] for p in points[1:]] == ["done", "done"]
     failed = next(o for o in result.outcomes if o.status == "failed")
     assert failed.error.startswith("TrainingDiverged: training diverged") and "\n" not in failed.error
     assert failed.user_error and failed.message.startswith("training diverged")
     err = capsys.readouterr().err
-    assert f"FAILED {lottery}/level_0" in err and "done 2 · running 0 · failed 6 · left 0" in err
+    assert f"FAILED {dense}" in err and "done 2 · running 0 · failed 6 · left 0" in err
     assert not result.ok and result.count("skipped") == 5
 
 

@@ -78,7 +78,7 @@ def _config_key(run: Run) -> str:
         for key in ("method", "density"):
             settings.get("supermask", {}).pop(key, None)
     stage = json.loads(run.stage_path.read_text()) if run.stage_path.is_file() else {}
-    for key in ("density", "method", "parent"):  # the x axis, the label, and per-seed parents
+    for key in ("density", "method", "parent", "stages"):  # the x axis, the label, per-seed parents and level 0s
         stage.pop(key, None)
     args = {k: v for k, v in (stage.pop("args", None) or {}).items() if k not in ("prune_fraction", "strategy")}
     if args:

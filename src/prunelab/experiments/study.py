@@ -28,6 +28,7 @@ from prunelab.experiments.executors import Executor, InProcessExecutor, one_line
 from prunelab.experiments.executors.worker import log_path
 from prunelab.experiments.trial import Trial
 from prunelab.experiments.workbench import release_data
+from prunelab.steps import parse_step
 from prunelab.store import RunStore
 
 __all__ = ["Point", "Study", "StudyResult", "StudyFailed", "TrialFailed", "Outcome", "pack"]
@@ -171,7 +172,9 @@ class Study:
         entry = self.entries.get(run_id)
         if entry is not None:
             if requested and not entry.requested:
-                entry.requested, entry.values, entry.trial = True, values, trial
+                entry.requested, entry.values, entry.trial = True, values, _one_dense_run(trial, entry.trial)
+            else:
+                entry.trial = _one_dense_run(entry.trial, trial)
             return
         needs = trial.needs()
         ids = [need.run_id for need in needs]
@@ -235,6 +238,7 @@ class Study:
                 if entry.requested:
                     log.info("reusing finished run %s", run_id)
                 outcomes[run_id] = self._outcome(entry, "stored", summary=self.store.run(run_id).verified_summary())
+                self.store.clear_stale_lock(run_id)  # left by a process killed between its summary and its unlock
         depth = self._depths()
         order = {run_id: i for i, run_id in enumerate(self.entries)}
         waiting = {rid: {n for n in self.entries[rid].needs if n in pending} for rid in pending}
@@ -329,6 +333,29 @@ def _merge(first: Trial, second: Trial) -> Trial:
         controls = tuple(dict.fromkeys([*first.controls, *second.controls]))
         return replace(first, levels=max(first.levels or 0, second.levels or 0), controls=controls)
     return first
+
+
+def _dense_steps(trial: Trial) -> tuple[str, ...] | None:
+    """The steps a trial of a spec's train run needs saved (``None``: ``trial`` is not one). A lottery's
+    level 0 is its spec's train run, which must save the rewind step."""
+    if trial.kind == "train":
+        return trial.spec.train.save_steps
+    if trial.kind == "lottery" and trial.level == 0 and trial.control is None:
+        rewind = trial.spec.prune.rewind
+        return (rewind,) if parse_step(rewind).to_iterations(1) else ()
+    return None
+
+
+def _one_dense_run(kept: Trial, other: Trial) -> Trial:
+    """``kept``, as the one trial of a run that ``other`` names too. Trials of one train run (``train``
+    trials, lotteries' level 0) become one that saves every step any of them needs, so each step is
+    saved while training rather than recomputed afterwards."""
+    mine, theirs = _dense_steps(kept), _dense_steps(other)
+    if mine is None or theirs is None or set(theirs) <= set(mine):
+        return kept
+    base = kept if kept.kind == "train" else Trial("train", kept.spec)
+    steps = tuple(dict.fromkeys([*base.spec.train.save_steps, *mine, *theirs]))
+    return replace(base, spec=replace(base.spec, train=replace(base.spec.train, save_steps=steps)))
 
 
 class _Progress:

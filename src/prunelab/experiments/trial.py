@@ -27,7 +27,7 @@ from prunelab.experiments.lottery import (
 from prunelab.experiments.prune_init import EXPERIMENTS, prune_run_id, run_prune
 from prunelab.experiments.scoring import split_strategy_name
 from prunelab.experiments.supermask import check_supermask_spec, run_supermask, supermask_run_id
-from prunelab.experiments.train import run_train, train_run_id
+from prunelab.experiments.train import missing_steps, run_train, train_run_id
 from prunelab.pruning.base import get_strategy
 from prunelab.specs import ExperimentSpec, SpecError, from_dict, to_dict
 from prunelab.specs.base import check_choice
@@ -174,8 +174,13 @@ class Trial:
         if not run.finished:
             return False
         if self.kind == "lottery" and self.level is None:
-            summary = run.summary()
-            return len(summary.get("levels", [])) >= self.levels + 1 and set(self.controls) <= set(summary.get("controls", []))
+            rows = {row["level"]: row for row in run.summary().get("levels", [])}
+            return all(level in rows and (level == 0 or all(c in rows[level] for c in self.controls))
+                       for level in range(self.levels + 1))
+        if self.kind == "train" or (self.kind == "lottery" and self.level == 0 and self.control is None):
+            # a train run (a lottery's level 0 is one) is stored once it holds every step asked for
+            extra = (self.spec.prune.rewind,) if self.kind == "lottery" else ()
+            return not missing_steps(run.summary(), self.spec, extra)
         return True
 
     def state(self, store: RunStore) -> str:

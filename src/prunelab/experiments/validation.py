@@ -70,7 +70,7 @@ def _prunable_shapes(dataset: DatasetSpec, model: ModelSpec) -> tuple[tuple[str,
     return tuple((name, tuple(p.shape)) for name, p in prunable_from_spec(network, model).items())
 
 
-def _plan(spec: ExperimentSpec, save_steps: Sequence[str] = ()) -> TrainingPlan:
+def _plan(spec: ExperimentSpec, save_steps: Sequence[int | str] = ()) -> TrainingPlan:
     """The training plan: a device that exists here, readable data, a positive length and save steps
     within it (else a :class:`~prunelab.errors.UserError`)."""
     bench = Workbench.from_spec(spec)  # an unknown or unavailable device fails here
@@ -88,7 +88,7 @@ def _step_within(step: str, flag: str, plan: TrainingPlan, spec: ExperimentSpec)
 
 
 # the checks of each kind ----------------------------------------------------------------------------
-def check_training(spec: ExperimentSpec, save_steps: Sequence[str] = ()) -> TrainingPlan:
+def check_training(spec: ExperimentSpec, save_steps: Sequence[int | str] = ()) -> TrainingPlan:
     """What every training run needs: a device that exists here, data that can be read, a model that can
     be built, a positive training length and save steps within it."""
     plan = _plan(spec, save_steps)

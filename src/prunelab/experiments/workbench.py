@@ -48,7 +48,8 @@ class Bench(Protocol):
     def to_iterations(self, step: str | int) -> int: ...
 
     def train(self, model: nn.Module, run: Run | None, *, mask: Mask | None = None, order_seed: int | None = None,
-              start_step: int = 0, stop_step: int | None = None, update: UpdateStep | None = None) -> TrainResult: ...
+              start_step: int = 0, stop_step: int | None = None, save_steps: tuple[int | str, ...] = (),
+              update: UpdateStep | None = None) -> TrainResult: ...
 
 
 @dataclass
@@ -115,7 +116,7 @@ class Workbench:
         order_seed: int | None = None,
         start_step: int = 0,
         stop_step: int | None = None,
-        save_steps: tuple[str, ...] = (),
+        save_steps: tuple[int | str, ...] = (),
         log: Any = None,
         update: UpdateStep | None = None,
     ) -> TrainResult:

@@ -254,6 +254,9 @@ class RunStore:
         exact = self.run(ref)
         if exact.path.is_dir():
             return exact
+        pointed = self._pointed(ref)
+        if pointed is not None:
+            return pointed
         matches = [r for r in self.runs() if r.run_id.startswith(ref) or r.run_id.split("-", 1)[-1].startswith(ref)]
         if len(matches) == 1:
             return matches[0]
@@ -261,6 +264,26 @@ class RunStore:
             raise RunNotFound(f"no run {ref!r} under {self.root} (list them with `prunelab runs`)")
         names = ", ".join(r.run_id for r in matches[:6])
         raise RunNotFound(f"{ref!r} matches several runs ({names}); give more characters")
+
+
+    def linked(self, run: Run) -> list[Run]:
+        """The runs that ``run`` uses as its stages but that live elsewhere (a lottery's level 0: its spec's
+        train run, shared with others); they are not part of ``run``, so removing ``run`` keeps them."""
+        found = []
+        for owner in (run, *self.stages(run)):
+            for target in (owner.stage_info().get("stages") or {}).values():
+                if isinstance(target, str) and self.run(target).path.is_dir():
+                    found.append(self.run(target))
+        return found
+
+    def _pointed(self, ref: str) -> Run | None:
+        """A stage kept elsewhere: ``<parent>/<stage>`` named by the parent's ``stage.json`` ``stages``
+        entry (a lottery's level 0 is its spec's train run)."""
+        parent, _, stage = ref.rpartition("/")
+        if not parent or not self.run(parent).path.is_dir():
+            return None
+        target = (self.run(parent).stage_info().get("stages") or {}).get(stage)
+        return self.run(target) if isinstance(target, str) and self.run(target).path.is_dir() else None
 
 
 def _release_removing(lock: FileLock) -> None:

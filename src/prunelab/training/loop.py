@@ -103,6 +103,8 @@ class TrainResult:
     resumed_from: int | None
     history: list[dict[str, Any]] = field(default_factory=list)
     mask: Mask | None = None  # the trained network's mask, as the update step reports it
+    # without an output directory: the state dicts of the save steps, kept in memory (a lottery's rewind point)
+    saved_states: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,7 @@ class TrainingLoop:
         self.loss_sum = 0.0
         self.loss_count = 0
         self.resumed_from: int | None = None
+        self.saved_states: dict[int, dict[str, torch.Tensor]] = {}
         self.last_checkpoint: int | None = None
         # transient
         self.pending: list[torch.Tensor] = []
@@ -415,6 +418,8 @@ class TrainingLoop:
             self._evaluate(step)
         if do_save:
             self._save_weights(step)
+        elif self.out_dir is None and step in plan.save_steps:
+            self.saved_states[step] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         if do_checkpoint:
             self._save_checkpoint(step)
 
@@ -528,6 +533,7 @@ class TrainingLoop:
             resumed_from=self.resumed_from,
             history=list(self.history),
             mask=self.update.final_mask(),
+            saved_states=self.saved_states,
         )
 
     def _loop(self) -> None:
