@@ -112,7 +112,7 @@ def test_one_lottery_that_diverges_is_one_error_line_and_leaves_no_run(study_fil
     assert main(["run", str(study_file), "diverging_lottery", "--workers", "1", "--no-progress"]) == 2
     err = capsys.readouterr().err
     line = next(line for line in err.splitlines() if line.startswith("prunelab: error:"))
-    assert "level_0: training diverged" in line and "Lower train.lr" in line and "Traceback" not in err
+    assert ": training diverged" in line and "Lower train.lr" in line and "Traceback" not in err
     assert "FAILED" not in err and "SKIPPED" not in err
     assert not _runs_in(home)
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from prunelab.experiments.places import MemoryPlace, Place, StageResult, StorePlace
+from prunelab.experiments.stage import remove_if_unused
 from prunelab.experiments.train import run_train, train_run_id
 from prunelab.experiments.validation import check_lottery
 from prunelab.experiments.workbench import Bench, Workbench, train_summary
@@ -34,6 +35,7 @@ from prunelab.pruning.rescale import ntk_rescale
 from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
 from prunelab.specs.base import check_choice
 from prunelab.store import RunStore
+from prunelab.training import TrainingDiverged
 
 __all__ = ["CONTROLS", "DenseRun", "LotteryResult", "Lottery", "TrainRun", "lottery_run_id", "lottery_stage_id",
            "run_lottery", "run_lottery_stage", "derived_seed"]
@@ -331,7 +333,11 @@ def run_lottery(
     lottery = _store_lottery(spec, store, run_id)  # validates first
     with store.lock(run_id):  # the lottery's own files are written under its lock, its stages under theirs
         _create(store, lottery)
-    result = lottery.run(levels, controls)
+    try:
+        result = lottery.run(levels, controls)
+    except TrainingDiverged:  # the stage is gone; so is the lottery if nothing else of it is stored
+        remove_if_unused(store, run_id)
+        raise
     summary = result.summary()
     summary.update({"strategy": spec.prune.strategy, "fraction": spec.prune.fraction, "rewind": spec.prune.rewind,
                     "seed": spec.seed, "model": spec.model.name, "dataset": spec.dataset.name})
@@ -351,9 +357,13 @@ def run_lottery_stage(
     check_lottery(spec, level, [control] if control is not None else [])
     lottery = _store_lottery(spec, store, run_id)  # validates first
     _create(store, lottery)
-    if control is None:
-        return lottery.level(level).summary
-    return lottery.control(level, control)
+    try:
+        if control is None:
+            return lottery.level(level).summary
+        return lottery.control(level, control)
+    except TrainingDiverged:  # the stage is gone; so is the lottery if nothing else of it is stored
+        remove_if_unused(store, run_id)
+        raise
 
 
 def _store_lottery(spec: ExperimentSpec, store: RunStore, run_id: str) -> Lottery:

@@ -21,7 +21,7 @@ from prunelab import distributed
 from prunelab.store import Run, RunStore
 from prunelab.training import TrainingDiverged
 
-__all__ = ["run_stage"]
+__all__ = ["run_stage", "remove_if_unused"]
 
 log = logging.getLogger("prunelab")
 
@@ -88,10 +88,16 @@ def _remove_diverged(store: RunStore, run: Run) -> None:
     log.debug("removed %s: its training diverged", run.run_id)
     if "/" not in run.run_id:
         return
-    owner = store.run(run.run_id.split("/", 1)[0])
-    with store.try_lock(owner.run_id) as held:  # a live process using the lottery keeps it
-        if held and not owner.finished:
-            _remove_if_empty(owner)
+    remove_if_unused(store, run.run_id.split("/", 1)[0])
+
+
+def remove_if_unused(store: RunStore, run_id: str) -> None:
+    """Remove ``run_id`` if it is unfinished, holds nothing but its spec and stage record, and no live
+    process holds its lock: what a multi-stage run (a lottery) leaves when its first stage fails."""
+    run = store.run(run_id)
+    with store.try_lock(run_id) as held:
+        if held and not run.finished:
+            _remove_if_empty(run)
 
 
 def _remove_if_empty(run: Run) -> None:
