@@ -38,6 +38,13 @@ lottery:
 broken_lottery:
   extends: lottery
   prune: {strategy: snip}
+diverging_lottery:
+  extends: lottery
+  train: {lr: 1.0e+9}
+diverging_grid:
+  extends: diverging_lottery
+  grid:
+    seed: [1, 2]
 """
 
 
@@ -67,7 +74,7 @@ def test_a_lottery_runs_its_levels_in_order_and_its_controls_after_their_level(s
 
 def test_a_failed_trial_is_reported_its_dependents_skipped_and_the_others_run(study_file, home, capsys):
     store = RunStore(home)
-    points = ExperimentFile(study_file).points("broken_lottery") + ExperimentFile(study_file).points("grid")[:2]
+    points = ExperimentFile(study_file).points("diverging_lottery") + ExperimentFile(study_file).points("grid")[:2]
     result = Study(points, store).run(InProcessExecutor(), progress=True)
     status = {o.run_id: o.status for o in result.outcomes}
     lottery = points[0].trial.run_id
@@ -76,16 +83,38 @@ def test_a_failed_trial_is_reported_its_dependents_skipped_and_the_others_run(st
     assert {status[rid] for rid in status if rid.startswith(lottery)} == {"skipped"}
     assert [status[p.trial.run_id] for p in points[1:]] == ["done", "done"]
     failed = next(o for o in result.outcomes if o.status == "failed")
-    assert failed.error.startswith("SpecError: strategy 'snip' scores with training data") and "\n" not in failed.error
+    assert failed.error.startswith("TrainingDiverged: training diverged") and "\n" not in failed.error
+    assert failed.user_error and failed.message.startswith("training diverged")
     err = capsys.readouterr().err
     assert f"FAILED {dense}" in err and "done 2 · running 0 · failed 6 · left 0" in err
     assert not result.ok and result.count("skipped") == 5
 
 
 def test_the_command_exits_non_zero_when_a_trial_failed(study_file, home, capsys):
-    assert main(["run", str(study_file), "broken_lottery", "--workers", "1", "--no-progress"]) == 1
+    assert main(["run", str(study_file), "diverging_grid", "--workers", "1", "--no-progress"]) == 1
     out = capsys.readouterr().out
-    assert "failed" in out and "skipped" in out and "6 trials: 1 failed, 5 skipped" in out
+    assert "failed" in out and "skipped" in out and "12 trials: 2 failed, 10 skipped" in out
+
+
+def _runs_in(home: Path) -> list[str]:
+    return sorted(p.name for p in Path(home).iterdir() if not p.name.startswith(".")) if Path(home).is_dir() else []
+
+
+def test_a_bad_trial_fails_the_study_before_anything_runs(study_file, home, capsys):
+    """The snip lottery is refused by the checks of every pending trial, before level 0 trains."""
+    assert main(["run", str(study_file), "broken_lottery", "--workers", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("prunelab: error: strategy 'snip' scores with training data") and err.count("\n") == 1
+    assert not _runs_in(home)
+
+
+def test_one_lottery_that_diverges_is_one_error_line_and_leaves_no_run(study_file, home, capsys):
+    assert main(["run", str(study_file), "diverging_lottery", "--workers", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if line.startswith("prunelab: error:"))
+    assert ": training diverged" in line and "Lower train.lr" in line and "Traceback" not in err
+    assert "FAILED" not in err and "SKIPPED" not in err
+    assert not _runs_in(home)
 
 
 def test_one_worker_runs_in_this_process_and_a_single_trial_never_starts_workers():

@@ -6,6 +6,7 @@ The public API, in the order data flows: specs → data/models → masks/pruning
 from prunelab.analysis import empirical_ntk, kernel_distance, ntk_eigenvalues, relative_frobenius_difference
 from prunelab.api import lottery
 from prunelab.data import BatchLoader, DataSplits, ImageDataset, load_dataset
+from prunelab.errors import UserError
 from prunelab.experiments.export import export_run, load_exported
 from prunelab.experiments.lottery import LotteryResult, run_lottery
 from prunelab.experiments.prune_init import run_prune
@@ -30,14 +31,15 @@ from prunelab.specs import (
 from prunelab.steps import parse_step, to_iterations
 from prunelab.store import RunLayout, RunStore
 from prunelab.supermask import SupermaskStep, rerandomize_, subnet_mask, to_supermask
-from prunelab.training import MaskedStep, TrainingLoop, TrainResult, UpdateStep, evaluate, train
+from prunelab.training import MaskedStep, TrainingDiverged, TrainingLoop, TrainResult, UpdateStep, evaluate, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BatchLoader", "DataSplits", "DatasetSpec", "ExperimentSpec", "ImageDataset", "LotteryResult", "Mask",
     "MaskedParameters", "MaskedStep", "ModelSpec", "PruningSpec", "RunLayout", "RunStore", "SpecError",
-    "SupermaskSpec", "SupermaskStep", "TrainResult", "TrainingLoop", "TrainingSpec", "UpdateStep", "apply_mask",
+    "SupermaskSpec", "SupermaskStep", "TrainResult", "TrainingDiverged", "TrainingLoop", "TrainingSpec", "UpdateStep",
+    "UserError", "apply_mask",
     "build_model", "empirical_ntk", "evaluate", "export_run", "get_preset", "initialize", "kernel_distance", "load_dataset", "load_exported",
     "load_spec", "lottery", "model_names", "ntk_eigenvalues", "parse_step", "preset_names", "prunable_parameters", "prune",
     "register_model", "register_strategy", "relative_frobenius_difference", "rerandomize_", "run_lottery", "run_prune", "run_supermask",

@@ -26,8 +26,8 @@ from prunelab.specs import ExperimentSpec, SpecError, from_dict, semantic_dict
 from prunelab.specs.experiment import SECTIONS
 from prunelab.store import DamagedFile, Run, RunLayout, RunStore, atomic_write_bytes
 
-__all__ = ["METRICS", "TABLE_COLUMNS", "ReportFigure", "aggregate", "collect_points", "plot_accuracy_vs_density",
-           "plot_layer_densities", "report_table", "standard_figures"]
+__all__ = ["METRICS", "TABLE_COLUMNS", "ReportFigure", "aggregate", "collect_points", "config_legend",
+           "plot_accuracy_vs_density", "plot_layer_densities", "report_table", "standard_figures"]
 
 log = logging.getLogger("prunelab")
 
@@ -162,6 +162,42 @@ def _config_key(run: Run) -> str:
     if args:
         stage["args"] = args
     return json.dumps([settings, stage], sort_keys=True, default=str)
+
+
+def config_legend(runs: Iterable[Run]) -> list[dict[str, Any]]:
+    """What each ``[config N]`` label of :func:`collect_points` stands for: per labelled method and
+    configuration, its runs and the settings in which the configurations of that method differ
+    (dotted names, ``None`` where a configuration leaves a setting at its default)."""
+    runs = list(runs)
+    methods = {run.run_id: _method(run.summary()) for run in runs}
+    keys = {run.run_id: _config_key(run) for run in runs}
+    labels = _config_labels({rid: (methods[rid], keys[rid]) for rid in methods})
+    configs: dict[str, dict[str, Any]] = {}
+    for rid, label in labels.items():
+        if label:
+            entry = configs.setdefault(methods[rid] + label, {"base": methods[rid], "key": keys[rid], "runs": []})
+            entry["runs"].append(rid)
+    flat = {name: _flatten(json.loads(entry["key"])) for name, entry in configs.items()}
+    legend = []
+    for name, entry in sorted(configs.items()):
+        siblings = [flat[other] for other, e in configs.items() if e["base"] == entry["base"]]
+        names = sorted({k for f in siblings for k in f})
+        differing = [k for k in names if len({json.dumps(f.get(k), sort_keys=True) for f in siblings}) > 1]
+        legend.append({"method": name, "runs": sorted(entry["runs"]),
+                       "settings": {k: flat[name].get(k) for k in differing}})
+    return legend
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``[settings, stage]`` of :func:`_config_key` as dotted names (stage arguments as ``args.*``)."""
+    if isinstance(value, list) and not prefix and len(value) == 2:
+        return {**_flatten(value[0], ""), **_flatten(value[1], "")}
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
 
 
 def _config_labels(configs: dict[str, tuple[str, str]]) -> dict[str, str]:

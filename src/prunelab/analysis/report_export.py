@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from prunelab.analysis.report import METRICS
+from prunelab.errors import UserError
 from prunelab.store import atomic_write_text
 from prunelab.store.atomic import atomic_write
 
@@ -36,7 +37,7 @@ EXPORT_COLUMNS = (
 )
 
 
-class ParquetUnavailable(ValueError):
+class ParquetUnavailable(UserError, ValueError):
     """Parquet was asked for without pandas and pyarrow installed."""
 
 

@@ -128,12 +128,22 @@ def _executor(args: argparse.Namespace, parallel: int) -> Any:
 
 
 def run_study(args: argparse.Namespace, study: Any, *, progress: bool = True) -> Any:
-    """Run ``study`` on the executor the arguments choose; the live progress and the failures go to stderr."""
+    """Run ``study`` on the executor the arguments choose; the live progress and the failures go to stderr.
+    A study of one requested trial (a lottery with its levels, say) that failed with an error the user can
+    fix raises it, so the command ends as any user error does: one line, exit code 2."""
+    study.check()  # every trial against its model and data, before the executor starts or anything trains
     pending = len(study.pending())
     with _executor(args, study.width()) as executor:
         if pending > 1:
             print(f"study: {len(study.entries)} trials, {pending} to run on {executor.describe()}", file=sys.stderr)
         result = study.run(executor, progress=progress)
+    failure = result.user_failure() if study.single else None
+    if failure is not None:
+        raise failure
+    if study.single:  # the progress left these to the command (see above); other failures came with them
+        for outcome in result.outcomes:
+            if outcome.status == "failed" and outcome.user_error:
+                print(f"study: FAILED {outcome.run_id} ({outcome.label}): {outcome.error}", file=sys.stderr)
     if pending > 1 or not result.ok:
         print(f"study: {result.totals()}", file=sys.stderr)
     return result

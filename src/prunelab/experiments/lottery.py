@@ -22,7 +22,9 @@ from typing import Any, Protocol
 import torch
 
 from prunelab.experiments.places import MemoryPlace, Place, StageResult, StorePlace
+from prunelab.experiments.stage import remove_if_unused
 from prunelab.experiments.train import run_train, train_run_id
+from prunelab.experiments.validation import check_lottery
 from prunelab.experiments.workbench import Bench, Workbench, train_summary
 from prunelab.masks import Mask, apply_mask
 from prunelab.pruning.api import LEVEL_STRATEGIES, prune_level, score
@@ -33,6 +35,7 @@ from prunelab.pruning.rescale import ntk_rescale
 from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
 from prunelab.specs.base import check_choice
 from prunelab.store import RunStore
+from prunelab.training import TrainingDiverged
 
 __all__ = ["CONTROLS", "DenseRun", "LotteryResult", "Lottery", "TrainRun", "lottery_run_id", "lottery_stage_id",
            "run_lottery", "run_lottery_stage", "derived_seed"]
@@ -53,6 +56,19 @@ def derived_seed(*parts: object) -> int:
 def check_controls(controls: Sequence[str]) -> None:
     for name in controls:
         check_choice(name, CONTROLS, "control")
+
+
+def check_level_strategy(name: str) -> None:
+    """A strategy the level step can use: one of :data:`LEVEL_STRATEGIES` or a registered data-free one."""
+    if name in LEVEL_STRATEGIES:
+        return
+    strategy = get_strategy(name)  # unknown names: error with the closest valid ones
+    if strategy.needs_data:
+        raise SpecError(
+            f"strategy {name!r} scores with training data, which lottery levels do not pass; use a data-free "
+            f"strategy ({', '.join(LEVEL_STRATEGIES)}, synflow, ntksap or your own) or "
+            f"`prunelab branch RUN oneshot --strategy {name}`"
+        )
 
 
 def lottery_run_id(spec: ExperimentSpec) -> str:
@@ -170,16 +186,7 @@ class Lottery:
 
     def _check_strategy(self) -> None:
         """Fail before any training on a strategy the level step cannot use."""
-        name = self.prune.strategy
-        if name in LEVEL_STRATEGIES:
-            return
-        strategy = get_strategy(name)  # unknown names: error with the closest valid ones
-        if strategy.needs_data:
-            raise SpecError(
-                f"strategy {name!r} scores with training data, which lottery levels do not pass; use a data-free "
-                f"strategy ({', '.join(LEVEL_STRATEGIES)}, synflow, ntksap or your own) or "
-                f"`prunelab branch RUN oneshot --strategy {name}`"
-            )
+        check_level_strategy(self.prune.strategy)
 
     # the rewind point ---------------------------------------------------------------------------
     def rewind_state(self) -> dict[str, torch.Tensor]:
@@ -292,7 +299,7 @@ class Lottery:
     # everything ---------------------------------------------------------------------------------
     def run(self, levels: int, controls: Sequence[str] = ()) -> LotteryResult:
         if levels < 0:
-            raise ValueError(f"levels must be >= 0, got {levels}")
+            raise SpecError(f"--levels must be >= 0 (pruning levels after the dense level 0), got {levels}")
         check_controls(controls)
         # results only grow: the rows cover every level and control stored, whatever this call asked for
         top = levels
@@ -322,11 +329,15 @@ def run_lottery(
     """Run (or resume, or extend) a lottery in the run store; returns and writes its summary."""
     store = store or RunStore()
     run_id = lottery_run_id(spec)
-    check_controls(controls)
+    check_lottery(spec, levels, controls)  # every input against the model and data, before any directory exists
     lottery = _store_lottery(spec, store, run_id)  # validates first
     with store.lock(run_id):  # the lottery's own files are written under its lock, its stages under theirs
         _create(store, lottery)
-    result = lottery.run(levels, controls)
+    try:
+        result = lottery.run(levels, controls)
+    except TrainingDiverged:  # the stage is gone; so is the lottery if nothing else of it is stored
+        remove_if_unused(store, run_id)
+        raise
     summary = result.summary()
     summary.update({"strategy": spec.prune.strategy, "fraction": spec.prune.fraction, "rewind": spec.prune.rewind,
                     "seed": spec.seed, "model": spec.model.name, "dataset": spec.dataset.name})
@@ -343,13 +354,16 @@ def run_lottery_stage(
     lottery's own summary is written by :func:`run_lottery` once every stage is stored."""
     store = store or RunStore()
     run_id = lottery_run_id(spec)
-    if control is not None:
-        check_controls([control])
+    check_lottery(spec, level, [control] if control is not None else [])
     lottery = _store_lottery(spec, store, run_id)  # validates first
     _create(store, lottery)
-    if control is None:
-        return lottery.level(level).summary
-    return lottery.control(level, control)
+    try:
+        if control is None:
+            return lottery.level(level).summary
+        return lottery.control(level, control)
+    except TrainingDiverged:  # the stage is gone; so is the lottery if nothing else of it is stored
+        remove_if_unused(store, run_id)
+        raise
 
 
 def _store_lottery(spec: ExperimentSpec, store: RunStore, run_id: str) -> Lottery:

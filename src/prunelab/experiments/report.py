@@ -18,6 +18,7 @@ from typing import Any
 from prunelab.analysis.report import aggregate, collect_points, report_table, standard_figures
 from prunelab.analysis.report_export import require_parquet, write_csv, write_parquet
 from prunelab.analysis.report_html import render_report_html
+from prunelab.errors import UserError
 from prunelab.experiments.experiment_file import ExperimentFile
 from prunelab.store import DamagedFile, Run, RunStore, atomic_write_bytes, atomic_write_text
 
@@ -35,7 +36,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
     asked = [item.strip().lower() for item in text.split(",") if item.strip()]
     unknown = [item for item in asked if item not in FORMATS]
     if unknown or not asked:
-        raise ValueError(f"--format takes a comma-separated list of {', '.join(FORMATS)}; got {text!r}")
+        raise UserError(f"--format takes a comma-separated list of {', '.join(FORMATS)}; got {text!r}")
     return tuple(f for f in FORMATS if f in asked)
 
 
@@ -93,7 +94,7 @@ def select_runs(
     ``kind``). Raises ``ValueError`` when nothing is left."""
     if study is not None:
         if refs:
-            raise ValueError("give runs or an experiment file, not both")
+            raise UserError("give runs or an experiment file, not both")
         file = ExperimentFile(study)
         names = list(experiments) or file.names
         ids = list(dict.fromkeys(point.trial.run_id for name in names for point in file.points(name, store=store)))
@@ -115,14 +116,14 @@ def select_runs(
         runs = [store.find(ref) for ref in refs]
         unfinished = [r.run_id for r in runs if not r.finished]
         if unfinished:
-            raise ValueError(f"runs not finished: {', '.join(unfinished)}")
+            raise UserError(f"runs not finished: {', '.join(unfinished)}")
         where = f"among {', '.join(refs)}"
     else:
         runs = [r for r in store.runs() if r.finished and (not kind or r.kind == kind)]
         where = f"under {store.root}" + (f" of kind {kind}" if kind else "")
     runs = [run for run in runs if _readable(run)]
     if not runs:
-        raise ValueError(f"no finished runs to report {where}")
+        raise UserError(f"no finished runs to report {where}")
     return runs
 
 

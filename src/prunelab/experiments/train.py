@@ -17,6 +17,7 @@ from typing import Any
 
 from prunelab import distributed
 from prunelab.experiments.stage import run_stage
+from prunelab.experiments.validation import check_training
 from prunelab.experiments.workbench import Workbench, train_summary
 from prunelab.masks import Mask
 from prunelab.specs import ExperimentSpec, spec_to_yaml
@@ -44,6 +45,8 @@ def run_train(spec: ExperimentSpec, *, store: RunStore | None = None,
     saved in the run when this returns, recomputed if the run had finished without it."""
     store = store or RunStore()
     extra = tuple(save_steps)
+    if extra or spec.train.save_steps or not store.run(train_run_id(spec)).finished:
+        check_training(spec, extra)  # before the run's directory exists, or steps are recomputed
 
     def body(run: Run) -> dict[str, Any]:
         bench = Workbench.from_spec(spec)

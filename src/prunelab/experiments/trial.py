@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from prunelab.experiments import validation
 from prunelab.experiments.branch import OneShotBranch, branch_run_id, run_oneshot_branch
 from prunelab.experiments.lottery import (
     check_controls,
@@ -199,6 +200,22 @@ class Trial:
         if self.kind == "prune" and self.spec.prune.count_rule != "exact":
             raise SpecError(f"prune.count_rule={self.spec.prune.count_rule} counts lottery levels; pruning to a "
                             "density keeps round(d * n) weights, drop the setting")
+
+    def validate(self, store: RunStore | None = None) -> None:
+        """The checks against the trial's model and data (:mod:`prunelab.experiments.validation`): every
+        pattern, step and option, the device and the data files. Reads the data set (once per process)
+        and builds the model on the meta device; trains nothing and writes nothing."""
+        self.check()
+        spec = self.spec
+        if self.kind in ("train", "supermask"):
+            validation.check_training(spec)
+        elif self.kind == "lottery":
+            validation.check_lottery(spec, self.levels, [*self.controls, *([self.control] if self.control else [])])
+        elif self.kind == "prune":
+            rounds, round_steps = self.multishot_rounds()
+            validation.check_prune(spec, experiment=self.experiment, rounds=rounds, round_steps=round_steps)
+        else:
+            validation.check_branch(spec, self.branch, self.parent, store or RunStore())
 
     def run(self, store: RunStore | None = None, *, quiet: bool = False) -> dict[str, Any]:
         """Run the trial in ``store`` (or return its stored result); returns the run's summary. ``quiet``

@@ -20,7 +20,7 @@ from prunelab.training import TrainResult, UpdateStep, resolve_device, train
 from prunelab.steps import to_iterations
 from prunelab.store import Run
 
-__all__ = ["Bench", "Workbench", "train_summary"]
+__all__ = ["Bench", "Workbench", "release_data", "train_summary"]
 
 
 def _shard() -> tuple[int, int] | None:
@@ -31,6 +31,11 @@ def _shard() -> tuple[int, int] | None:
 @functools.lru_cache(maxsize=4)
 def _cached_splits(spec: DatasetSpec) -> DataSplits:
     return load_dataset(spec)
+
+
+def release_data() -> None:
+    """Drop the data sets this process holds (a study's driver, after checking trials that its workers run)."""
+    _cached_splits.cache_clear()
 
 
 class Bench(Protocol):

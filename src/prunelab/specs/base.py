@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 import pydantic
 import yaml
 
+from prunelab.errors import UserError
+
 __all__ = [
     "SpecError",
     "spec_field",
@@ -37,7 +39,7 @@ __all__ = [
 S = TypeVar("S")
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """A spec, preset, override or config file that cannot be used as given."""
 
 

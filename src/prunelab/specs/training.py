@@ -46,11 +46,11 @@ class TrainingSpec:
         if self.eval_every is not None:
             parse_step(self.eval_every)
         if self.lr <= 0 or self.batch_size <= 0:
-            raise ValueError("train.lr and train.batch_size must be positive")
+            raise SpecError("train.lr and train.batch_size must be positive")
         if self.optimizer != "sgd" and (self.momentum or self.nesterov):
             raise SpecError(
                 f"train.momentum/nesterov apply to SGD only, not {self.optimizer}: set --train.momentum=0 "
                 "(Adam-style optimisers take --train.betas)"
             )
         if self.momentum < 0 or self.weight_decay < 0:
-            raise ValueError("train.momentum and train.weight_decay must be non-negative")
+            raise SpecError("train.momentum and train.weight_decay must be non-negative")

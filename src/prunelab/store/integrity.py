@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from prunelab.errors import UserError
 from prunelab.store.layout import RunLayout
 
 __all__ = ["DamagedFile", "INTEGRITY_KEY", "DIGEST_KEY", "SCHEME", "tensor_digest", "seal", "check_digest",
@@ -34,7 +35,7 @@ DIGEST_KEY = "prunelab.sha256"
 SCHEME = "sha256/1"
 
 
-class DamagedFile(ValueError):
+class DamagedFile(UserError, ValueError):
     """A store file that exists (or must exist) but cannot be trusted: its checksum does not match, it
     cannot be parsed, a finished run lacks it, or a summary breaks the schema. The message names the
     file, what is wrong and how to recover."""

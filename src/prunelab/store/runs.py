@@ -22,6 +22,7 @@ import yaml
 from filelock import FileLock, Timeout
 
 from prunelab import distributed
+from prunelab.errors import UserError
 from prunelab.store.atomic import atomic_write_json, atomic_write_text, load_tensors, read_json, verify_tensor_file
 from prunelab.store.integrity import DamagedFile, owning_run
 from prunelab.store.layout import RunLayout
@@ -30,11 +31,11 @@ from prunelab.store.summary import SUMMARY_KEYS, summary_problems
 __all__ = ["RunStore", "Run", "home_dir", "SUMMARY_KEYS", "RunNotFound", "RunBusy"]
 
 
-class RunNotFound(LookupError):
+class RunNotFound(UserError, LookupError):
     """No run matches the given id or prefix."""
 
 
-class RunBusy(ValueError):
+class RunBusy(UserError, ValueError):
     """A run's lock is held by a live process (it is being trained right now)."""
 
 

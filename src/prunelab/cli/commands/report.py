@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
 from pathlib import Path
 
+from prunelab.analysis.report import config_legend
 from prunelab.cli.common import print_json
+from prunelab.errors import UserError
 from prunelab.experiments.report import DEFAULT_FORMATS, FORMATS, parse_formats, select_runs, write_report
 from prunelab.store import RunStore
 
@@ -27,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: all of its experiments); nothing: all finished runs",
     )
     p.add_argument("--kind", help="only runs of this kind (train, lottery, prune, branch, supermask)")
-    p.add_argument("--out", default="prunelab-report", help="output directory (default: prunelab-report)")
+    p.add_argument("--out", help="output directory (default: prunelab-report-<NAME> in the current directory, NAME "
+                   "from --title, else the experiment file, else --kind, else 'all' or the runs given)")
     p.add_argument("--title", default="", help="title of the figures and the page")
     p.add_argument(
         "--format",
@@ -48,9 +53,27 @@ def _study(refs: list[str]) -> tuple[Path | None, list[str]]:
     if refs and refs[0].endswith((".yaml", ".yml")):
         path = Path(refs[0])
         if not path.is_file():
-            raise ValueError(f"no experiment file {refs[0]} (give an existing .yaml file, or run ids)")
+            raise UserError(f"no experiment file {refs[0]} (give an existing .yaml file, or run ids)")
         return path, refs[1:]
     return None, []
+
+
+def default_out(args: argparse.Namespace, study: Path | None) -> Path:
+    """Where the report goes without ``--out``: ``prunelab-report-<name>`` in the current directory, named
+    after the title, else the experiment file, else the kind, else ``all`` (every finished run) or the runs
+    given (up to three run ids; more are a short hash of them all), so different reports never overwrite
+    each other."""
+    if args.title:
+        name = args.title
+    elif study is not None:
+        name = study.stem
+    elif args.runs:
+        ids = sorted(args.runs)
+        name = "-".join(ids) if len(ids) <= 3 else "runs-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:8]
+    else:
+        name = args.kind or "all"
+    slug = re.sub(r"[^A-Za-z0-9._]+", "-", name).strip("-.").lower()[:80] or "all"
+    return Path(f"prunelab-report-{slug}")
 
 
 def handle(args: argparse.Namespace, _: list[str]) -> int:
@@ -64,9 +87,11 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
         runs = select_runs(store, kind=args.kind, study=study, experiments=experiments)
     else:
         if args.runs and args.kind:
-            raise ValueError("--kind chooses among all runs or a study's; with run ids it has nothing to choose")
+            raise UserError("--kind chooses among all runs or a study's; with run ids it has nothing to choose")
         runs = select_runs(store, args.runs, kind=args.kind)
-    report = write_report(runs, args.out, formats=[f for f in FORMATS if f in formats], title=args.title, store=store)
+    out = Path(args.out) if args.out else default_out(args, study)
+    legend = config_legend(runs)
+    report = write_report(runs, out, formats=[f for f in FORMATS if f in formats], title=args.title, store=store)
     if args.json:
         print_json(
             {
@@ -76,10 +101,15 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
                     key: str(path) if path else None
                     for key, path in (("html", report.html), ("csv", report.csv), ("parquet", report.parquet))
                 },
+                "configs": legend,
             }
         )
     else:
         print(report.table())
+        for entry in legend:  # what each [config N] label stands for
+            settings = ", ".join(f"{k}={'default' if v is None else v}" for k, v in entry["settings"].items())
+            print(f"{entry['method']}: {settings or 'see prunelab show'} ({len(entry['runs'])} run(s): "
+                  f"{', '.join(entry['runs'][:3])}{', ...' if len(entry['runs']) > 3 else ''})")
         if report.files:
             print("\nwritten:\n" + "\n".join(f"  {path}" for path in report.files))
     return 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from prunelab.cli.common import EXIT_TRIALS_FAILED, add_executor_arguments, format_table, print_json, run_study
+from prunelab.errors import UserError
 from prunelab.experiments.experiment_file import ExperimentFile
 from prunelab.experiments.study import Study
 from prunelab.specs import parse_override_args
@@ -45,7 +46,7 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     experiments = ExperimentFile(args.file)
     if args.name is None:
         if overrides:
-            raise ValueError("overrides apply to one experiment: give its NAME")
+            raise UserError("overrides apply to one experiment: give its NAME")
         return _listing(experiments, args.json)
     store = RunStore(args.home)
     points = experiments.points(args.name, parse_override_args(overrides), store=store)
