@@ -488,6 +488,19 @@ class TrainingLoop:
 
     # the loop -------------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        self.begin()
+        try:
+            self._loop()
+            if self.step < self.end:  # pragma: no cover - guarded by the epoch-length check
+                raise RuntimeError(f"training stopped at step {self.step} of {self.end}")
+        finally:
+            self.close()
+        distributed.barrier()  # rank 0's last files are written before any rank moves on
+        return self.result()
+
+    # the pieces of run(), also driven one by one by the packed trainer (prunelab.training.packed) ------
+    def begin(self) -> None:
+        """Open the progress bar and handle the starting point's events (evaluation, weights)."""
         from tqdm import tqdm
 
         self.bar = tqdm(
@@ -504,13 +517,25 @@ class TrainingLoop:
             if self.resumed_from is None:
                 self.next_event = self.start
                 self._check(self.start)  # evaluation and weights at the starting point
-            self._loop()
-            if self.step < self.end:  # pragma: no cover - guarded by the epoch-length check
-                raise RuntimeError(f"training stopped at step {self.step} of {self.end}")
-        finally:
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the progress bar and the metrics writer."""
+        if self.bar is not None:
             self.bar.close()
-            self.writer.close()
-        distributed.barrier()  # rank 0's last files are written before any rank moves on
+        self.writer.close()
+
+    def check(self, step: int, losses: list[torch.Tensor]) -> None:
+        """A check point at ``step`` reached from outside :meth:`run`, with the training losses of the
+        steps since the last one (0-d tensors, oldest first); the model holds the state of ``step``
+        whenever ``step`` is an event (:attr:`next_event`)."""
+        self.pending.extend(losses)
+        self.step = step
+        self._check(step)
+
+    def result(self) -> TrainResult:
         final = self.history[-1] if self.history and self.history[-1]["step"] == self.end else {}
         return TrainResult(
             final_step=self.step,
