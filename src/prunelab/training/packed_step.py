@@ -27,12 +27,12 @@ import copy
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
 from prunelab.specs.training import TrainingSpec
 from prunelab.training.masked_step import MaskedStep
-from prunelab.training.update import classification_loss
 
 __all__ = ["PackedStep"]
 
@@ -44,6 +44,8 @@ class PackedStep:
 
     def __init__(self, models: Sequence[nn.Module], steps: Sequence[MaskedStep], spec: TrainingSpec,
                  device: torch.device) -> None:
+        if spec.bf16:
+            raise ValueError("a packed step trains in float32 (train.bf16 trains each model alone)")
         if len(models) != len(steps) or not models:
             raise ValueError("a packed step needs one bound masked step per model")
         self.models, self.steps = list(models), list(steps)
@@ -62,13 +64,13 @@ class PackedStep:
         self._masks(named)
         self._optimizer_state()
         self._base = copy.deepcopy(first).to("meta")  # the architecture only: every tensor comes from the stacks
-        loss = classification_loss(spec, device)
         base = self._base
 
-        def lane_loss(params: dict, frozen: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return loss(lambda inputs: functional_call(base, (params, frozen, buffers), (inputs,)), x, y)
+        def forward(params: dict, frozen: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+            return functional_call(base, (params, frozen, buffers), (x,))
 
-        self._losses = vmap(lane_loss, in_dims=(0, 0, 0, 0, 0), randomness="error")
+        self._forward = vmap(forward, in_dims=(0, 0, 0, 0), randomness="error")
+        self._smoothing = spec.label_smoothing
         self._param_list = [self.params[n] for n in self.trainable]
         self.lr = torch.zeros(self.lanes, device=device)
         self._lr_views = [self.lr.view(self.lanes, *[1] * (p.dim() - 1)) for p in self._param_list]
@@ -149,7 +151,11 @@ class PackedStep:
         params = self._param_list
         for p in params:
             p.grad = None
-        losses = self._losses(self.params, self.frozen, self.buffers, x, y)
+        logits = self._forward(self.params, self.frozen, self.buffers, x)  # [K, B, classes]
+        lanes, batch = y.shape
+        # each model's mean cross-entropy (classification_loss), the K models' in one call
+        losses = F.cross_entropy(logits.reshape(lanes * batch, -1), y.reshape(-1), reduction="none",
+                                 label_smoothing=self._smoothing).view(lanes, batch).mean(1)
         losses.sum().backward()
         grads = [p.grad for p in params]
         with torch.no_grad():
