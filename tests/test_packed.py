@@ -156,6 +156,37 @@ def test_a_packed_run_resumes_bit_for_bit(tmp_path, monkeypatch):
             assert all(torch.equal(left[n], right[n]) for n in left), name
 
 
+def test_a_packed_run_resumed_alone_keeps_its_arithmetic(tmp_path, monkeypatch):
+    """Whichever way a packed run is resumed — alone, by plain ``train`` — it finishes bit for bit as the
+    uninterrupted packed run (a conv model: its single-model kernels differ from the packed ones)."""
+    spec = base_spec("conv2", momentum=0.9, steps="12it", eval_every="4it", checkpoint_every="4it")
+    reference, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "a")
+    train_packed(reference)
+    lanes, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "b")
+    calls = {"n": 0}
+    step = PackedStep.step
+
+    def dying(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return step(self, x, y)
+
+    monkeypatch.setattr(PackedStep, "step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_packed(lanes)
+    monkeypatch.setattr(PackedStep, "step", step)
+    resumed, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "b")
+    first = train_packed(resumed[:1])[0]  # alone in a pack
+    lane = resumed[1]  # by the ordinary trainer, as an unpacked command would
+    second = train(lane.model, lane.train_loader, lane.test_loader, lane.spec, out_dir=lane.out_dir, mask=lane.mask,
+                   prunable=lane.prunable, seed=lane.seed, log=quiet)
+    for result, lane, ref in zip((first, second), resumed, reference):
+        assert result.resumed_from == 4
+        for key, value in lane.model.state_dict().items():
+            assert torch.equal(value, ref.model.state_dict()[key]), key
+
+
 def test_a_diverging_model_fails_alone():
     spec = base_spec(momentum=0.9)
     lanes, references = lanes_and_references(spec, [1, 2, 3], lrs=[0.05, 1e9, 0.05])

@@ -248,6 +248,8 @@ class TrainingLoop:
         self.loss_count = 0
         self.resumed_from: int | None = None
         self.last_checkpoint: int | None = None
+        # trained by the packed trainer: kept in checkpoints so that a resumed run keeps its arithmetic
+        self.packed = False
         # transient
         self.pending: list[torch.Tensor] = []
         self.bar: Any = None
@@ -300,6 +302,7 @@ class TrainingLoop:
         self.history = list(state.get("history", []))
         self.loss_sum = float(state.get("loss_sum", 0.0))
         self.loss_count = int(state.get("loss_count", 0))
+        self.packed = bool(state.get("packed", False))
         self.resumed_from = checkpoint.step
         self.last_checkpoint = checkpoint.step
         truncate_metrics(self.metrics_path, checkpoint.step)
@@ -461,6 +464,7 @@ class TrainingLoop:
             "loss_sum": self.loss_sum,
             "loss_count": self.loss_count,
             "history": self.history,
+            **({"packed": True} if self.packed else {}),
         }
         save_checkpoint(
             self.checkpoint_dir,

@@ -35,7 +35,7 @@ from prunelab.training.loop import _CHECK_SECONDS, _MAX_PENDING, TrainingLoop, T
 from prunelab.training.masked_step import MaskedStep
 from prunelab.training.packed_step import PackedStep
 
-__all__ = ["Lane", "train_packed", "packing_spec"]
+__all__ = ["Lane", "train_packed", "packing_spec", "continue_packed"]
 
 #: the training fields that may differ between models trained together: the learning-rate schedule and
 #: the seeds (each model has its own), and what only the models' own loops read
@@ -92,7 +92,7 @@ def train_packed(lanes: Sequence[Lane], *, max_lanes: int | None = None) -> list
     for members in groups.values():
         chunks = [members] if cap is None else [members[i:i + cap] for i in range(0, len(members), cap)]
         for chunk in chunks:
-            if len(chunk) == 1:
+            if len(chunk) == 1 and not (loops[chunk[0]].packed and _packable(loops[chunk[0]])):
                 results[chunk[0]] = _run_alone(loops[chunk[0]])
             else:
                 for index, outcome in zip(chunk, _run_packed([loops[i] for i in chunk])):
@@ -100,11 +100,28 @@ def train_packed(lanes: Sequence[Lane], *, max_lanes: int | None = None) -> list
     return results  # type: ignore[return-value]
 
 
+def continue_packed(loop: TrainingLoop) -> TrainResult:
+    """Finish ``loop``, resumed from a packed run's checkpoint, with the packed arithmetic (alone: the
+    model is packed with a copy of itself, since the per-model results of a packed step do not depend
+    on the other models but may differ from a single model's kernels)."""
+    if not _packable(loop):
+        return loop.run()
+    result = _run_packed([loop])[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _packable(loop: TrainingLoop) -> bool:
+    spec, loader = loop.spec, loop.train_loader
+    return not (distributed.active() or spec.compile or spec.bf16 or type(loader) is not BatchLoader
+                or loader.shard is not None or loop.step >= loop.end or not isinstance(loop.update, MaskedStep))
+
+
 def _key(loop: TrainingLoop, index: int) -> Any:
     """Loops with equal keys can be packed; a loop that cannot be packed gets a key of its own."""
     spec, loader, model = loop.spec, loop.train_loader, loop.model
-    if (distributed.active() or spec.compile or spec.bf16 or type(loader) is not BatchLoader or loader.shard is not None
-            or loop.step >= loop.end):
+    if not _packable(loop):
         return ("alone", index)
     tensors = tuple((n, tuple(t.shape), t.dtype, t.requires_grad) for n, t in model.named_parameters())
     buffers = tuple((n, tuple(t.shape), t.dtype) for n, t in model.named_buffers())
@@ -124,6 +141,7 @@ def _run_packed(loops: list[TrainingLoop]) -> list[TrainResult | Exception]:
     outcomes: dict[int, TrainResult | Exception] = {}
     active: list[int] = []
     for index, loop in enumerate(loops):
+        loop.packed = True
         try:
             loop.begin()
         except Exception as error:  # noqa: BLE001
@@ -142,7 +160,11 @@ def _run_packed(loops: list[TrainingLoop]) -> list[TrainResult | Exception]:
 
 
 def _engine(loops: list[TrainingLoop], active: list[int]) -> tuple[PackedStep, PackedLoader]:
+    """The packed step and loader of the active lanes; a lane alone is packed with a copy of itself
+    (one packed model's results do not depend on the others, but may on there being others)."""
     members = [loops[i] for i in active]
+    if len(members) == 1:
+        members = members * 2
     step = PackedStep([m.model for m in members], [m.update for m in members], members[0].spec, members[0].device)
     return step, PackedLoader([m.train_loader for m in members])
 
@@ -166,7 +188,7 @@ def _drive(loops: list[TrainingLoop], active: list[int], outcomes: dict[int, Tra
         for x, y in loader.epoch(epoch, batch):
             wanted = tuple(loops[i].lr_fn(step) for i in active)
             if wanted != rates:
-                packed.set_lr(wanted)
+                packed.set_lr(wanted * (packed.lanes // len(wanted)))
                 rates = wanted
             pending.append(packed.step(x, y))
             step += 1
