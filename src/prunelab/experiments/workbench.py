@@ -5,6 +5,7 @@ of a lottery or a sweep read the files once."""
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -122,6 +123,8 @@ class Workbench:
         extra = tuple(self.to_iterations(s) for s in save_steps)  # train() adds spec.train.save_steps itself
         worker = parked_worker()
         if worker is not None and update is None:
+            if log is None and run is not None:  # the unit's models log together: say whose line it is
+                log = functools.partial(_tagged_log, run.run_id)
             return worker.train(Lane(model, self.train_loader(order_seed=order_seed), self.test_loader(),
                                      self.spec.train, out_dir=run.path if run is not None else None, mask=mask,
                                      prunable=self.prunable(model), seed=self.spec.seed, device=self.device,
@@ -142,6 +145,10 @@ class Workbench:
             start_step=start_step,
             stop_step=stop_step,
         )
+
+
+def _tagged_log(run_id: str, message: str) -> None:
+    print(f"{run_id}: {message}", file=sys.stderr, flush=True)
 
 
 def train_summary(result: TrainResult, mask: Mask) -> dict[str, Any]:
