@@ -250,3 +250,14 @@ def test_pack_option_on_the_command_line(capsys, home):
     assert main(["train", "--preset", "digits_lenet_300_100", "--train.steps=3it", "--no-progress", "--seeds", "1,2",
                  "--pack", "2", "--workers", "1"]) == 0
     assert len(list(RunStore(home).root.glob("train-*"))) == 2
+
+
+def test_a_failing_trial_of_a_packed_unit_fails_alone(home):
+    spec = base_spec(momentum=0.9)
+    diverging = spec.updated(train=dataclasses.replace(spec.train, lr=1e9)).with_seed(7)
+    trials = [Trial("train", spec.with_seed(1)), Trial("train", diverging), Trial("train", spec.with_seed(2))]
+    assert len(pack(trials, 8)) == 1
+    result = Study(trials, RunStore(home)).run(InProcessExecutor(), progress=False)
+    assert [o.status for o in result.outcomes] == ["done", "failed", "done"]
+    assert "TrainingDiverged" in result.outcomes[1].error
+    assert all(RunStore(home).run(t.run_id).finished for t in (trials[0], trials[2]))
