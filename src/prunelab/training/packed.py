@@ -115,7 +115,7 @@ def continue_packed(loop: TrainingLoop) -> TrainResult:
 def _packable(loop: TrainingLoop) -> bool:
     spec, loader = loop.spec, loop.train_loader
     return not (distributed.active() or spec.compile or spec.bf16 or type(loader) is not BatchLoader
-                or loader.shard is not None or loop.step >= loop.end or not isinstance(loop.update, MaskedStep))
+                or loader.shard is not None or loop.step >= loop.end or type(loop.update) is not MaskedStep)
 
 
 def _key(loop: TrainingLoop, index: int) -> Any:

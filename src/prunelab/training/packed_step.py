@@ -111,8 +111,9 @@ class PackedStep:
             if group.get(flag):
                 raise ValueError(f"a packed step does not support {self.kind}({flag}=True)")
         self.hyper = {k: v for k, v in group.items() if k not in ("params", "lr", "initial_lr")}
-        for other in self._groups()[1:]:
-            if {k: v for k, v in other.items() if k in self.hyper} != self.hyper or type(other) is not type(group):
+        for step, other in zip(self.steps[1:], self._groups()[1:]):
+            same = type(step.optimizer) is type(self.steps[0].optimizer)
+            if not same or {k: v for k, v in other.items() if k in self.hyper} != self.hyper:
                 raise ValueError("packed models must share the optimiser and its settings (all but the learning rate)")
         names = [self._optimizer_names(step) for step in self.steps]
         per_lane = [[step.optimizer.state.get(p, {}) for p in step.optimizer.param_groups[0]["params"]]
@@ -130,7 +131,6 @@ class PackedStep:
                     elif value is not None:
                         self.state.setdefault(name, {}).setdefault(key, []).append(value)
         self.state = {n: {k: torch.stack(v) for k, v in s.items()} for n, s in self.state.items()}
-        self._order = names[0]
 
     def _optimizer_names(self, step: MaskedStep) -> list[str]:
         model = self.models[self.steps.index(step)]

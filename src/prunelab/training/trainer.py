@@ -79,7 +79,7 @@ def train(
         start_step=start_step,
         stop_step=stop_step,
     )
-    if loop.packed and isinstance(update, MaskedStep):  # resumed from a packed run: it goes on as one
+    if loop.packed and type(update) is MaskedStep:  # resumed from a packed run: it goes on as one
         from prunelab.training.packed import continue_packed
 
         return continue_packed(loop)
