@@ -106,6 +106,22 @@ def test_equal_learning_rates_take_torch_optims_own_update():
         assert_close(lane.model, alone)
 
 
+def test_large_models_pack_in_smaller_groups(monkeypatch):
+    import prunelab.training.packed as packed
+
+    spec = base_spec(momentum=0.9)
+    lanes, references = lanes_and_references(spec, [1, 2, 3])
+    size = sum(p.numel() for p in lanes[0].model.parameters())
+    monkeypatch.setattr(packed, "PACKED_PARAMETERS", 2 * size)  # room for two at a time
+    groups = []
+    run = packed._run_packed
+    monkeypatch.setattr(packed, "_run_packed", lambda loops: groups.append(len(loops)) or run(loops))
+    train_packed(lanes)
+    assert groups == [2]  # and the third alone
+    for lane, (alone, _) in zip(lanes, references):
+        assert_close(lane.model, alone)
+
+
 def test_batch_norm_keeps_running_statistics_per_model():
     spec = base_spec("cifar_resnet_8", lr=0.01, momentum=0.9, steps="6it", eval_every="3it")
     lanes, references = lanes_and_references(spec, [1, 2], lrs=[0.01, 0.02], density=0.7)

@@ -42,6 +42,9 @@ __all__ = ["Lane", "train_packed", "packing_spec", "continue_packed"]
 PER_MODEL_FIELDS = ("lr", "schedule", "milestones", "gamma", "warmup", "data_order_seed", "augment_seed",
                     "save_steps", "eval_every", "checkpoint_every", "eval_batch_size", "progress", "tensorboard")
 _DEFAULTS = TrainingSpec()
+#: the most weights (summed over the models) trained together: K times a model's memory must fit, and
+#: a model this large saturates the device alone, so packing it would gain nothing
+PACKED_PARAMETERS = 16_000_000
 
 
 def packing_spec(spec: TrainingSpec) -> TrainingSpec:
@@ -75,7 +78,8 @@ class Lane:
 
 
 def train_packed(lanes: Sequence[Lane], *, max_lanes: int | None = None) -> list[TrainResult | Exception]:
-    """Train every lane, those that can train together in lock-step (at most ``max_lanes`` at once);
+    """Train every lane, those that can train together in lock-step (at most ``max_lanes`` at once, and
+    at most :data:`PACKED_PARAMETERS` weights together);
     returns each lane's :class:`TrainResult`, or the exception that stopped it (a bad argument, a
     divergence), in the order given. Each lane resumes from its own checkpoint, as ``train`` does."""
     results: list[TrainResult | Exception | None] = [None] * len(lanes)
@@ -88,9 +92,10 @@ def train_packed(lanes: Sequence[Lane], *, max_lanes: int | None = None) -> list
     groups: dict[Any, list[int]] = {}
     for index, loop in loops.items():
         groups.setdefault(_key(loop, index), []).append(index)
-    cap = max(1, max_lanes) if max_lanes is not None else None
     for members in groups.values():
-        chunks = [members] if cap is None else [members[i:i + cap] for i in range(0, len(members), cap)]
+        size = sum(p.numel() for p in loops[members[0]].model.parameters())
+        cap = max(1, min(PACKED_PARAMETERS // max(size, 1), max_lanes if max_lanes is not None else len(members)))
+        chunks = [members[i:i + cap] for i in range(0, len(members), cap)]
         for chunk in chunks:
             if len(chunk) == 1 and not (loops[chunk[0]].packed and _packable(loops[chunk[0]])):
                 results[chunk[0]] = _run_alone(loops[chunk[0]])
