@@ -99,6 +99,20 @@ def test_packed_models_equal_separate_trainings_with_their_own_masks_and_learnin
         assert result.train_loss == pytest.approx(reference.train_loss, abs=1e-4)
 
 
+def test_the_models_are_evaluated_together_as_each_alone(monkeypatch):
+    calls = []
+    evaluate = PackedStep.evaluate
+    monkeypatch.setattr(PackedStep, "evaluate", lambda self, *a, **k: calls.append(self.lanes) or evaluate(self, *a, **k))
+    spec = base_spec(momentum=0.9)
+    lanes, references = lanes_and_references(spec, [1, 2, 3])
+    results = train_packed(lanes)
+    assert calls == [3, 3]  # steps 6 and 12 (step 0 is evaluated before the pack starts)
+    for result, (_, reference) in zip(results, references):
+        for packed_row, alone_row in zip(result.history, reference.history):
+            assert packed_row["test_loss"] == pytest.approx(alone_row["test_loss"], abs=1e-5)
+            assert packed_row["test_accuracy"] == alone_row["test_accuracy"]
+
+
 def test_equal_learning_rates_take_torch_optims_own_update():
     spec = base_spec(momentum=0.9)
     lanes, references = lanes_and_references(spec, [4, 5])

@@ -250,6 +250,8 @@ class TrainingLoop:
         self.last_checkpoint: int | None = None
         # trained by the packed trainer: kept in checkpoints so that a resumed run keeps its arithmetic
         self.packed = False
+        # the packed trainer's evaluation of this model, all models at once (step -> Evaluation)
+        self.evaluator: Callable[[int], Any] | None = None
         # transient
         self.pending: list[torch.Tensor] = []
         self.bar: Any = None
@@ -427,7 +429,7 @@ class TrainingLoop:
                 device=self.device,
                 bf16=self.spec.bf16,
                 batch_size=self.spec.eval_batch_size,
-            )
+            ) if self.evaluator is None else self.evaluator(step)
             test_loss, test_accuracy = result.loss, result.accuracy
             if self.best_accuracy is None or test_accuracy > self.best_accuracy:
                 self.best_accuracy, self.best_step = test_accuracy, step

@@ -19,6 +19,7 @@ training diverges fails alone; the others go on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -156,6 +157,8 @@ def _run_packed(loops: list[TrainingLoop]) -> list[TrainResult | Exception]:
     try:
         _drive(loops, active, outcomes)
     finally:
+        for loop in loops:
+            loop.evaluator = None
         for index in active:
             loops[index].close()
     for index in active:
@@ -166,12 +169,36 @@ def _run_packed(loops: list[TrainingLoop]) -> list[TrainResult | Exception]:
 
 def _engine(loops: list[TrainingLoop], active: list[int]) -> tuple[PackedStep, PackedLoader]:
     """The packed step and loader of the active lanes; a lane alone is packed with a copy of itself
-    (one packed model's results do not depend on the others, but may on there being others)."""
+    (one packed model's results do not depend on the others, but may on there being others). Lanes
+    that evaluate on one data set get the packed evaluation."""
     members = [loops[i] for i in active]
     if len(members) == 1:
         members = members * 2
     step = PackedStep([m.model for m in members], [m.update for m in members], members[0].spec, members[0].device)
+    tests = [m.test_loader for m in members]
+    shared = all(type(t) is BatchLoader and t.shard is None and not t.shuffle and t.augmentation is None
+                 and t.dataset is tests[0].dataset and t.batch_size == tests[0].batch_size
+                 and t.device == tests[0].device for t in tests)
+    sizes = {m.spec.eval_batch_size for m in members}
+    evaluation = _SharedEvaluation(step, tests[0], sizes.pop()) if shared and len(sizes) == 1 else None
+    for position, loop in enumerate(members[:len(active)]):
+        loop.evaluator = None if evaluation is None else functools.partial(evaluation, position)
     return step, PackedLoader([m.train_loader for m in members])
+
+
+class _SharedEvaluation:
+    """The packed models' evaluations of one step, computed together when the first lane asks."""
+
+    def __init__(self, step: PackedStep, loader: BatchLoader, batch_size: int) -> None:
+        self.step, self.loader, self.batch_size = step, loader, batch_size
+        self.at: int | None = None
+        self.results: list[Any] = []
+
+    def __call__(self, position: int, step: int) -> Any:
+        if self.at != step:
+            self.results = self.step.evaluate(self.loader, batch_size=self.batch_size)
+            self.at = step
+        return self.results[position]
 
 
 def _drive(loops: list[TrainingLoop], active: list[int], outcomes: dict[int, TrainResult | Exception]) -> None:

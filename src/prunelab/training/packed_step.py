@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from prunelab.specs.training import TrainingSpec
+from prunelab.training.evaluate import Evaluation, iterate_batches
 from prunelab.training.masked_step import MaskedStep
 
 __all__ = ["PackedStep"]
@@ -70,6 +72,7 @@ class PackedStep:
             return functional_call(base, (params, frozen, buffers), (x,))
 
         self._forward = vmap(forward, in_dims=(0, 0, 0, 0), randomness="error")
+        self._shared_forward = vmap(forward, in_dims=(0, 0, 0, None), randomness="error")  # one batch for all
         self._smoothing = spec.label_smoothing
         self._param_list = [self.params[n] for n in self.trainable]
         self.lr = torch.zeros(self.lanes, device=device)
@@ -230,6 +233,34 @@ class PackedStep:
         else:
             steps = torch._foreach_div(exp_avgs, denominators)
             torch._foreach_sub_(params, torch._foreach_mul(steps, [v / bias_correction1 for v in self._lr_views]))
+
+    # evaluation ---------------------------------------------------------------------------------------
+    def evaluate(self, loader: Any, *, batch_size: int | None = None) -> list[Evaluation]:
+        """Every model's accuracy and mean cross-entropy over ``loader`` (one pass over its batches, the K
+        models vmapped over each), in eval mode without gradients — what :func:`evaluate` gives each."""
+        device = self.lr.device
+        lanes = self.lanes
+        correct = torch.zeros(lanes, dtype=torch.int64, device=device)
+        loss_sum = torch.zeros(lanes, dtype=torch.float64, device=device)
+        examples = 0
+        self._base.eval()
+        try:
+            with torch.no_grad():
+                for x, y in iterate_batches(loader):
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    for xb, yb in (zip(x.split(batch_size), y.split(batch_size)) if batch_size else ((x, y),)):
+                        logits = self._shared_forward(self.params, self.frozen, self.buffers, xb).float()
+                        rows = yb.shape[0]
+                        losses = F.cross_entropy(logits.reshape(lanes * rows, -1), yb.repeat(lanes), reduction="none")
+                        loss_sum += losses.view(lanes, rows).sum(1).double()
+                        correct += (logits.argmax(dim=2) == yb).sum(1)
+                        examples += rows
+        finally:
+            self._base.train()
+        if examples == 0:
+            raise ValueError("evaluation data is empty")
+        return [Evaluation(accuracy=int(c) / examples, loss=float(s) / examples, examples=examples)
+                for c, s in zip(correct.tolist(), loss_sum.tolist())]
 
     # moving state back into the models ----------------------------------------------------------------
     def export(self, lane: int) -> None:
