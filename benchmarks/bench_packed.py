@@ -2,13 +2,14 @@
 
 For each model and K, both sides train K models — each with its own seed, 50%-density mask and data
 order — for the same number of steps with masked SGD (momentum 0.9, weight decay 1e-4), then evaluate
-once: the sequential side calls ``prunelab.training.train`` K times, the packed side calls
+once (and every ``--eval-every`` steps, on ``--test-size`` examples): the sequential side calls ``prunelab.training.train`` K times, the packed side calls
 ``train_packed`` once with K lanes. Runs alternate (sequential, packed, sequential, ...) so machine
 noise hits both; the figure is the median over the pairs of ``sequential time / packed time`` (the
 speed-up; above 1 the packed trainer is faster).
 
     python benchmarks/bench_packed.py [--models lenet,conv6,resnet20] [--lanes 1,2,4,8,16] [--repeats 3]
     python benchmarks/bench_packed.py --quick          # a few steps, K <= 8: a minute on a quiet CPU
+    python benchmarks/bench_packed.py --models lenet --eval-every 57 --test-size 10000 --steps 400  # a whole run
     python benchmarks/bench_packed.py --device cuda    # where a GPU is present
 """
 
@@ -42,11 +43,11 @@ def _mask(model: torch.nn.Module, seed: int) -> Mask:
     return Mask({n: torch.rand(p.shape, generator=generator) < 0.5 for n, p in prunable_parameters(model).items()})
 
 
-def _lanes(case: str, lanes: int, steps: int, device: torch.device, splits) -> list[Lane]:
+def _lanes(case: str, lanes: int, steps: int, device: torch.device, splits, eval_every: int | None = None) -> list[Lane]:
     shape, name, batch, _, _ = CASES[case]
     spec = TrainingSpec(lr=0.01, momentum=0.9, weight_decay=1e-4, batch_size=batch, steps=f"{steps}it",
-                        schedule="constant", eval_every=None, checkpoint_every="0it", progress=False,
-                        device=str(device))
+                        schedule="constant", eval_every=f"{eval_every}it" if eval_every else None,
+                        checkpoint_every="0it", progress=False, device=str(device))
     test = BatchLoader.evaluation(splits.test, 256, device=device)
     out = []
     for k in range(lanes):
@@ -80,15 +81,16 @@ def _packed(lanes: list[Lane], device: torch.device) -> float:
     return time.perf_counter() - started
 
 
-def measure(case: str, lanes: int, steps: int, repeats: int, device: torch.device) -> dict:
+def measure(case: str, lanes: int, steps: int, repeats: int, device: torch.device, *, eval_every: int | None = None,
+            test_size: int = 256) -> dict:
     shape = CASES[case][0]
     splits = load_dataset(DatasetSpec(name="synthetic", synthetic_shape=shape, synthetic_train_size=2048,
-                                      synthetic_test_size=256, augment=False))
+                                      synthetic_test_size=test_size, augment=False))
     _packed(_lanes(case, lanes, 2, device, splits), device)  # warm-up (vmap tracing, allocator)
     sequential, packed, ratios = [], [], []
     for _ in range(repeats):
-        s = _sequential(_lanes(case, lanes, steps, device, splits), device)
-        p = _packed(_lanes(case, lanes, steps, device, splits), device)
+        s = _sequential(_lanes(case, lanes, steps, device, splits, eval_every), device)
+        p = _packed(_lanes(case, lanes, steps, device, splits, eval_every), device)
         sequential.append(s)
         packed.append(p)
         ratios.append(s / p)
@@ -103,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lanes", help="comma-separated K (default 1,2,4,8,16; --quick: 1,2,4,8)")
     parser.add_argument("--steps", type=int, help="training steps per model (default: per model)")
     parser.add_argument("--repeats", type=int, help="alternating pairs per figure (default 3; --quick: 1)")
+    parser.add_argument("--eval-every", type=int, help="evaluate every this many steps too (default: only at the end)")
+    parser.add_argument("--test-size", type=int, default=256, help="test examples per evaluation (default 256)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="few steps, K <= 8, one pair")
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         steps = args.steps or CASES[case][4 if args.quick else 3]
         for k in lanes:
-            row = measure(case, k, steps, repeats, device)
+            row = measure(case, k, steps, repeats, device, eval_every=args.eval_every, test_size=args.test_size)
             rows.append(row)
             if not args.json:
                 print(f"{case:9s} K={k:<3d} {steps:4d} steps  sequential {row['sequential_s']:8.3f} s  packed "
