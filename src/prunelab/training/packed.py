@@ -80,9 +80,9 @@ class Lane:
 
 def train_packed(lanes: Sequence[Lane], *, max_lanes: int | None = None) -> list[TrainResult | Exception]:
     """Train every lane, those that can train together in lock-step (at most ``max_lanes`` at once, and
-    at most :data:`PACKED_PARAMETERS` weights together);
-    returns each lane's :class:`TrainResult`, or the exception that stopped it (a bad argument, a
-    divergence), in the order given. Each lane resumes from its own checkpoint, as ``train`` does."""
+    at most :data:`PACKED_PARAMETERS` weights together); returns each lane's :class:`TrainResult`, or
+    the exception that stopped it (a bad argument, a divergence), in the order given. Each lane resumes
+    from its own checkpoint, as ``train`` does."""
     results: list[TrainResult | Exception | None] = [None] * len(lanes)
     loops: dict[int, TrainingLoop] = {}
     for index, lane in enumerate(lanes):
