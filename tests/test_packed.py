@@ -217,6 +217,47 @@ def test_a_packed_run_resumed_alone_keeps_its_arithmetic(tmp_path, monkeypatch):
             assert torch.equal(value, ref.model.state_dict()[key]), key
 
 
+def test_a_packed_run_killed_before_its_first_checkpoint_restarts_packed(tmp_path, monkeypatch):
+    spec = base_spec("conv2", momentum=0.9, steps="8it", eval_every="4it", checkpoint_every="4it")
+    reference, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "a")
+    train_packed(reference)
+    assert not any((tmp_path / "a" / f"lane{k}" / "checkpoints" / "packed").exists() for k in (0, 1))
+    lanes, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "b")
+    step = PackedStep.step
+
+    def dying(self, x, y):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PackedStep, "step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_packed(lanes)
+    monkeypatch.setattr(PackedStep, "step", step)
+    assert (tmp_path / "b" / "lane1" / "checkpoints" / "packed").exists()
+    again, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "b")
+    lane = again[1]  # restarted alone by the ordinary trainer
+    train(lane.model, lane.train_loader, lane.test_loader, lane.spec, out_dir=lane.out_dir, mask=lane.mask,
+          prunable=lane.prunable, seed=lane.seed, log=quiet)
+    for key, value in lane.model.state_dict().items():
+        assert torch.equal(value, reference[1].model.state_dict()[key]), key
+    assert not (tmp_path / "b" / "lane1" / "checkpoints" / "packed").exists()
+
+
+def test_a_run_begun_alone_is_finished_alone(tmp_path):
+    spec = base_spec("conv2", momentum=0.9, steps="8it", eval_every="4it", checkpoint_every="4it")
+    lanes, _ = lanes_and_references(spec, [1, 2], out=tmp_path)
+    lane = lanes[0]
+    train(lane.model, lane.train_loader, lane.test_loader, lane.spec, out_dir=lane.out_dir, mask=lane.mask,
+          prunable=lane.prunable, seed=lane.seed, log=quiet, stop_step=4)  # an unpacked run, stopped at 4
+    reference, _ = lanes_and_references(spec, [1], out=tmp_path / "alone")
+    ref = reference[0]
+    train(ref.model, ref.train_loader, ref.test_loader, ref.spec, out_dir=ref.out_dir, mask=ref.mask,
+          prunable=ref.prunable, seed=ref.seed, log=quiet)
+    again, _ = lanes_and_references(spec, [1, 2], out=tmp_path)
+    train_packed(again)  # lane 0 resumes from its unpacked checkpoint: it goes on unpacked
+    for key, value in again[0].model.state_dict().items():
+        assert torch.equal(value, ref.model.state_dict()[key]), key
+
+
 def test_a_diverging_model_fails_alone():
     spec = base_spec(momentum=0.9)
     lanes, references = lanes_and_references(spec, [1, 2, 3], lrs=[0.05, 1e9, 0.05])

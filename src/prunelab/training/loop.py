@@ -33,7 +33,7 @@ from prunelab.masks import Mask
 from prunelab.specs.base import semantic_dict
 from prunelab.specs.training import TrainingSpec
 from prunelab.steps import to_iterations
-from prunelab.store.atomic import atomic_save_tensors
+from prunelab.store.atomic import atomic_save_tensors, atomic_write_text
 from prunelab.store.layout import RunLayout
 from prunelab.training.checkpoint import (
     GENERATIONS,
@@ -276,6 +276,7 @@ class TrainingLoop:
         if checkpoint is None:
             if distributed.is_writer():
                 self.metrics_path.unlink(missing_ok=True)
+            self.packed = self.layout is not None and self.layout.packed_marker.exists()
             return
         tensor_path = checkpoint.path
         saved = checkpoint.trainer.get("fingerprint")
@@ -478,6 +479,17 @@ class TrainingLoop:
             keep_previous=step < self.end,
         )
         self.last_checkpoint = step
+        if self.packed and self.layout is not None and distributed.is_writer():
+            self.layout.packed_marker.unlink(missing_ok=True)  # the checkpoint carries the fact now
+
+    def mark_packed(self) -> None:
+        """Train with the packed arithmetic from now on, and say so in the run's files before the first
+        update (a marker until the first checkpoint, which records it), so that the run is finished
+        packed however it is resumed."""
+        self.packed = True
+        if self.layout is not None and self.last_checkpoint is None and distributed.is_writer():
+            self.layout.packed_marker.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.layout.packed_marker, "")
 
     def _rng_states(self) -> dict[str, torch.Tensor]:
         """The global generators' states to checkpoint: this process's, or under data parallelism every

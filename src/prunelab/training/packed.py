@@ -120,8 +120,10 @@ def continue_packed(loop: TrainingLoop) -> TrainResult:
 
 def _packable(loop: TrainingLoop) -> bool:
     spec, loader = loop.spec, loop.train_loader
+    started_alone = loop.resumed_from is not None and not loop.packed  # it keeps its arithmetic
     return not (distributed.active() or spec.compile or spec.bf16 or type(loader) is not BatchLoader
-                or loader.shard is not None or loop.step >= loop.end or type(loop.update) is not MaskedStep)
+                or loader.shard is not None or loop.step >= loop.end or type(loop.update) is not MaskedStep
+                or started_alone)
 
 
 def _key(loop: TrainingLoop, index: int) -> Any:
@@ -146,8 +148,9 @@ def _run_alone(loop: TrainingLoop) -> TrainResult | Exception:
 def _run_packed(loops: list[TrainingLoop]) -> list[TrainResult | Exception]:
     outcomes: dict[int, TrainResult | Exception] = {}
     active: list[int] = []
+    for loop in loops:  # every model is marked before any of them is updated
+        loop.mark_packed()
     for index, loop in enumerate(loops):
-        loop.packed = True
         try:
             loop.begin()
         except Exception as error:  # noqa: BLE001
