@@ -31,17 +31,18 @@ from prunelab.specs import (
 from prunelab.steps import parse_step, to_iterations
 from prunelab.store import RunLayout, RunStore
 from prunelab.supermask import SupermaskStep, rerandomize_, subnet_mask, to_supermask
-from prunelab.training import MaskedStep, TrainingDiverged, TrainingLoop, TrainResult, UpdateStep, evaluate, train
+from prunelab.training import (Lane, MaskedStep, PackedStep, TrainingDiverged, TrainingLoop, TrainResult, UpdateStep,
+                               evaluate, train, train_packed)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BatchLoader", "DataSplits", "DatasetSpec", "ExperimentSpec", "ImageDataset", "LotteryResult", "Mask",
-    "MaskedParameters", "MaskedStep", "ModelSpec", "PruningSpec", "RunLayout", "RunStore", "SpecError",
+    "BatchLoader", "DataSplits", "DatasetSpec", "ExperimentSpec", "ImageDataset", "Lane", "LotteryResult", "Mask",
+    "MaskedParameters", "MaskedStep", "ModelSpec", "PackedStep", "PruningSpec", "RunLayout", "RunStore", "SpecError",
     "SupermaskSpec", "SupermaskStep", "TrainResult", "TrainingDiverged", "TrainingLoop", "TrainingSpec", "UpdateStep",
     "UserError", "apply_mask",
     "build_model", "empirical_ntk", "evaluate", "export_run", "get_preset", "initialize", "kernel_distance", "load_dataset", "load_exported",
     "load_spec", "lottery", "model_names", "ntk_eigenvalues", "parse_step", "preset_names", "prunable_parameters", "prune",
     "register_model", "register_strategy", "relative_frobenius_difference", "rerandomize_", "run_lottery", "run_prune", "run_supermask",
-    "run_train", "score", "select_runs", "strategy_names", "subnet_mask", "to_iterations", "to_supermask", "train", "write_report",
+    "run_train", "score", "select_runs", "strategy_names", "subnet_mask", "to_iterations", "to_supermask", "train", "train_packed", "write_report",
 ]

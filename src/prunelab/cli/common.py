@@ -102,6 +102,10 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
                    "through submitit")
     g.add_argument("--workers", type=int, help="local: worker processes (default: one per GPU, else per core, at most "
                    "the trials that can run at once; 1 runs everything in this process)")
+    g.add_argument("--pack", default="auto", metavar="K|auto",
+                   help="train up to K trials that share a data set, an architecture and a training length together, "
+                   "in lock-step (each still its own run; results equal within float tolerance); auto (default): "
+                   "sized to the device; 1: each trial alone")
     g.add_argument("--address", help="ray: the cluster to join, auto or HOST:PORT (default: start a local Ray instance)")
     g.add_argument("--ray-num-cpus", type=float, help="ray: CPUs per trial (default 1; also its torch threads)")
     g.add_argument("--ray-num-gpus", type=float, help="ray: GPUs per trial (default 0)")
@@ -133,10 +137,11 @@ def run_study(args: argparse.Namespace, study: Any, *, progress: bool = True) ->
     fix raises it, so the command ends as any user error does: one line, exit code 2."""
     study.check()  # every trial against its model and data, before the executor starts or anything trains
     pending = len(study.pending())
-    with _executor(args, study.width()) as executor:
+    pack = getattr(args, "pack", "auto")
+    with _executor(args, study.width(pack)) as executor:
         if pending > 1:
             print(f"study: {len(study.entries)} trials, {pending} to run on {executor.describe()}", file=sys.stderr)
-        result = study.run(executor, progress=progress)
+        result = study.run(executor, progress=progress, pack=pack)
     failure = result.user_failure() if study.single else None
     if failure is not None:
         raise failure

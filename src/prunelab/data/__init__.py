@@ -8,7 +8,8 @@ normalised, optionally augmented batches whose order and augmentation are pure f
 
 from prunelab.data.dataset import Augmentation, DataSplits, ImageDataset
 from prunelab.data.errors import DataError
-from prunelab.data.loader import BatchLoader
+from prunelab.data.loader import BatchLoader, PackedLoader
 from prunelab.data.loading import data_root, load_dataset
 
-__all__ = ["Augmentation", "BatchLoader", "DataError", "DataSplits", "ImageDataset", "data_root", "load_dataset"]
+__all__ = ["Augmentation", "BatchLoader", "DataError", "DataSplits", "ImageDataset", "PackedLoader", "data_root",
+           "load_dataset"]

@@ -13,14 +13,14 @@ over samples in Python and nothing passes through NumPy.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
 from prunelab.data.dataset import Augmentation, ImageDataset
 from prunelab.data.seeding import generator
 
-__all__ = ["BatchLoader", "crop_and_flip", "random_crop_and_flip"]
+__all__ = ["BatchLoader", "PackedLoader", "crop_and_flip", "random_crop_and_flip"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -182,3 +182,64 @@ class BatchLoader:
             images = crop_and_flip(images, offsets, flips, self.augmentation.pad)
         x = images.to(torch.float32).mul_(self._scale).add_(self._shift)
         return x, labels
+
+
+class PackedLoader:
+    """The batches of K :class:`BatchLoader` s over one data set, stacked: ``x`` ``[K, B, C, H, W]`` and
+    ``y`` ``[K, B]``, lane ``k``'s batch exactly the one ``loaders[k]`` yields (its own order and
+    augmentation seeds), made with one ``index_select``, one crop-and-flip gather and one normalisation
+    for all lanes — for training K models in lock-step (:mod:`prunelab.training.packed`).
+
+    The loaders must share the data set object, the batch size, the device, shuffling and augmentation,
+    and must not be sharded.
+    """
+
+    def __init__(self, loaders: Sequence[BatchLoader]) -> None:
+        loaders = list(loaders)
+        if not loaders:
+            raise ValueError("a packed loader needs at least one loader")
+        first = loaders[0]
+        for loader in loaders:
+            if not isinstance(loader, BatchLoader):
+                raise TypeError(f"a packed loader stacks BatchLoaders, not {type(loader).__name__}")
+            same = (loader.dataset is first.dataset and loader.batch_size == first.batch_size
+                    and loader.device == first.device and loader.shuffle == first.shuffle
+                    and loader.augmentation == first.augmentation and loader.shard is None)
+            if not same:
+                raise ValueError("packed loaders must share the data set, batch size, device, shuffling and "
+                                 "augmentation, and must not be sharded")
+        self.loaders = loaders
+        self.lanes = len(loaders)
+        self.batch_size = first.batch_size
+        self.iterations_per_epoch = first.iterations_per_epoch
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        """The stacked batches of ``epoch`` from batch ``start_batch`` on."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        if not 0 <= start_batch <= self.iterations_per_epoch:
+            raise ValueError(f"start_batch must be in [0, {self.iterations_per_epoch}], got {start_batch}")
+        return self._batches(epoch, start_batch)
+
+    def _batches(self, epoch: int, start_batch: int) -> Iterator[Batch]:
+        first = self.loaders[0]
+        dataset, size, lanes = first.dataset, self.batch_size, self.lanes
+        orders = torch.stack([loader.order(epoch) for loader in self.loaders]).to(dataset.images.device)
+        sample_shape = dataset.images.shape[1:]
+        for batch in range(start_batch, self.iterations_per_epoch):
+            index = orders[:, batch * size : (batch + 1) * size].reshape(-1)
+            rows = index.numel() // lanes
+            images = dataset.images.index_select(0, index)
+            labels = dataset.labels.index_select(0, index.to(dataset.labels.device))
+            if first._pin:
+                images, labels = images.pin_memory(), labels.pin_memory()
+            images = images.to(first.device, non_blocking=first._pin)
+            labels = labels.to(first.device, non_blocking=first._pin)
+            if first.augmentation is not None:
+                draws = [_crop_and_flip_draws(rows, first.augmentation, generator("augment", loader.augment_seed, epoch, batch))
+                         for loader in self.loaders]
+                offsets = torch.cat([offset for offset, _ in draws])
+                flips = torch.cat([flip for _, flip in draws])
+                images = crop_and_flip(images, offsets, flips, first.augmentation.pad)
+            x = images.to(torch.float32).mul_(first._scale).add_(first._shift)
+            yield x.view(lanes, rows, *sample_shape), labels.view(lanes, rows)

@@ -26,12 +26,14 @@ from typing import Any, TextIO
 from prunelab.errors import UserError
 from prunelab.experiments.executors import Executor, InProcessExecutor, one_line
 from prunelab.experiments.executors.worker import log_path
+from prunelab.experiments.packing import auto_pack, pack_key
 from prunelab.experiments.trial import Trial
 from prunelab.experiments.workbench import release_data
+from prunelab.specs import SpecError
 from prunelab.steps import parse_step
 from prunelab.store import RunStore
 
-__all__ = ["Point", "Study", "StudyResult", "StudyFailed", "TrialFailed", "Outcome", "pack"]
+__all__ = ["Point", "Study", "StudyResult", "StudyFailed", "TrialFailed", "Outcome", "pack", "resolve_pack"]
 
 log = logging.getLogger("prunelab")
 
@@ -140,14 +142,47 @@ class StudyFailed(RuntimeError):
         super().__init__(f"{first.run_id} {first.status}: {first.error}{more}")
 
 
-def pack(ready: Sequence[Trial]) -> list[list[Trial]]:
-    """Group ready trials into the units handed to the executor: today one trial per unit.
+def pack(ready: Sequence[Trial], limit: int = 1) -> list[list[Trial]]:
+    """Group ready trials into the units handed to the executor: trials with the same
+    :func:`~prunelab.experiments.packing.pack_key` (same data set, architecture and training length; any
+    seed, mask, data order and learning rate), at most ``limit`` per unit, in the order given (a group's
+    place is that of its first trial). ``limit=1`` keeps one trial per unit. A unit of several trials is
+    trained together by the vectorised trainer, each trial still landing as its own run."""
+    if limit <= 1:
+        return [[trial] for trial in ready]
+    units: list[list[Trial]] = []
+    open_units: dict[Any, list[Trial]] = {}
+    for trial in ready:
+        key = pack_key(trial)
+        unit = open_units.get(key) if key is not None else None
+        if unit is None or len(unit) >= limit:
+            unit = []
+            units.append(unit)
+            if key is not None:
+                open_units[key] = unit
+        unit.append(trial)
+    return units
 
-    This is the seam for training several trials at once: a vectorised trainer groups here the ready
-    trials that share an architecture and a training length (the same dataset, model and train sections
-    apart from the seed, learning rate and mask), and :func:`~prunelab.experiments.executors.execute_unit`
-    trains such a unit together, each trial still landing as its own run."""
-    return [[trial] for trial in ready]
+
+_units = pack  # for the methods whose ``pack`` argument (the --pack setting) hides the function
+
+
+def _is_auto(pack: int | str) -> bool:
+    return isinstance(pack, str) and pack.strip().lower() == "auto"
+
+
+def resolve_pack(pack: int | str, trials: Sequence[Trial]) -> int:
+    """``--pack``: a number of trials trained together at most, or ``auto`` (sized to the trials' device)."""
+    if isinstance(pack, str) and pack.strip().lower() == "auto":
+        devices = {trial.spec.train.device for trial in trials} or {"auto"}
+        return min(auto_pack(device) for device in devices)
+    try:
+        value = int(pack)
+    except (TypeError, ValueError):
+        raise SpecError(f"--pack takes a number of trials (1 trains each alone) or auto, got {pack!r}") from None
+    if value < 1:
+        raise SpecError(f"--pack must be >= 1 (1 trains each trial alone) or auto, got {value}")
+    return value
 
 
 class Study:
@@ -198,18 +233,21 @@ class Study:
         """The run ids of the trials not yet stored."""
         return [rid for rid, e in self.entries.items() if not e.trial.is_stored(self.store)]
 
-    def width(self) -> int:
-        """How many trials still to run can run at once, at most: the largest number of pending trials at
-        the same depth of prerequisites (1 for a lottery without controls, whose levels run in order)."""
+    def width(self, pack: int | str = 1) -> int:
+        """How many units still to run can run at once, at most: the largest number of pending trials at
+        the same depth of prerequisites (1 for a lottery without controls, whose levels run in order),
+        counted as the units :func:`pack` makes of them with ``pack`` trials at most per unit."""
         pending = set(self.pending())
+        # auto packs only as far as it keeps every worker busy (see run), so it never narrows the executor
+        limit = 1 if _is_auto(pack) else resolve_pack(pack, [self.entries[rid].trial for rid in pending])
         layer: dict[str, int] = {}
         for rid, entry in self.entries.items():  # prerequisites come first
             if rid in pending:
                 layer[rid] = 1 + max((layer[n] for n in entry.needs if n in layer), default=0)
-        counts: dict[int, int] = {}
-        for value in layer.values():
-            counts[value] = counts.get(value, 0) + 1
-        return max(counts.values(), default=0)
+        layers: dict[int, list[Trial]] = {}
+        for rid, value in layer.items():
+            layers.setdefault(value, []).append(self.entries[rid].trial)
+        return max((len(_units(trials, limit)) for trials in layers.values()), default=0)
 
     def check(self) -> None:
         """The checks of every trial still to run against its model and data (:meth:`Trial.validate`), so
@@ -218,13 +256,18 @@ class Study:
             self.entries[run_id].trial.validate(self.store)
 
     # running ------------------------------------------------------------------------------------
-    def run(self, executor: Executor | None = None, *, progress: bool = True, stream: TextIO | None = None) -> StudyResult:
+    def run(self, executor: Executor | None = None, *, progress: bool = True, stream: TextIO | None = None,
+            pack: int | str = "auto") -> StudyResult:
         """Run every trial not yet stored on ``executor`` (default: in this process) and return what
-        became of each. Raises only for problems found before anything runs (:meth:`check`)."""
+        became of each. ``pack``: how many trials that share a data set, an architecture and a training
+        length may train together (``auto``: sized to their device; 1: each alone). Raises only for
+        problems found before anything runs (:meth:`check`, a bad ``pack``)."""
         executor = executor or InProcessExecutor()
         started = time.perf_counter()
         self.check()
         pending = set(self.pending())
+        limit = resolve_pack(pack, [self.entries[rid].trial for rid in pending])
+        auto = _is_auto(pack)
         in_process = isinstance(executor, InProcessExecutor)
         if not in_process:
             release_data()  # read for the checks; the workers read their own
@@ -273,12 +316,24 @@ class Study:
         try:
             while ready or in_flight:
                 free = len(ready) if executor.capacity is None else executor.capacity - len(in_flight)
-                batch = [heapq.heappop(ready)[2] for _ in range(min(free, len(ready)))]
-                for unit in pack([self.entries[rid].trial for rid in batch]):
+                unit_limit = limit
+                if auto and executor.capacity is not None and free > 0:
+                    # spread the ready trials over the free workers first: on a CPU, separate processes on
+                    # separate cores beat packing (benchmarks/README.md); pack what is left over
+                    unit_limit = max(1, min(limit, -(-len(ready) // free)))
+                batch = [heapq.heappop(ready) for _ in range(min(free * unit_limit, len(ready)))]
+                units = _units([self.entries[item[2]].trial for item in batch], unit_limit)
+                if executor.capacity is not None:  # the units beyond the free workers wait for the next round
+                    later = {trial.run_id for unit in units[free:] for trial in unit}
+                    for item in batch:
+                        if item[2] in later:
+                            heapq.heappush(ready, item)
+                    units = units[:free]
+                for unit in units:
                     ids = [trial.run_id for trial in unit]
                     payload = {"trials": [trial.to_data() for trial in unit], "store": str(self.store.root.resolve()),
                                "threads": executor.threads, "quiet": quiet, "log": log_folder,
-                               "raise": in_process and len(pending) == 1}
+                               "raise": in_process and len(pending) == 1, "pack": unit_limit}
                     in_flight[executor.submit(payload)] = ids
                     display.running(len(in_flight))
                 if not in_flight:

@@ -5,6 +5,7 @@ of a lottery or a sweep read the files once."""
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -13,10 +14,12 @@ from torch import nn
 
 from prunelab import distributed
 from prunelab.data import BatchLoader, DataSplits, load_dataset
+from prunelab.experiments.packing import parked_worker
 from prunelab.masks import Mask
 from prunelab.models import build_model, prunable_from_spec
 from prunelab.specs import DatasetSpec, ExperimentSpec
 from prunelab.training import TrainResult, UpdateStep, resolve_device, train
+from prunelab.training.packed import Lane
 from prunelab.steps import to_iterations
 from prunelab.store import Run
 
@@ -120,8 +123,18 @@ class Workbench:
         log: Any = None,
         update: UpdateStep | None = None,
     ) -> TrainResult:
-        """Train ``model`` (masked weight training by default, or ``update``) into ``run``'s directory."""
+        """Train ``model`` (masked weight training by default, or ``update``) into ``run``'s directory.
+        In a packed unit (:mod:`prunelab.experiments.packing`) masked training waits there to be trained
+        together with the unit's other trainings."""
         extra = tuple(self.to_iterations(s) for s in save_steps)  # train() adds spec.train.save_steps itself
+        worker = parked_worker()
+        if worker is not None and update is None:
+            if log is None and run is not None:  # the unit's models log together: say whose line it is
+                log = functools.partial(_tagged_log, run.run_id)
+            return worker.train(Lane(model, self.train_loader(order_seed=order_seed), self.test_loader(),
+                                     self.spec.train, out_dir=run.path if run is not None else None, mask=mask,
+                                     prunable=self.prunable(model), seed=self.spec.seed, device=self.device,
+                                     save_steps=extra, log=log, start_step=start_step, stop_step=stop_step))
         step_args: dict[str, Any] = {"update": update} if update is not None else {
             "mask": mask, "prunable": self.prunable(model)}
         return train(
@@ -138,6 +151,10 @@ class Workbench:
             start_step=start_step,
             stop_step=stop_step,
         )
+
+
+def _tagged_log(run_id: str, message: str) -> None:
+    print(f"{run_id}: {message}", file=sys.stderr, flush=True)
 
 
 def train_summary(result: TrainResult, mask: Mask) -> dict[str, Any]:

@@ -97,6 +97,12 @@ class RunLayout:
         return sorted(steps)
 
     @property
+    def packed_marker(self) -> Path:
+        """Present while a run the packed trainer started has no checkpoint yet (its checkpoints say so
+        themselves), so that it restarts with the packed arithmetic whoever restarts it."""
+        return self.checkpoints_dir / "packed"
+
+    @property
     def bookkeeping(self) -> frozenset[str]:
         """The files a run has before any work is done: a run holding only these produced nothing."""
         return frozenset({self.spec_path.name, self.stage_path.name})

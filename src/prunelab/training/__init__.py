@@ -3,7 +3,8 @@
 ``train(model, train_loader, test_loader, spec, out_dir=...)`` runs a :class:`TrainingSpec` with the
 masked weight-training step (pruned weights kept exactly zero), or with any other
 :class:`UpdateStep` (``update=``), and resumes bit-for-bit from the last checkpoint in ``out_dir``.
-See ``docs/training.md``.
+``train_packed(lanes)`` trains K such runs of one architecture together, in lock-step. See
+``docs/training.md``.
 """
 
 from prunelab.training.checkpoint import (
@@ -18,6 +19,8 @@ from prunelab.training.evaluate import Evaluation, evaluate
 from prunelab.training.loop import TrainingDiverged, TrainingLoop, TrainingPlan, TrainResult
 from prunelab.training.masked_step import MaskedStep
 from prunelab.training.metrics import MetricsWriter, read_metrics
+from prunelab.training.packed import Lane, train_packed
+from prunelab.training.packed_step import PackedStep
 from prunelab.training.optim import build_optimizer
 from prunelab.training.schedule import lr_at_step, make_lr_schedule
 from prunelab.training.trainer import train, weights_path
@@ -32,6 +35,9 @@ __all__ = [
     "UpdateStep",
     "StepContext",
     "MaskedStep",
+    "PackedStep",
+    "Lane",
+    "train_packed",
     "classification_loss",
     "evaluate",
     "Evaluation",

@@ -34,7 +34,7 @@ from prunelab.masks import Mask
 from prunelab.specs.base import semantic_dict
 from prunelab.specs.training import TrainingSpec
 from prunelab.steps import StepError, to_iterations
-from prunelab.store.atomic import atomic_save_tensors
+from prunelab.store.atomic import atomic_save_tensors, atomic_write_text
 from prunelab.store.layout import RunLayout
 from prunelab.training.checkpoint import (
     GENERATIONS,
@@ -256,6 +256,10 @@ class TrainingLoop:
         self.resumed_from: int | None = None
         self.saved_states: dict[int, dict[str, torch.Tensor]] = {}
         self.last_checkpoint: int | None = None
+        # trained by the packed trainer: kept in checkpoints so that a resumed run keeps its arithmetic
+        self.packed = False
+        # the packed trainer's evaluation of this model, all models at once (step -> Evaluation)
+        self.evaluator: Callable[[int], Any] | None = None
         # transient
         self.pending: list[torch.Tensor] = []
         self.bar: Any = None
@@ -280,6 +284,7 @@ class TrainingLoop:
         if checkpoint is None:
             if distributed.is_writer():
                 self.metrics_path.unlink(missing_ok=True)
+            self.packed = self.layout is not None and self.layout.packed_marker.exists()
             return
         tensor_path = checkpoint.path
         saved = checkpoint.trainer.get("fingerprint")
@@ -308,6 +313,7 @@ class TrainingLoop:
         self.history = list(state.get("history", []))
         self.loss_sum = float(state.get("loss_sum", 0.0))
         self.loss_count = int(state.get("loss_count", 0))
+        self.packed = bool(state.get("packed", False))
         self.resumed_from = checkpoint.step
         self.last_checkpoint = checkpoint.step
         truncate_metrics(self.metrics_path, checkpoint.step)
@@ -434,7 +440,7 @@ class TrainingLoop:
                 device=self.device,
                 bf16=self.spec.bf16,
                 batch_size=self.spec.eval_batch_size,
-            )
+            ) if self.evaluator is None else self.evaluator(step)
             test_loss, test_accuracy = result.loss, result.accuracy
             if self.best_accuracy is None or test_accuracy > self.best_accuracy:
                 self.best_accuracy, self.best_step = test_accuracy, step
@@ -471,6 +477,7 @@ class TrainingLoop:
             "loss_sum": self.loss_sum,
             "loss_count": self.loss_count,
             "history": self.history,
+            **({"packed": True} if self.packed else {}),
         }
         save_checkpoint(
             self.checkpoint_dir,
@@ -482,6 +489,17 @@ class TrainingLoop:
             keep_previous=step < self.end,
         )
         self.last_checkpoint = step
+        if self.packed and self.layout is not None and distributed.is_writer():
+            self.layout.packed_marker.unlink(missing_ok=True)  # the checkpoint carries the fact now
+
+    def mark_packed(self) -> None:
+        """Train with the packed arithmetic from now on, and say so in the run's files before the first
+        update (a marker until the first checkpoint, which records it), so that the run is finished
+        packed however it is resumed."""
+        self.packed = True
+        if self.layout is not None and self.last_checkpoint is None and distributed.is_writer():
+            self.layout.packed_marker.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.layout.packed_marker, "")
 
     def _rng_states(self) -> dict[str, torch.Tensor]:
         """The global generators' states to checkpoint: this process's, or under data parallelism every
@@ -498,6 +516,19 @@ class TrainingLoop:
 
     # the loop -------------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        self.begin()
+        try:
+            self._loop()
+            if self.step < self.end:  # pragma: no cover - guarded by the epoch-length check
+                raise RuntimeError(f"training stopped at step {self.step} of {self.end}")
+        finally:
+            self.close()
+        distributed.barrier()  # rank 0's last files are written before any rank moves on
+        return self.result()
+
+    # the pieces of run(), also driven one by one by the packed trainer (prunelab.training.packed) ------
+    def begin(self) -> None:
+        """Open the progress bar and handle the starting point's events (evaluation, weights)."""
         from tqdm import tqdm
 
         self.bar = tqdm(
@@ -514,13 +545,25 @@ class TrainingLoop:
             if self.resumed_from is None:
                 self.next_event = self.start
                 self._check(self.start)  # evaluation and weights at the starting point
-            self._loop()
-            if self.step < self.end:  # pragma: no cover - guarded by the epoch-length check
-                raise RuntimeError(f"training stopped at step {self.step} of {self.end}")
-        finally:
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the progress bar and the metrics writer."""
+        if self.bar is not None:
             self.bar.close()
-            self.writer.close()
-        distributed.barrier()  # rank 0's last files are written before any rank moves on
+        self.writer.close()
+
+    def check(self, step: int, losses: list[torch.Tensor]) -> None:
+        """A check point at ``step`` reached from outside :meth:`run`, with the training losses of the
+        steps since the last one (0-d tensors, oldest first); the model holds the state of ``step``
+        whenever ``step`` is an event (:attr:`next_event`)."""
+        self.pending.extend(losses)
+        self.step = step
+        self._check(step)
+
+    def result(self) -> TrainResult:
         final = self.history[-1] if self.history and self.history[-1]["step"] == self.end else {}
         return TrainResult(
             final_step=self.step,

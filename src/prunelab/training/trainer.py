@@ -56,6 +56,9 @@ def train(
     this call early (the schedule still spans ``spec.steps``); the final evaluation, final weights and
     final checkpoint are then those of ``stop_step``.
 
+    A checkpoint written by the packed trainer (:func:`~prunelab.training.packed.train_packed`) is resumed
+    by it, so that the run finishes with the arithmetic it started with (bit for bit on the CPU).
+
     Raises :class:`~prunelab.training.loop.TrainingDiverged` when the loss becomes NaN or infinite.
     """
     if update is None:
@@ -76,4 +79,8 @@ def train(
         start_step=start_step,
         stop_step=stop_step,
     )
+    if loop.packed and type(update) is MaskedStep:  # resumed from a packed run: it goes on as one
+        from prunelab.training.packed import continue_packed
+
+        return continue_packed(loop)
     return loop.run()

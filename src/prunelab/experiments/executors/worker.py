@@ -1,8 +1,8 @@
 """What a worker runs — the same function in a worker process, a Ray task or a Slurm job.
 
 A *unit* is plain data: the trials (as :meth:`Trial.to_data`), the run store's root, the CPU threads the
-worker may use, whether trials show their own progress bars, and a folder for each trial's log (what
-it would print on stderr: evaluations, warnings), which keeps the study's own progress readable. With
+worker may use, how many of its trials may train together (``pack``), whether trials show their own
+progress bars, and a folder for each trial's log (what it would print on stderr: evaluations, warnings), which keeps the study's own progress readable. With
 ``raise`` (one trial run in the driver's own process) a trial's error is raised as it is. Each trial's outcome comes back as
 data too, its error (if any) as one line, so one failing trial never stops the others and no exception
 object has to travel back to the driver.
@@ -40,16 +40,26 @@ def execute_unit(unit: dict[str, Any]) -> list[dict[str, Any]]:
     ``{"run_id", "ok", "summary" | "error", "seconds"}``; a failure also has ``user_error`` (whether the user
     can fix it: bad input, diverged training, a full disk) and ``message`` (its one line without the type).
 
-    Today a unit holds one trial. It is also the seam for packing: trials that share an architecture and
-    a training length can travel in one unit and be trained together by a vectorised trainer.
+    With ``pack`` (how many trials may train together) above 1, a unit of several trials is run by
+    :func:`~prunelab.experiments.packing.run_packed`: their trainings in lock-step, each trial still its
+    own run; what the unit prints goes to every trial's log.
     """
     threads = unit.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
     store = RunStore(unit["store"])
+    trials = [Trial.from_data(data) for data in unit["trials"]]
+    if len(trials) > 1 and int(unit.get("pack") or 1) > 1:
+        from prunelab.experiments.packing import run_packed
+
+        logs = [log_path(unit["log"], trial.run_id) for trial in trials] if unit.get("log") else []
+        outcomes = run_packed(trials, store, quiet=bool(unit.get("quiet")), max_lanes=int(unit["pack"]), logs=logs)
+        for outcome in outcomes:
+            if not outcome["ok"]:
+                outcome["error"] = one_line(outcome["error"])
+        return outcomes
     outcomes = []
-    for data in unit["trials"]:
-        trial = Trial.from_data(data)
+    for trial in trials:
         started = time.perf_counter()
         try:
             with _stderr_to(unit.get("log"), trial.run_id):
