@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from prunelab.experiments.choices import CONTROLS
 from prunelab.experiments.places import MemoryPlace, Place, StageResult, StorePlace
 from prunelab.experiments.workbench import Bench, Workbench, train_summary
 from prunelab.masks import Mask, apply_mask
@@ -33,9 +34,6 @@ __all__ = ["CONTROLS", "LotteryResult", "Lottery", "lottery_run_id", "lottery_st
 
 log = logging.getLogger("prunelab")
 
-#: ``shuffle``: each layer's mask permuted (OpenLTH ``randomly_prune --strategy=layerwise``); ``shuffle_global``:
-#: the ticket's count over all considered tensors at uniformly random positions (``--strategy=global``).
-CONTROLS = ("reinit", "shuffle", "retrain", "shuffle_global")
 
 
 def derived_seed(*parts: object) -> int:

@@ -16,10 +16,12 @@ import json
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pydantic
 import yaml
+
+if TYPE_CHECKING:
+    import pydantic
 
 __all__ = [
     "SpecError",
@@ -86,7 +88,10 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def _adapter(tp: Any) -> pydantic.TypeAdapter:
-    """One validator per field type: building one costs a millisecond, and a study builds thousands of specs."""
+    """One validator per field type: building one costs a millisecond, and a study builds thousands of specs.
+    pydantic is imported here, on first use, so commands that build no spec do not pay for it."""
+    import pydantic
+
     return pydantic.TypeAdapter(tp)
 
 
@@ -127,8 +132,11 @@ def _coerce(tp: Any, value: Any, label: str) -> Any:
         value = parse_override_value(tp, value)
     if isinstance(value, list):
         value = tuple(value)
+    adapter = _adapter(tp)
+    import pydantic  # imported by _adapter already
+
     try:
-        return _adapter(tp).validate_python(value)
+        return adapter.validate_python(value)
     except pydantic.ValidationError as error:
         problem = "; ".join(e["msg"] for e in error.errors())
         raise SpecError(f"{label}={value!r} does not fit type {_type_name(tp)}: {problem}") from None
