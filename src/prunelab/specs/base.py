@@ -127,11 +127,42 @@ def from_dict(cls: type[S], data: Mapping[str, Any] | None, *, where: str = "") 
         raise SpecError(f"invalid {where or cls.__name__}: {error}") from error
 
 
+_SCALARS = (bool, int, float, str)
+
+
+def _fits(tp: Any, value: Any) -> bool:
+    """Whether ``value`` already is exactly what validating it as ``tp`` returns (a float for a float
+    field, a tuple of str for ``tuple[str, ...]``, ...), so validation can be skipped: presets and stored
+    specs are mostly such values, and skipping spares building validators (and importing pydantic)."""
+    if tp is Any:
+        return True
+    if tp in _SCALARS:
+        return type(value) is tp
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            return type(None) in args
+        others = [arg for arg in args if arg is not type(None)]
+        return len(others) == 1 and _fits(others[0], value)  # several: pydantic's union rules decide
+    if origin is tuple and type(value) is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(args[0], item) for item in value)
+        return len(args) == len(value) and all(_fits(arg, item) for arg, item in zip(args, value))
+    if origin is dict and type(value) is dict:
+        key_type, value_type = typing.get_args(tp) or (Any, Any)
+        return all(_fits(key_type, key) and _fits(value_type, item) for key, item in value.items())
+    return False
+
+
 def _coerce(tp: Any, value: Any, label: str) -> Any:
     if isinstance(value, str):
         value = parse_override_value(tp, value)
     if isinstance(value, list):
         value = tuple(value)
+    if _fits(tp, value):
+        return dict(value) if type(value) is dict else value  # a mapping is copied, as validation would
     adapter = _adapter(tp)
     import pydantic  # imported by _adapter already
 
