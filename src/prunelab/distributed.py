@@ -28,6 +28,7 @@ __all__ = [
     "all_reduce_sum", "broadcast_tensors", "agree",
 ]
 
+
 def _dist() -> Any:
     """``torch.distributed`` if this process has imported it (a process group needs it), else ``None``."""
     return sys.modules.get("torch.distributed")
