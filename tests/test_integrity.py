@@ -225,15 +225,16 @@ def test_damaged_mask_of_a_lottery_stage_and_its_recovery(capsys, home):
     args = ["lottery", *TINY, "--levels", "1"]
     first = cli_json(capsys, *args)
     lottery = home / first["run_id"]
-    level0 = lottery / "level_0"
+    dense = json.loads((lottery / "stage.json").read_text())["stages"]["level_0"]  # level 0: the spec's train run
+    level0 = home / dense
     originals = {p: load_tensor_file(p) for p in level0.rglob("*.safetensors") if "checkpoints" not in p.parts}
     flip_data_byte(level0 / "mask.safetensors", offset_from_end=3)
     code, _, err = cli(capsys, *args)
     assert code == 2 and f"{level0 / 'mask.safetensors'}: damaged" in err
-    assert f"prunelab rm {first['run_id']}/level_0" in err
-    code, out, _ = cli(capsys, "verify", first["run_id"])
-    assert code == 1 and "level_0/mask.safetensors: damaged" in out
-    code, out, _ = cli(capsys, "rm", f"{first['run_id']}/level_0")
+    assert f"prunelab rm {dense}" in err
+    code, out, _ = cli(capsys, "verify", first["run_id"])  # a lottery's verify checks its level 0 too
+    assert code == 1 and f"{dense}/mask.safetensors: damaged" in out
+    code, out, _ = cli(capsys, "rm", f"{first['run_id']}/level_0")  # the pointer names the train run
     assert code == 0 and (lottery / "level_1" / "summary.json").is_file()
     second = cli_json(capsys, *args)
     strip = lambda rows: [{k: v for k, v in row.items() if k != "wall_seconds"} for row in rows]  # noqa: E731
@@ -419,11 +420,13 @@ def test_rm_refuses_a_run_whose_lock_is_held_and_removes_a_lottery_with_its_stag
         code, _, err = cli(capsys, "rm", run_id)
         assert code == 2 and f"run {run_id} is in use" in err and "level_1__reinit.lock" in err
         assert (home / run_id / "level_1" / "reinit" / "summary.json").is_file()  # nothing removed
+    dense = json.loads((home / run_id / "stage.json").read_text())["stages"]["level_0"]
     code, out, _ = cli(capsys, "rm", run_id[:12], "--dry-run")
-    assert out.strip() == f"would remove {run_id} (with 3 stages)" and (home / run_id).is_dir()
+    assert out.strip() == f"would remove {run_id} (with 2 stages)" and (home / run_id).is_dir()
     code, out, _ = cli(capsys, "rm", run_id[:12])
-    assert code == 0 and out.strip() == f"removed {run_id} (with 3 stages)"
-    assert os.listdir(home) == []  # no directory, no trash, no lock file
+    assert code == 0 and out.strip() == f"removed {run_id} (with 2 stages)"
+    # no directory, no trash, no lock file; level 0, the spec's train run, is shared and stays
+    assert os.listdir(home) == [dense]
     assert cli(capsys, "rm", run_id)[0] == 2  # no such run any more
 
 

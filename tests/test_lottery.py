@@ -6,6 +6,7 @@ random strategies, NTK rescaling, extending and resuming a lottery."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -46,13 +47,20 @@ def counts(mask) -> dict[str, int]:
     return {n: int(m.sum()) for n, m in mask.items()}
 
 
+def stage_dir(run_dir: Path, stage: str) -> Path:
+    """A lottery stage's directory: level 0 is the train run the lottery's stage.json points at."""
+    info = run_dir / "stage.json"
+    pointers = json.loads(info.read_text()).get("stages", {}) if info.is_file() else {}
+    return run_dir.parent / pointers[stage] if stage in pointers else run_dir / stage
+
+
 def level_mask(run_dir: Path, level: int, control: str | None = None) -> Mask:
-    folder = run_dir / f"level_{level}" / (control or "")
+    folder = stage_dir(run_dir, f"level_{level}") / (control or "")
     return Mask.load(folder / "mask.safetensors")
 
 
 def weights(run_dir: Path, stage: str, step: int) -> dict[str, torch.Tensor]:
-    return load_file(str(run_dir / stage / "weights" / f"step_{step}.safetensors"))
+    return load_file(str(stage_dir(run_dir, stage) / "weights" / f"step_{step}.safetensors"))
 
 
 def global_magnitude_keep(state, mask, names, n_remove):
@@ -208,24 +216,27 @@ def test_rates_under_global_scope_prune_their_tensor_on_its_own(tmp_path):
 
 
 # rewinding --------------------------------------------------------------------------------------
-def test_rewinding_restores_exactly_the_weights_of_the_rewind_step(tmp_path):
+def test_rewinding_restores_exactly_the_weights_of_the_rewind_step(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "store")
     spec = make_spec(**{"prune.rewind": "5it"})
     summary = run_lottery(spec, 1, store=store)
     run_dir = store.run(summary["run_id"]).path
+    calls = _count_training(monkeypatch)
     dense = run_train(make_spec(**{"train.save_steps": ["5it"]}), store=store)
+    assert calls == [], "level 0 is this train run, which saved the rewind step"
+    assert stage_dir(run_dir, "level_0") == store.run(dense["run_id"]).path
     at_step_5 = load_file(str(store.run(dense["run_id"]).weights_path(5)))
 
-    rewind = weights(run_dir, "pretrain", 5)
+    # the rewind weights are those an uninterrupted dense training has at step 5
+    monkeypatch.undo()
+    reference = run_train(make_spec(**{"train.steps": "5it"}), store=RunStore(tmp_path / "reference"))
+    rewind = load_file(str(RunStore(tmp_path / "reference").run(reference["run_id"]).weights_path(5)))
     assert set(rewind) == set(at_step_5)
     for key in rewind:
         assert torch.equal(rewind[key], at_step_5[key]), key
     init = Workbench.from_spec(spec).new_model().state_dict()
     assert not torch.equal(rewind["hidden.0.weight"], init["hidden.0.weight"]), "5 steps must move the weights"
 
-    level0 = weights(run_dir, "level_0", 5)
-    for key in rewind:
-        assert torch.equal(level0[key], rewind[key]), key
     mask = level_mask(run_dir, 1)
     assert mask.num_kept < mask.num_total
     level1 = weights(run_dir, "level_1", 5)
@@ -235,6 +246,7 @@ def test_rewinding_restores_exactly_the_weights_of_the_rewind_step(tmp_path):
     # the level starts at the rewind step: no step-0 weights, and it trains to the end of the schedule
     assert sorted(p.name for p in (run_dir / "level_1" / "weights").iterdir()) == ["step_30.safetensors", "step_5.safetensors"]
     assert store.run(f"{summary['run_id']}/level_1").summary()["final_step"] == 30
+    assert not (run_dir / "pretrain").exists()
 
 
 # random strategies and NTK rescaling ------------------------------------------------------------
@@ -377,7 +389,8 @@ def _count_training(monkeypatch) -> list[str]:
     original = Workbench.train
 
     def counting(self, model, run, **kwargs):
-        calls.append(run.run_id.split("/", 1)[1] if run is not None else "<memory>")
+        calls.append(("level_0" if run.kind == "train" else run.run_id.split("/", 1)[1]) if run is not None
+                     else "<memory>")  # a lottery's level 0 is its spec's train run
         return original(self, model, run, **kwargs)
 
     monkeypatch.setattr(Workbench, "train", counting)

@@ -14,6 +14,7 @@ from prunelab.cli.main import main
 from prunelab.experiments.executors import InProcessExecutor, LocalExecutor, make_executor
 from prunelab.experiments.experiment_file import ExperimentFile
 from prunelab.experiments.study import Study
+from prunelab.experiments.trial import Trial
 from prunelab.masks import Mask
 from prunelab.store import RunStore, load_tensors
 
@@ -37,6 +38,13 @@ lottery:
 broken_lottery:
   extends: lottery
   prune: {strategy: snip}
+diverging_lottery:
+  extends: lottery
+  train: {lr: 1.0e+9}
+diverging_grid:
+  extends: diverging_lottery
+  grid:
+    seed: [1, 2]
 """
 
 
@@ -51,8 +59,9 @@ def test_a_lottery_runs_its_levels_in_order_and_its_controls_after_their_level(s
     store = RunStore(home)
     study = Study(ExperimentFile(study_file).points("lottery"), store)
     ids = list(study.entries)
-    base = ids[-1]
-    assert ids == [f"{base}/level_0", f"{base}/level_1", f"{base}/level_2", f"{base}/level_1/reinit",
+    base, dense = ids[-1], ids[0]
+    assert dense.startswith("train-")  # level 0 is the spec's train run
+    assert ids == [dense, f"{base}/level_1", f"{base}/level_2", f"{base}/level_1/reinit",
                    f"{base}/level_2/reinit", base]
     assert study.width() == 2  # level 2 and level 1's control can run together
     result = study.run(InProcessExecutor(), progress=False)
@@ -65,24 +74,47 @@ def test_a_lottery_runs_its_levels_in_order_and_its_controls_after_their_level(s
 
 def test_a_failed_trial_is_reported_its_dependents_skipped_and_the_others_run(study_file, home, capsys):
     store = RunStore(home)
-    points = ExperimentFile(study_file).points("broken_lottery") + ExperimentFile(study_file).points("grid")[:2]
+    points = ExperimentFile(study_file).points("diverging_lottery") + ExperimentFile(study_file).points("grid")[:2]
     result = Study(points, store).run(InProcessExecutor(), progress=True)
     status = {o.run_id: o.status for o in result.outcomes}
     lottery = points[0].trial.run_id
-    assert status[f"{lottery}/level_0"] == "failed"
-    assert {status[rid] for rid in status if rid.startswith(lottery) and rid != f"{lottery}/level_0"} == {"skipped"}
+    dense = Trial("train", points[0].trial.spec).run_id  # the lottery's level 0
+    assert status[dense] == "failed"
+    assert {status[rid] for rid in status if rid.startswith(lottery)} == {"skipped"}
     assert [status[p.trial.run_id] for p in points[1:]] == ["done", "done"]
     failed = next(o for o in result.outcomes if o.status == "failed")
-    assert failed.error.startswith("SpecError: strategy 'snip' scores with training data") and "\n" not in failed.error
+    assert failed.error.startswith("TrainingDiverged: training diverged") and "\n" not in failed.error
+    assert failed.user_error and failed.message.startswith("training diverged")
     err = capsys.readouterr().err
-    assert f"FAILED {lottery}/level_0" in err and "done 2 · running 0 · failed 6 · left 0" in err
+    assert f"FAILED {dense}" in err and "done 2 · running 0 · failed 6 · left 0" in err
     assert not result.ok and result.count("skipped") == 5
 
 
 def test_the_command_exits_non_zero_when_a_trial_failed(study_file, home, capsys):
-    assert main(["run", str(study_file), "broken_lottery", "--workers", "1", "--no-progress"]) == 1
+    assert main(["run", str(study_file), "diverging_grid", "--workers", "1", "--no-progress"]) == 1
     out = capsys.readouterr().out
-    assert "failed" in out and "skipped" in out and "6 trials: 1 failed, 5 skipped" in out
+    assert "failed" in out and "skipped" in out and "12 trials: 2 failed, 10 skipped" in out
+
+
+def _runs_in(home: Path) -> list[str]:
+    return sorted(p.name for p in Path(home).iterdir() if not p.name.startswith(".")) if Path(home).is_dir() else []
+
+
+def test_a_bad_trial_fails_the_study_before_anything_runs(study_file, home, capsys):
+    """The snip lottery is refused by the checks of every pending trial, before level 0 trains."""
+    assert main(["run", str(study_file), "broken_lottery", "--workers", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("prunelab: error: strategy 'snip' scores with training data") and err.count("\n") == 1
+    assert not _runs_in(home)
+
+
+def test_one_lottery_that_diverges_is_one_error_line_and_leaves_no_run(study_file, home, capsys):
+    assert main(["run", str(study_file), "diverging_lottery", "--workers", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if line.startswith("prunelab: error:"))
+    assert ": training diverged" in line and "Lower train.lr" in line and "Traceback" not in err
+    assert "FAILED" not in err and "SKIPPED" not in err
+    assert not _runs_in(home)
 
 
 def test_one_worker_runs_in_this_process_and_a_single_trial_never_starts_workers():

@@ -53,7 +53,7 @@ def test_prerequisites_of_a_lottery_and_of_a_branch():
     spec = digits()
     lottery = Trial("lottery", spec, levels=2, controls=("reinit", "shuffle"))
     base = lottery.run_id
-    assert [t.run_id for t in lottery.needs()] == [f"{base}/level_0", f"{base}/level_1", f"{base}/level_2",
+    assert [t.run_id for t in lottery.needs()] == [Trial("train", spec).run_id, f"{base}/level_1", f"{base}/level_2",
                                                    f"{base}/level_1/reinit", f"{base}/level_1/shuffle",
                                                    f"{base}/level_2/reinit", f"{base}/level_2/shuffle"]
     assert [t.run_id for t in Trial("lottery", spec, level=2).needs()] == [f"{base}/level_1"]

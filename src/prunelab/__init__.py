@@ -16,9 +16,11 @@ if TYPE_CHECKING:
     from prunelab.analysis import empirical_ntk, kernel_distance, ntk_eigenvalues, relative_frobenius_difference
     from prunelab.api import lottery
     from prunelab.data import BatchLoader, DataSplits, ImageDataset, load_dataset
+    from prunelab.errors import UserError
     from prunelab.experiments.export import export_run, load_exported
     from prunelab.experiments.lottery import LotteryResult, run_lottery
     from prunelab.experiments.prune_init import run_prune
+    from prunelab.experiments.report import select_runs, write_report
     from prunelab.experiments.supermask import run_supermask
     from prunelab.experiments.train import run_train
     from prunelab.masks import Mask, MaskedParameters, apply_mask
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from prunelab.steps import parse_step, to_iterations
     from prunelab.store import RunLayout, RunStore
     from prunelab.supermask import SupermaskStep, rerandomize_, subnet_mask, to_supermask
-    from prunelab.training import MaskedStep, TrainingLoop, TrainResult, UpdateStep, evaluate, train
+    from prunelab.training import MaskedStep, TrainingDiverged, TrainingLoop, TrainResult, UpdateStep, evaluate, train
 
 __version__ = "0.1.0"
 
@@ -48,9 +50,11 @@ _EXPORTS = {
     "prunelab.analysis": ("empirical_ntk", "kernel_distance", "ntk_eigenvalues", "relative_frobenius_difference"),
     "prunelab.api": ("lottery",),
     "prunelab.data": ("BatchLoader", "DataSplits", "ImageDataset", "load_dataset"),
+    "prunelab.errors": ("UserError",),
     "prunelab.experiments.export": ("export_run", "load_exported"),
     "prunelab.experiments.lottery": ("LotteryResult", "run_lottery"),
     "prunelab.experiments.prune_init": ("run_prune",),
+    "prunelab.experiments.report": ("select_runs", "write_report"),
     "prunelab.experiments.supermask": ("run_supermask",),
     "prunelab.experiments.train": ("run_train",),
     "prunelab.masks": ("Mask", "MaskedParameters", "apply_mask"),
@@ -61,18 +65,20 @@ _EXPORTS = {
     "prunelab.steps": ("parse_step", "to_iterations"),
     "prunelab.store": ("RunLayout", "RunStore"),
     "prunelab.supermask": ("SupermaskStep", "rerandomize_", "subnet_mask", "to_supermask"),
-    "prunelab.training": ("MaskedStep", "TrainingLoop", "TrainResult", "UpdateStep", "evaluate", "train"),
+    "prunelab.training": ("MaskedStep", "TrainingDiverged", "TrainingLoop", "TrainResult", "UpdateStep", "evaluate",
+                          "train"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "BatchLoader", "DataSplits", "DatasetSpec", "ExperimentSpec", "ImageDataset", "LotteryResult", "Mask",
     "MaskedParameters", "MaskedStep", "ModelSpec", "PruningSpec", "RunLayout", "RunStore", "SpecError",
-    "SupermaskSpec", "SupermaskStep", "TrainResult", "TrainingLoop", "TrainingSpec", "UpdateStep", "apply_mask",
+    "SupermaskSpec", "SupermaskStep", "TrainResult", "TrainingDiverged", "TrainingLoop", "TrainingSpec", "UpdateStep",
+    "UserError", "apply_mask",
     "build_model", "empirical_ntk", "evaluate", "export_run", "get_preset", "initialize", "kernel_distance", "load_dataset", "load_exported",
     "load_spec", "lottery", "model_names", "ntk_eigenvalues", "parse_step", "preset_names", "prunable_parameters", "prune",
     "register_model", "register_strategy", "relative_frobenius_difference", "rerandomize_", "run_lottery", "run_prune", "run_supermask",
-    "run_train", "score", "strategy_names", "subnet_mask", "to_iterations", "to_supermask", "train",
+    "run_train", "score", "select_runs", "strategy_names", "subnet_mask", "to_iterations", "to_supermask", "train", "write_report",
 ]
 
 

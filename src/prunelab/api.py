@@ -87,7 +87,7 @@ def lottery(
     if store is not None:
         summary = result.summary()
         summary.update({"strategy": prune_spec.strategy, "fraction": prune_spec.fraction, "rewind": rewind,
-                        "seed": seed, "controls": list(controls), "model": type(model).__name__, "dataset": "user"})
+                        "seed": seed, "model": type(model).__name__, "dataset": "user"})
         with runs.lock(run_id):
             runs.run(run_id).write_summary(summary)
     return result

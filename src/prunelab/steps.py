@@ -9,9 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Step", "parse_step", "to_iterations"]
+from prunelab.errors import UserError
+
+__all__ = ["Step", "StepError", "parse_step", "to_iterations"]
 
 _STEP_RE = re.compile(r"^\s*(?:(?P<ep>\d+)\s*ep)?\s*(?:(?P<it>\d+)\s*it)?\s*$")
+
+
+class StepError(UserError, ValueError):
+    """A step that cannot be read, or that does not fit the training it is meant for."""
 
 
 @dataclass(frozen=True, order=True)
@@ -23,7 +29,7 @@ class Step:
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.iterations < 0:
-            raise ValueError(f"a step cannot be negative: {self.epochs}ep{self.iterations}it")
+            raise StepError(f"a step cannot be negative: {self.epochs}ep{self.iterations}it")
 
     def to_iterations(self, iterations_per_epoch: int) -> int:
         if iterations_per_epoch <= 0:
@@ -43,14 +49,14 @@ def parse_step(text: str | int | Step) -> Step:
     if isinstance(text, Step):
         return text
     if isinstance(text, bool):
-        raise ValueError(f"not a step: {text!r}")
+        raise StepError(f"not a step: {text!r}")
     if isinstance(text, int):
         return Step(0, text)
     match = _STEP_RE.match(str(text))
     if not match or not (match.group("ep") or match.group("it")):
         if str(text).strip().isdigit():
             return Step(0, int(str(text).strip()))
-        raise ValueError(
+        raise StepError(
             f"cannot read step {text!r}: write it as '<N>it', '<N>ep' or '<N>ep<M>it' "
             "(for example '30000it', '160ep', '2ep50it')"
         )

@@ -6,9 +6,10 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from prunelab.analysis.tables import format_table
 from prunelab.specs import ExperimentSpec, SpecError, load_spec, parse_override_args
 
 __all__ = ["add_spec_arguments", "spec_from_args", "seeds_from_args", "floats_from", "print_json", "format_table",
@@ -91,26 +92,6 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def format_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], headers: Sequence[str] | None = None) -> str:
-    """A plain fixed-width text table."""
-    rows = list(rows)
-    headers = list(headers or columns)
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)), "  ".join("-" * w for w in widths)]
-    numeric = [all(isinstance(row.get(c), (int, float)) or row.get(c) is None for row in rows) for c in columns]
-    lines += ["  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
-    return "\n".join(lines)
-
-
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     """``--executor`` and its options, for commands that run several trials (lists, seeds, grids)."""
     from prunelab.experiments.choices import EXECUTORS
@@ -147,12 +128,22 @@ def _executor(args: argparse.Namespace, parallel: int) -> Any:
 
 
 def run_study(args: argparse.Namespace, study: Any, *, progress: bool = True) -> Any:
-    """Run ``study`` on the executor the arguments choose; the live progress and the failures go to stderr."""
+    """Run ``study`` on the executor the arguments choose; the live progress and the failures go to stderr.
+    A study of one requested trial (a lottery with its levels, say) that failed with an error the user can
+    fix raises it, so the command ends as any user error does: one line, exit code 2."""
+    study.check()  # every trial against its model and data, before the executor starts or anything trains
     pending = len(study.pending())
     with _executor(args, study.width()) as executor:
         if pending > 1:
             print(f"study: {len(study.entries)} trials, {pending} to run on {executor.describe()}", file=sys.stderr)
         result = study.run(executor, progress=progress)
+    failure = result.user_failure() if study.single else None
+    if failure is not None:
+        raise failure
+    if study.single:  # the progress left these to the command (see above); other failures came with them
+        for outcome in result.outcomes:
+            if outcome.status == "failed" and outcome.user_error:
+                print(f"study: FAILED {outcome.run_id} ({outcome.label}): {outcome.error}", file=sys.stderr)
     if pending > 1 or not result.ok:
         print(f"study: {result.totals()}", file=sys.stderr)
     return result

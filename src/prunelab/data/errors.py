@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from prunelab.errors import UserError
+
 __all__ = ["DataError"]
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data set that cannot be read as found: missing, truncated or corrupt files, a failed
     download or checksum. The message names the file (or directory) and says how to fix it.
 

@@ -24,6 +24,7 @@ from prunelab.experiments.lottery import derived_seed
 from prunelab.experiments.reading import check_registry_run, run_mask, run_spec, run_weights
 from prunelab.experiments.scoring import prune_to_density, split_strategy_name
 from prunelab.experiments.stage import run_stage
+from prunelab.experiments.validation import check_branch
 from prunelab.experiments.workbench import Workbench, train_summary
 from prunelab.masks import apply_mask
 from prunelab.pruning.baselines import randomize_global, randomize_layerwise
@@ -108,6 +109,8 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
     if branch.model_init:
         spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, init=branch.model_init))
     spec = dataclasses.replace(spec, prune=prune_spec)
+    if not store.run(branch_run_id(parent, branch)).finished:
+        check_branch(spec, branch, parent.run_id, store)  # before the run's directory exists
 
     def body(run: Run) -> dict[str, Any]:
         bench = Workbench.from_spec(spec)

@@ -4,7 +4,7 @@ and help without importing torch. The modules that implement the choices take th
 
 from __future__ import annotations
 
-__all__ = ["CONTROLS", "PRUNE_EXPERIMENTS", "EXECUTORS"]
+__all__ = ["CONTROLS", "PRUNE_EXPERIMENTS", "EXECUTORS", "REPORT_FORMATS", "DEFAULT_REPORT_FORMATS"]
 
 #: ``shuffle``: each layer's mask permuted (OpenLTH ``randomly_prune --strategy=layerwise``); ``shuffle_global``:
 #: the ticket's count over all considered tensors at uniformly random positions (``--strategy=global``).
@@ -15,3 +15,7 @@ PRUNE_EXPERIMENTS = ("singleshot", "multishot")
 
 #: where a study's trials run
 EXECUTORS = ("local", "ray", "slurm")
+
+#: what ``prunelab report`` can write, and what it writes by default
+REPORT_FORMATS = ("png", "html", "csv", "parquet")
+DEFAULT_REPORT_FORMATS = ("png", "html")

@@ -160,7 +160,8 @@ class ModuleBench:
         return to_iterations(step, self._train_loader.iterations_per_epoch)
 
     def train(self, model: nn.Module, run: Run | None, *, mask: Mask | None = None, order_seed: int | None = None,
-              start_step: int = 0, stop_step: int | None = None, update: UpdateStep | None = None) -> TrainResult:
+              start_step: int = 0, stop_step: int | None = None, save_steps: tuple[int | str, ...] = (),
+              update: UpdateStep | None = None) -> TrainResult:
         loader = self._train_loader
         if order_seed is not None:
             if not self.reseedable:
@@ -170,4 +171,5 @@ class ModuleBench:
         step_args: dict[str, Any] = {"update": update} if update is not None else {
             "mask": mask, "prunable": self.prunable(model)}
         return train(model, loader, self._test_loader, self.spec, out_dir=run.path if run is not None else None,
-                     seed=self.seed, device=self.device, start_step=start_step, stop_step=stop_step, **step_args)
+                     seed=self.seed, device=self.device, start_step=start_step, stop_step=stop_step,
+                     save_steps=save_steps, **step_args)

@@ -100,6 +100,9 @@ class _Files:
 
     @staticmethod
     def level(run: Run, level: int) -> Run:
+        target = (run.stage_info().get("stages") or {}).get(f"level_{level}")
+        if isinstance(target, str):  # level 0 of a registry lottery: its spec's train run, in the store root
+            return Run(path=run.path.parent / target, run_id=target)
         return Run(path=run.path / f"level_{level}", run_id=f"{run.run_id}/level_{level}")
 
     @staticmethod

@@ -4,7 +4,7 @@ memory (the Python API on a user's own model, nothing written)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ class StageResult:
     summary: dict[str, Any]  # the stage's summary.json
     mask: Mask  # the mask the trained network has
     state: dict[str, torch.Tensor]  # its final state dict
+    saved: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)  # in memory: save steps
 
 
 Body = Callable[[Run | None], StageResult]
@@ -32,6 +33,14 @@ class Place:
     """Runs a stage once and hands back its :class:`StageResult`."""
 
     def stage(self, name: str, spec_yaml: str, body: Body) -> StageResult:
+        raise NotImplementedError
+
+    def finished(self, name: str) -> bool:
+        """Whether stage ``name`` is stored (so reading it trains nothing)."""
+        raise NotImplementedError
+
+    def weights(self, name: str, step: int) -> dict[str, torch.Tensor]:
+        """The weights stage ``name`` saved at ``step`` (one of its save steps)."""
         raise NotImplementedError
 
 
@@ -58,6 +67,12 @@ class StorePlace(Place):
         run = self.store.run(run_id)
         return StageResult(summary, Mask.load(run.mask_path), run.load_weights(summary["final_step"]))
 
+    def finished(self, name: str) -> bool:
+        return self.run(name).finished
+
+    def weights(self, name: str, step: int) -> dict[str, torch.Tensor]:
+        return self.run(name).load_weights(step)
+
 
 class MemoryPlace(Place):
     """Stages run in memory, once per place object."""
@@ -70,5 +85,11 @@ class MemoryPlace(Place):
             result = body(None)
             result.summary.setdefault("run_id", name)
             state = {k: v.detach().clone() for k, v in result.state.items()}
-            self.results[name] = StageResult(result.summary, result.mask, state)
+            self.results[name] = StageResult(result.summary, result.mask, state, result.saved)
         return self.results[name]
+
+    def finished(self, name: str) -> bool:
+        return name in self.results
+
+    def weights(self, name: str, step: int) -> dict[str, torch.Tensor]:
+        return self.results[name].saved[step]

@@ -23,6 +23,7 @@ from prunelab.experiments.choices import PRUNE_EXPERIMENTS
 from prunelab.experiments.lottery import derived_seed
 from prunelab.experiments.scoring import prune_to_density
 from prunelab.experiments.stage import run_stage
+from prunelab.experiments.validation import check_prune
 from prunelab.experiments.workbench import Workbench, train_summary
 from prunelab.masks import Mask, apply_mask
 from prunelab.pruning.selection import LayerCollapseWarning
@@ -73,6 +74,8 @@ def run_prune(
         raise SpecError(f"prune.count_rule={spec.prune.count_rule} counts lottery levels; pruning to a density keeps "
                         "round(d * n) weights, drop the setting")
     store = store or RunStore()
+    if not store.run(prune_run_id(spec, density, experiment, rounds, round_steps)).finished:
+        check_prune(spec, experiment=experiment, rounds=rounds, round_steps=round_steps)  # before its directory exists
 
     def body(run: Run) -> dict[str, Any]:
         bench = Workbench.from_spec(spec)

@@ -46,6 +46,13 @@ def run_mask(run: Run) -> Mask:
     return Mask.load(run.mask_path)
 
 
+def no_saved_step(run_id: str, step: int, saved: list[int], flag: str) -> SpecError:
+    """The error for a step whose weights ``run_id`` has not saved (or will not save)."""
+    listed = ", ".join(f"{s}it" for s in saved) or "none"
+    return SpecError(f"{flag}: run {run_id} has no weights saved at step {step} (saved: {listed}). "
+                     "Train the run with --save-steps to keep more steps.")
+
+
 def run_weights(run: Run, step: int, *, flag: str = "step", effective: bool = True) -> dict[str, torch.Tensor]:
     """The ordinary model's state dict at ``step`` (``flag`` names the option that asked, for errors),
     checked against the file's checksum.
@@ -54,11 +61,7 @@ def run_weights(run: Run, step: int, *, flag: str = "step", effective: bool = Tr
     (the dense network the supermask is a subnetwork of)."""
     path = run.weights_path(step)
     if step not in run.saved_steps():  # saved: on disk or, if since lost, recorded in the summary (DamagedFile)
-        saved = ", ".join(f"{s}it" for s in run.saved_steps()) or "none"
-        raise SpecError(
-            f"{flag}: run {run.run_id} has no weights saved at step {step} (saved: {saved}). "
-            "Train the run with --save-steps to keep more steps."
-        )
+        raise no_saved_step(run.run_id, step, run.saved_steps(), flag)
     state = load_tensors(path)
     if run.kind != "supermask":
         return state

@@ -5,6 +5,8 @@ Running a stage whose summary exists returns it at once; otherwise the stage tak
 (so two processes never train the same run twice), re-checks, and runs its body, which may itself
 resume from checkpoints left by an interrupted attempt. A finished run is only reused once its
 tensor files verify: a damaged result is an error naming the file and the recovery, never reused.
+A stage that fails on bad input before producing anything, or whose training diverges, leaves no
+unfinished run behind.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any
 
 from prunelab import distributed
 from prunelab.store import Run, RunStore
+from prunelab.training import TrainingDiverged
 
-__all__ = ["run_stage"]
+__all__ = ["run_stage", "remove_if_unused"]
 
 log = logging.getLogger("prunelab")
 
@@ -38,7 +41,9 @@ def run_stage(
     """
     run = store.run(run_id)
     if run.finished:
-        log.info("reusing finished run %s", run_id)
+        # debug only: a study announces the stored runs a command asked for; here a finished run is most
+        # often a prerequisite read back (a lottery's previous level), just stored by this very command
+        log.debug("reusing finished run %s", run_id)
         summary = run.verified_summary()
         store.clear_stale_lock(run_id)  # left by a process killed between its summary and its unlock
         return summary
@@ -58,6 +63,10 @@ def _run_body(store: RunStore, run: Run, spec_yaml: str, body: Callable[[Run], d
         started = time.perf_counter()
         try:
             summary = body(run)
+        except TrainingDiverged:
+            if distributed.is_writer():
+                _remove_diverged(store, run)
+            raise
         except Exception:
             if fresh and distributed.is_writer():
                 _remove_if_empty(run)
@@ -69,6 +78,26 @@ def _run_body(store: RunStore, run: Run, spec_yaml: str, body: Callable[[Run], d
         ordered.update({k: v for k, v in summary.items() if k not in ordered})
         run.write_summary(ordered)
         return ordered
+
+
+def _remove_diverged(store: RunStore, run: Run) -> None:
+    """A run whose training diverged is removed, checkpoints and all: its spec diverges again from any
+    of them, and the fix (a lower learning rate, a warm-up) names another run. So ``prunelab runs`` never
+    lists it as unfinished. An enclosing run (a lottery) that holds nothing else goes too."""
+    shutil.rmtree(run.path, ignore_errors=True)
+    log.debug("removed %s: its training diverged", run.run_id)
+    if "/" not in run.run_id:
+        return
+    remove_if_unused(store, run.run_id.split("/", 1)[0])
+
+
+def remove_if_unused(store: RunStore, run_id: str) -> None:
+    """Remove ``run_id`` if it is unfinished, holds nothing but its spec and stage record, and no live
+    process holds its lock: what a multi-stage run (a lottery) leaves when its first stage fails."""
+    run = store.run(run_id)
+    with store.try_lock(run_id) as held:
+        if held and not run.finished:
+            _remove_if_empty(run)
 
 
 def _remove_if_empty(run: Run) -> None:

@@ -23,12 +23,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from prunelab.errors import UserError
 from prunelab.experiments.executors import Executor, InProcessExecutor, one_line
 from prunelab.experiments.executors.worker import log_path
 from prunelab.experiments.trial import Trial
+from prunelab.experiments.workbench import release_data
+from prunelab.steps import parse_step
 from prunelab.store import RunStore
 
-__all__ = ["Point", "Study", "StudyResult", "StudyFailed", "Outcome", "pack"]
+__all__ = ["Point", "Study", "StudyResult", "StudyFailed", "TrialFailed", "Outcome", "pack"]
 
 log = logging.getLogger("prunelab")
 
@@ -72,6 +75,8 @@ class Outcome:
     error: str | None = None
     seconds: float | None = None
     cause: str | None = None  # skipped: the failed trial it needed
+    user_error: bool = False  # failed (or skipped because a trial failed) with an error the user can fix
+    message: str | None = None  # that error's one line, without its type
 
     def row(self) -> dict[str, Any]:
         summary = self.summary or {}
@@ -97,6 +102,14 @@ class StudyResult:
     def ok(self) -> bool:
         return not self.failed
 
+    def user_failure(self) -> "TrialFailed | None":
+        """The first failure as an error, when every trial that failed failed with an error the user can
+        fix (bad input, diverged training, a full disk); else ``None``."""
+        failed = [o for o in self.outcomes if o.status == "failed"]
+        if not failed or not all(o.user_error for o in failed):
+            return None
+        return TrialFailed(failed[0].run_id, failed[0].message or failed[0].error or "failed")
+
     def summaries(self) -> list[dict[str, Any]]:
         """The summaries of the requested trials that finished, in the order they were requested."""
         return [o.summary for o in self.outcomes if o.requested and o.summary is not None]
@@ -107,6 +120,14 @@ class StudyResult:
     def totals(self) -> str:
         parts = [f"{self.count(s)} {s}" for s in ("done", "stored", "failed", "skipped") if self.count(s)]
         return f"{len(self.outcomes)} trials: {', '.join(parts) or 'none'} in {self.wall_seconds:.1f} s ({self.executor})"
+
+
+class TrialFailed(UserError):
+    """A trial of a study failed with an error the user can fix; the message names the run."""
+
+    def __init__(self, run_id: str, message: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"{run_id}: {message}")
 
 
 class StudyFailed(RuntimeError):
@@ -144,12 +165,16 @@ class Study:
         self.entries: dict[str, _Entry] = {}
         for run_id, point in requested.items():
             self._visit(point.trial, run_id, point.values, requested=True)
+        #: one trial was asked for (with its prerequisites): its failure is the failure of the command
+        self.single = len(requested) == 1
 
     def _visit(self, trial: Trial, run_id: str, values: dict[str, Any], *, requested: bool) -> None:
         entry = self.entries.get(run_id)
         if entry is not None:
             if requested and not entry.requested:
-                entry.requested, entry.values, entry.trial = True, values, trial
+                entry.requested, entry.values, entry.trial = True, values, _one_dense_run(trial, entry.trial)
+            else:
+                entry.trial = _one_dense_run(entry.trial, trial)
             return
         needs = trial.needs()
         ids = [need.run_id for need in needs]
@@ -187,9 +212,10 @@ class Study:
         return max(counts.values(), default=0)
 
     def check(self) -> None:
-        """The data-free checks of every trial still to run (see :meth:`Trial.check`)."""
+        """The checks of every trial still to run against its model and data (:meth:`Trial.validate`), so
+        a typo in the last trial fails before the first one trains."""
         for run_id in self.pending():
-            self.entries[run_id].trial.check()
+            self.entries[run_id].trial.validate(self.store)
 
     # running ------------------------------------------------------------------------------------
     def run(self, executor: Executor | None = None, *, progress: bool = True, stream: TextIO | None = None) -> StudyResult:
@@ -200,6 +226,8 @@ class Study:
         self.check()
         pending = set(self.pending())
         in_process = isinstance(executor, InProcessExecutor)
+        if not in_process:
+            release_data()  # read for the checks; the workers read their own
         quiet = not in_process or len(pending) > 1
         progress = progress and len(pending) > 1  # one trial shows its own progress, as a single command
         # workers print into one log per trial; in this process trials print as a single command does
@@ -210,6 +238,7 @@ class Study:
                 if entry.requested:
                     log.info("reusing finished run %s", run_id)
                 outcomes[run_id] = self._outcome(entry, "stored", summary=self.store.run(run_id).verified_summary())
+                self.store.clear_stale_lock(run_id)  # left by a process killed between its summary and its unlock
         depth = self._depths()
         order = {run_id: i for i, run_id in enumerate(self.entries)}
         waiting = {rid: {n for n in self.entries[rid].needs if n in pending} for rid in pending}
@@ -221,7 +250,8 @@ class Study:
         heapq.heapify(ready)
         in_flight: dict[Future, list[str]] = {}
         losses: dict[str, int] = {}
-        display = _Progress(len(self.entries), len(outcomes), enabled=progress, stream=stream or sys.stderr)
+        display = _Progress(len(self.entries), len(outcomes), enabled=progress, stream=stream or sys.stderr,
+                            single=self.single)
 
         def finish(run_id: str, outcome: Outcome) -> None:
             outcomes[run_id] = outcome
@@ -237,7 +267,8 @@ class Study:
             for dependent in dependents[run_id]:  # everything downstream of a failure is skipped
                 if dependent not in outcomes:
                     finish(dependent, self._outcome(self.entries[dependent], "skipped", cause=cause,
-                                                    error=f"not run: it needs {cause}, which failed"))
+                                                    error=f"not run: it needs {cause}, which failed",
+                                                    user_error=outcome.user_error))
 
         try:
             while ready or in_flight:
@@ -277,7 +308,9 @@ class Study:
                             if log_folder is not None:
                                 error_text += f" (log: {log_path(log_folder, entry.run_id)})"
                             finish(entry.run_id, self._outcome(entry, "failed", error=error_text,
-                                                               seconds=result["seconds"]))
+                                                               seconds=result["seconds"],
+                                                               user_error=bool(result.get("user_error")),
+                                                               message=result.get("message")))
         finally:
             display.close()
         return StudyResult([outcomes[rid] for rid in self.entries], time.perf_counter() - started, executor.describe())
@@ -302,13 +335,36 @@ def _merge(first: Trial, second: Trial) -> Trial:
     return first
 
 
+def _dense_steps(trial: Trial) -> tuple[str, ...] | None:
+    """The steps a trial of a spec's train run needs saved (``None``: ``trial`` is not one). A lottery's
+    level 0 is its spec's train run, which must save the rewind step."""
+    if trial.kind == "train":
+        return trial.spec.train.save_steps
+    if trial.kind == "lottery" and trial.level == 0 and trial.control is None:
+        rewind = trial.spec.prune.rewind
+        return (rewind,) if parse_step(rewind).to_iterations(1) else ()
+    return None
+
+
+def _one_dense_run(kept: Trial, other: Trial) -> Trial:
+    """``kept``, as the one trial of a run that ``other`` names too. Trials of one train run (``train``
+    trials, lotteries' level 0) become one that saves every step any of them needs, so each step is
+    saved while training rather than recomputed afterwards."""
+    mine, theirs = _dense_steps(kept), _dense_steps(other)
+    if mine is None or theirs is None or set(theirs) <= set(mine):
+        return kept
+    base = kept if kept.kind == "train" else Trial("train", kept.spec)
+    steps = tuple(dict.fromkeys([*base.spec.train.save_steps, *mine, *theirs]))
+    return replace(base, spec=replace(base.spec, train=replace(base.spec.train, save_steps=steps)))
+
+
 class _Progress:
     """done / running / failed / left on stderr: a tqdm bar on a terminal, a line per finished trial
     otherwise (logs of a Slurm driver, CI)."""
 
-    def __init__(self, total: int, stored: int, *, enabled: bool, stream: TextIO) -> None:
+    def __init__(self, total: int, stored: int, *, enabled: bool, stream: TextIO, single: bool = False) -> None:
         self.total, self.done, self.failed, self.in_flight = total, stored, 0, 0
-        self.enabled, self.stream = enabled, stream
+        self.enabled, self.stream, self.single = enabled, stream, single
         self.bar = None
         if enabled and getattr(stream, "isatty", lambda: False)():
             from tqdm import tqdm
@@ -346,7 +402,8 @@ class _Progress:
             self.done += 1
         else:
             self.failed += 1
-            self._line(f"{outcome.status.upper()} {outcome.run_id} ({outcome.label}): {outcome.error}")
+            if not (self.single and outcome.user_error):  # else the command reports it, as one line
+                self._line(f"{outcome.status.upper()} {outcome.run_id} ({outcome.label}): {outcome.error}")
         if self.bar is not None:
             self.bar.update(1)
             self._refresh()

@@ -17,6 +17,7 @@ from torch import nn
 
 from prunelab.experiments.lottery import derived_seed
 from prunelab.experiments.stage import run_stage
+from prunelab.experiments.validation import check_training
 from prunelab.experiments.workbench import Workbench, train_summary
 from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
 from prunelab.specs.supermask import WEIGHT_LAWS
@@ -88,6 +89,8 @@ def run_supermask(spec: ExperimentSpec, *, store: RunStore | None = None) -> dic
     """Learn ``spec``'s supermask (or return the stored result). Returns the run's summary."""
     store = store or RunStore()
     check_supermask_spec(spec)
+    if not store.run(supermask_run_id(spec)).finished:
+        check_training(spec)  # before the run's directory exists
     sm = spec.supermask
 
     def body(run: Run) -> dict[str, Any]:

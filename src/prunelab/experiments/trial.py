@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prunelab.experiments.choices import PRUNE_EXPERIMENTS
-from prunelab.experiments.train import run_train, train_run_id
+from prunelab.experiments.train import missing_steps, run_train, train_run_id
 from prunelab.specs import ExperimentSpec, SpecError, from_dict, to_dict
 from prunelab.specs.base import check_choice
 from prunelab.store import RunStore
@@ -170,8 +170,13 @@ class Trial:
         if not run.finished:
             return False
         if self.kind == "lottery" and self.level is None:
-            summary = run.summary()
-            return len(summary.get("levels", [])) >= self.levels + 1 and set(self.controls) <= set(summary.get("controls", []))
+            rows = {row["level"]: row for row in run.summary().get("levels", [])}
+            return all(level in rows and (level == 0 or all(c in rows[level] for c in self.controls))
+                       for level in range(self.levels + 1))
+        if self.kind == "train" or (self.kind == "lottery" and self.level == 0 and self.control is None):
+            # a train run (a lottery's level 0 is one) is stored once it holds every step asked for
+            extra = (self.spec.prune.rewind,) if self.kind == "lottery" else ()
+            return not missing_steps(run.summary(), self.spec, extra)
         return True
 
     def state(self, store: RunStore) -> str:
@@ -196,6 +201,24 @@ class Trial:
         if self.kind == "prune" and self.spec.prune.count_rule != "exact":
             raise SpecError(f"prune.count_rule={self.spec.prune.count_rule} counts lottery levels; pruning to a "
                             "density keeps round(d * n) weights, drop the setting")
+
+    def validate(self, store: RunStore | None = None) -> None:
+        """The checks against the trial's model and data (:mod:`prunelab.experiments.validation`): every
+        pattern, step and option, the device and the data files. Reads the data set (once per process)
+        and builds the model on the meta device; trains nothing and writes nothing."""
+        from prunelab.experiments import validation
+
+        self.check()
+        spec = self.spec
+        if self.kind in ("train", "supermask"):
+            validation.check_training(spec)
+        elif self.kind == "lottery":
+            validation.check_lottery(spec, self.levels, [*self.controls, *([self.control] if self.control else [])])
+        elif self.kind == "prune":
+            rounds, round_steps = self.multishot_rounds()
+            validation.check_prune(spec, experiment=self.experiment, rounds=rounds, round_steps=round_steps)
+        else:
+            validation.check_branch(spec, self.branch, self.parent, store or RunStore())
 
     def run(self, store: RunStore | None = None, *, quiet: bool = False) -> dict[str, Any]:
         """Run the trial in ``store`` (or return its stored result); returns the run's summary. ``quiet``

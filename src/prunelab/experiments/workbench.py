@@ -20,7 +20,7 @@ from prunelab.training import TrainResult, UpdateStep, resolve_device, train
 from prunelab.steps import to_iterations
 from prunelab.store import Run
 
-__all__ = ["Bench", "Workbench", "train_summary"]
+__all__ = ["Bench", "Workbench", "release_data", "train_summary"]
 
 
 def _shard() -> tuple[int, int] | None:
@@ -33,6 +33,11 @@ def _cached_splits(spec: DatasetSpec) -> DataSplits:
     return load_dataset(spec)
 
 
+def release_data() -> None:
+    """Drop the data sets this process holds (a study's driver, after checking trials that its workers run)."""
+    _cached_splits.cache_clear()
+
+
 class Bench(Protocol):
     """What multi-stage experiments need from a model-and-data set-up."""
 
@@ -43,7 +48,8 @@ class Bench(Protocol):
     def to_iterations(self, step: str | int) -> int: ...
 
     def train(self, model: nn.Module, run: Run | None, *, mask: Mask | None = None, order_seed: int | None = None,
-              start_step: int = 0, stop_step: int | None = None, update: UpdateStep | None = None) -> TrainResult: ...
+              start_step: int = 0, stop_step: int | None = None, save_steps: tuple[int | str, ...] = (),
+              update: UpdateStep | None = None) -> TrainResult: ...
 
 
 @dataclass
@@ -110,7 +116,7 @@ class Workbench:
         order_seed: int | None = None,
         start_step: int = 0,
         stop_step: int | None = None,
-        save_steps: tuple[str, ...] = (),
+        save_steps: tuple[int | str, ...] = (),
         log: Any = None,
         update: UpdateStep | None = None,
     ) -> TrainResult:

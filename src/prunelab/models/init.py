@@ -155,7 +155,7 @@ def initialize(
 
 
 def _init_weight_layer(
-    layer: nn.Module, init: str, bias_init: str | None, generator: torch.Generator, density: float
+    layer: nn.Linear | nn.modules.conv._ConvNd, init: str, bias_init: str | None, generator: torch.Generator, density: float
 ) -> None:
     if layer.weight.is_meta:  # a shape-only model (built under torch.device("meta")) has no values to draw
         return
@@ -178,7 +178,7 @@ def _init_weight_layer(
         layer.bias.zero_()
 
 
-def _init_batch_norm(bn: nn.Module, bn_init: str, generator: torch.Generator, *, zero: bool) -> None:
+def _init_batch_norm(bn: nn.modules.batchnorm._NormBase, bn_init: str, generator: torch.Generator, *, zero: bool) -> None:
     bn.reset_running_stats()
     if not bn.affine:
         return

@@ -44,13 +44,19 @@ from prunelab.pruning.selection import (
     select_counts,
 )
 
-__all__ = ["score", "prune", "prune_level", "LEVEL_STRATEGIES", "default_prunable_parameters"]
+__all__ = ["score", "prune", "prune_level", "LEVEL_STRATEGIES", "default_prunable_parameters", "required_scope"]
 
 #: Strategies :func:`prune_level` understands (they need only the weights, not the model or data).
 LEVEL_STRATEGIES = ("magnitude", "random", "random_global", "random_layerwise")
 
 #: Strategies whose definition fixes the selection scope.
 _REQUIRED_SCOPE = {"random_global": "global"}
+
+
+def required_scope(strategy: Strategy) -> str | None:
+    """The scope a registered strategy's definition fixes (``random_global``: global), else ``None``."""
+    required = _REQUIRED_SCOPE.get(strategy.name)
+    return required if STRATEGIES.get(strategy.name) is strategy else None
 
 _NOT_A_SCORE = {
     "random_layerwise": (
@@ -296,8 +302,8 @@ def prune(
     _check_data(strat, data)
     strat.check_options(options)
     _check_scope(scope)
-    required = _REQUIRED_SCOPE.get(strat.name)
-    if required is not None and scope != required and STRATEGIES.get(strat.name) is strat:
+    required = required_scope(strat)
+    if required is not None and scope != required:
         raise MaskSelectionError(f"strategy {strat.name!r} is defined with scope={required!r}, got scope={scope!r}")
     if schedule not in SCHEDULES:
         raise MaskSelectionError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")

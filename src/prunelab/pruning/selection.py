@@ -33,6 +33,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from prunelab.errors import UserError
 from prunelab.masks import Mask
 from prunelab.specs.base import closest
 
@@ -61,7 +62,7 @@ COUNT_RULES = ("exact", "openlth")
 Rates = Mapping[str, float] | Iterable[tuple[str, float]] | None
 
 
-class MaskSelectionError(ValueError):
+class MaskSelectionError(UserError, ValueError):
     """Scores or selection arguments that cannot be turned into a mask."""
 
 
@@ -152,7 +153,9 @@ def match_patterns(patterns: str | Iterable[str], names: Iterable[str], *, what:
         if not hits:
             near = closest(pattern, names)
             hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
-            raise MaskSelectionError(f"{what} pattern {pattern!r} matches no prunable tensor.{hint}")
+            shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+            raise MaskSelectionError(f"{what} pattern {pattern!r} matches no prunable tensor.{hint} The prunable "
+                                     f"tensors are {shown}; patterns are globs such as 'fc.weight' or 'conv*'.")
         matched |= hits
     return matched
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
+from prunelab.errors import UserError
+
 if TYPE_CHECKING:
     import pydantic
 
@@ -39,7 +41,7 @@ __all__ = [
 S = TypeVar("S")
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """A spec, preset, override or config file that cannot be used as given."""
 
 

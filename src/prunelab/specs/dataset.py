@@ -58,6 +58,6 @@ class DatasetSpec:
             if not self.augment:
                 raise SpecError("dataset.crop_padding sets the augmentation's crop, but dataset.augment is false")
         if not 0.0 < self.subsample_fraction <= 1.0:
-            raise ValueError(f"dataset.subsample_fraction must be in (0, 1], got {self.subsample_fraction}")
+            raise SpecError(f"dataset.subsample_fraction must be in (0, 1], got {self.subsample_fraction}")
         if not 0.0 <= self.random_labels_fraction <= 1.0:
-            raise ValueError(f"dataset.random_labels_fraction must be in [0, 1], got {self.random_labels_fraction}")
+            raise SpecError(f"dataset.random_labels_fraction must be in [0, 1], got {self.random_labels_fraction}")

@@ -17,10 +17,16 @@ __all__ = ["load_spec", "parse_override_args", "read_spec_file", "spec_to_yaml"]
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"config file not found: {path}")
+    if path.is_dir():
+        raise SpecError(f"config {path} is a directory; give a YAML file")
+    try:  # read, not stat: a pipe (`--config <(...)`, /dev/fd/N, /dev/stdin) is a file too
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read config file {path}: {error}") from None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise SpecError(f"{path} is not valid YAML: {error}") from error
     if data is None:

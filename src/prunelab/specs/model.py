@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prunelab.specs.base import check_choice, spec_field
+from prunelab.specs.base import SpecError, check_choice, spec_field
 
 INITIALISERS = (
     "kaiming_normal",
@@ -45,4 +45,4 @@ class ModelSpec:
         if self.bias_init is not None:
             check_choice(self.bias_init, BIAS_INITIALISERS, "model.bias_init")
         if self.width <= 0:
-            raise ValueError(f"model.width must be positive, got {self.width}")
+            raise SpecError(f"model.width must be positive, got {self.width}")

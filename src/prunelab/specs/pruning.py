@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from prunelab.specs.base import spec_field
+from prunelab.specs.base import SpecError, spec_field
 from prunelab.steps import parse_step
 
 SCOPES = ("global", "layerwise")
@@ -55,25 +55,25 @@ class PruningSpec:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fraction < 1.0:
-            raise ValueError(f"prune.fraction must be in [0, 1), got {self.fraction}")
+            raise SpecError(f"prune.fraction must be in [0, 1), got {self.fraction}")
         if self.scope not in SCOPES:
-            raise ValueError(f"prune.scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+            raise SpecError(f"prune.scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"prune.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+            raise SpecError(f"prune.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.count_rule not in COUNT_RULES:
-            raise ValueError(f"prune.count_rule must be one of {', '.join(COUNT_RULES)}, got {self.count_rule!r}")
+            raise SpecError(f"prune.count_rule must be one of {', '.join(COUNT_RULES)}, got {self.count_rule!r}")
         if self.ntk_rescale_mode not in NTK_RESCALE_MODES:
-            raise ValueError(
+            raise SpecError(
                 f"prune.ntk_rescale_mode must be one of {', '.join(NTK_RESCALE_MODES)}, got {self.ntk_rescale_mode!r}")
         if self.ntk_rescale_mode != "auto" and not self.ntk_rescale:
-            raise ValueError(f"prune.ntk_rescale_mode={self.ntk_rescale_mode} needs prune.ntk_rescale=true")
+            raise SpecError(f"prune.ntk_rescale_mode={self.ntk_rescale_mode} needs prune.ntk_rescale=true")
         for pattern, rate in self.rates.items():
             if not 0.0 <= rate < 1.0:
-                raise ValueError(f"prune.rates[{pattern!r}] must be in [0, 1), got {rate}")
+                raise SpecError(f"prune.rates[{pattern!r}] must be in [0, 1), got {rate}")
         if self.iterations is not None and self.iterations < 1:
-            raise ValueError(f"prune.iterations must be >= 1, got {self.iterations}")
+            raise SpecError(f"prune.iterations must be >= 1, got {self.iterations}")
         if self.examples_per_class < 1:
-            raise ValueError("prune.examples_per_class must be >= 1")
+            raise SpecError("prune.examples_per_class must be >= 1")
         parse_step(self.rewind)
 
     @property

@@ -29,7 +29,7 @@ class TrainingSpec:
     data_order_seed: int | None = spec_field(None, help="seed of the data order (default: the experiment seed)")
     augment_seed: int | None = spec_field(None, help="seed of the augmentation (default: the experiment seed)")
     bf16: bool = spec_field(False, help="bfloat16 autocast for forward and loss")
-    save_steps: tuple[str, ...] = spec_field((), help="extra steps whose weights are saved (for branching)")
+    save_steps: tuple[str, ...] = spec_field((), semantic=False, help="extra steps whose weights are saved (for branching; not in the run name)")
     eval_every: str | None = spec_field("1ep", semantic=False, help="evaluate every this many steps (None: only at the end)")
     checkpoint_every: str = spec_field("1ep", semantic=False, help="resume checkpoint interval")
     eval_batch_size: int = spec_field(1000, semantic=False, help="batch size for evaluation")
@@ -46,11 +46,11 @@ class TrainingSpec:
         if self.eval_every is not None:
             parse_step(self.eval_every)
         if self.lr <= 0 or self.batch_size <= 0:
-            raise ValueError("train.lr and train.batch_size must be positive")
+            raise SpecError("train.lr and train.batch_size must be positive")
         if self.optimizer != "sgd" and (self.momentum or self.nesterov):
             raise SpecError(
                 f"train.momentum/nesterov apply to SGD only, not {self.optimizer}: set --train.momentum=0 "
                 "(Adam-style optimisers take --train.betas)"
             )
         if self.momentum < 0 or self.weight_decay < 0:
-            raise ValueError("train.momentum and train.weight_decay must be non-negative")
+            raise SpecError("train.momentum and train.weight_decay must be non-negative")

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prunelab.errors import UserError
 from prunelab.store.layout import RunLayout
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ DIGEST_KEY = "prunelab.sha256"
 SCHEME = "sha256/1"
 
 
-class DamagedFile(ValueError):
+class DamagedFile(UserError, ValueError):
     """A store file that exists (or must exist) but cannot be trusted: its checksum does not match, it
     cannot be parsed, a finished run lacks it, or a summary breaks the schema. The message names the
     file, what is wrong and how to recover."""

@@ -13,6 +13,8 @@ layout with an id)::
       checkpoints/latest.*            the crash-resume checkpoint (previous.*: the generation before it)
       tensorboard/                    optional event files
       summary.json                    written last: its presence means "finished"
+      .more_steps/                    while a finished run recomputes weights of steps it did not save: a
+                                      scratch training (weights/, checkpoints/) up to the last such step
       <stage>/                        the stages of a multi-stage experiment are run directories inside it
 
 Every ``*.safetensors`` file carries its checksum (:mod:`prunelab.store.integrity`).
@@ -71,6 +73,11 @@ class RunLayout:
         return self.path / "checkpoints"
 
     @property
+    def more_steps_dir(self) -> Path:
+        """Scratch space of a finished run recomputing the weights of steps it did not save."""
+        return self.path / ".more_steps"
+
+    @property
     def tensorboard_dir(self) -> Path:
         return self.path / "tensorboard"
 
@@ -97,7 +104,9 @@ class RunLayout:
     @property
     def own_dirs(self) -> tuple[Path, ...]:
         """The directories whose files belong to this run alone (stages inside it are runs of their own)."""
-        return (self.path, self.weights_dir, self.checkpoints_dir)
+        scratch = RunLayout(self.more_steps_dir)
+        return (self.path, self.weights_dir, self.checkpoints_dir, scratch.path, scratch.weights_dir,
+                scratch.checkpoints_dir)
 
     def tensor_files(self) -> list[Path]:
         """Every tensor file the run holds: mask, saved weights, checkpoints."""

@@ -180,7 +180,7 @@ def remove_runs(store: RunStore, runs: Sequence[Run], *, dry_run: bool = False) 
 # gc ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Removal:
-    what: str  # "temp file", "stale lock", "unfinished run", "interrupted removal"
+    what: str  # "temp file", "stale lock", "unfinished run", "interrupted removal", "interrupted recomputation"
     path: Path
     detail: str = ""
     bytes: int = 0
@@ -239,6 +239,16 @@ def collect_garbage(store: RunStore, *, older_than: float, dry_run: bool = False
     for run in store.all_runs():
         if any(g in run.path.parents or g == run.path for g in gone):
             continue
+        if run.finished and run.more_steps_dir.is_dir():
+            existed = store.lock_path(run.run_id).exists()
+            with _try_lock_file(store.lock_path(run.run_id), remove=not (dry_run and existed)) as free:
+                if free:  # a killed recomputation of steps the run did not save: asking again redoes it
+                    removals.append(Removal("interrupted recomputation", run.more_steps_dir,
+                                            f"of run {run.run_id}", _size(run.more_steps_dir)))
+                    if not dry_run:
+                        shutil.rmtree(run.more_steps_dir, ignore_errors=True)
+                else:
+                    notes.append(f"run {run.run_id} is in use; its scratch directory was left alone")
         temps = run.temp_files()
         if not temps:
             continue

@@ -21,6 +21,7 @@ import yaml
 from filelock import FileLock, Timeout
 
 from prunelab import distributed
+from prunelab.errors import UserError
 from prunelab.store.atomic import atomic_write_json, atomic_write_text, load_tensors, read_json, verify_tensor_file
 from prunelab.store.integrity import DamagedFile, owning_run
 from prunelab.store.layout import RunLayout
@@ -32,11 +33,11 @@ if TYPE_CHECKING:
 __all__ = ["RunStore", "Run", "home_dir", "SUMMARY_KEYS", "RunNotFound", "RunBusy"]
 
 
-class RunNotFound(LookupError):
+class RunNotFound(UserError, LookupError):
     """No run matches the given id or prefix."""
 
 
-class RunBusy(ValueError):
+class RunBusy(UserError, ValueError):
     """A run's lock is held by a live process (it is being trained right now)."""
 
 
@@ -255,6 +256,9 @@ class RunStore:
         exact = self.run(ref)
         if exact.path.is_dir():
             return exact
+        pointed = self._pointed(ref)
+        if pointed is not None:
+            return pointed
         matches = [r for r in self.runs() if r.run_id.startswith(ref) or r.run_id.split("-", 1)[-1].startswith(ref)]
         if len(matches) == 1:
             return matches[0]
@@ -262,6 +266,26 @@ class RunStore:
             raise RunNotFound(f"no run {ref!r} under {self.root} (list them with `prunelab runs`)")
         names = ", ".join(r.run_id for r in matches[:6])
         raise RunNotFound(f"{ref!r} matches several runs ({names}); give more characters")
+
+
+    def linked(self, run: Run) -> list[Run]:
+        """The runs that ``run`` uses as its stages but that live elsewhere (a lottery's level 0: its spec's
+        train run, shared with others); they are not part of ``run``, so removing ``run`` keeps them."""
+        found = []
+        for owner in (run, *self.stages(run)):
+            for target in (owner.stage_info().get("stages") or {}).values():
+                if isinstance(target, str) and self.run(target).path.is_dir():
+                    found.append(self.run(target))
+        return found
+
+    def _pointed(self, ref: str) -> Run | None:
+        """A stage kept elsewhere: ``<parent>/<stage>`` named by the parent's ``stage.json`` ``stages``
+        entry (a lottery's level 0 is its spec's train run)."""
+        parent, _, stage = ref.rpartition("/")
+        if not parent or not self.run(parent).path.is_dir():
+            return None
+        target = (self.run(parent).stage_info().get("stages") or {}).get(stage)
+        return self.run(target) if isinstance(target, str) and self.run(target).path.is_dir() else None
 
 
 def _release_removing(lock: FileLock) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from prunelab.errors import UserError
 from prunelab.specs.base import closest
 
 __all__ = ["SupermaskError", "check_option", "check_density", "check_number"]
 
 
-class SupermaskError(ValueError):
+class SupermaskError(UserError, ValueError):
     """A supermask option, model or state that cannot be used as given (the CLI exits with code 2)."""
 
 

@@ -57,8 +57,8 @@ class _StraightThrough(torch.autograd.Function):
 class SupermaskLayer(nn.Module):
     """What every supermask layer shares; ``isinstance(module, SupermaskLayer)`` finds them."""
 
-    weight: nn.Parameter
-    bias: nn.Parameter | None
+    weight: torch.Tensor  # a frozen nn.Parameter (typed as nn.Linear / _ConvNd declare it)
+    bias: torch.Tensor | None
     scores: nn.Parameter
     tie_break: torch.Tensor
     ranking: str
@@ -208,7 +208,7 @@ class _SupermaskConv(SupermaskLayer):
                          weight_law=WeightLaw(weight_init, scale_fan, density), score_init=score_init, learn_bias=bias)
 
     @classmethod
-    def _meta_like(cls, layer: nn.Module) -> "_SupermaskConv":
+    def _meta_like(cls, layer: nn.modules.conv._ConvNd) -> "_SupermaskConv":
         new = cls.__new__(cls)
         cls._base.__init__(new, layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
                            padding=layer.padding, dilation=layer.dilation, groups=layer.groups,

@@ -15,10 +15,13 @@ is built.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from prunelab.supermask.layers import SupermaskLayer
 
 from prunelab.pruning.selection import target_count
 from prunelab.supermask.errors import SupermaskError
@@ -30,7 +33,7 @@ __all__ = ["GlobalScope"]
 class GlobalScope:
     """The shared ranking of ``layers`` (supermask layers of one network) at ``density`` kept overall."""
 
-    def __init__(self, layers: Sequence[nn.Module], density: float) -> None:
+    def __init__(self, layers: Sequence[SupermaskLayer], density: float) -> None:
         if not layers:
             raise SupermaskError("a global scope needs at least one supermask layer")
         rankings = {layer.ranking for layer in layers}

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from prunelab import distributed
+from prunelab.errors import UserError
 from prunelab.store.atomic import atomic_save_tensors, atomic_write_json, load_tensor_file, read_json
 from prunelab.store.integrity import DamagedFile
 
@@ -68,7 +69,7 @@ _RNG = "rng."
 GENERATIONS = ("latest", "previous")  # newest first
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that exists but cannot be used."""
 
 

@@ -7,10 +7,19 @@ import re
 import torch
 
 from prunelab import distributed
+from prunelab.errors import UserError
 
-__all__ = ["resolve_device"]
+__all__ = ["DeviceError", "UnknownDevice", "resolve_device"]
 
 _CUDA_RE = re.compile(r"^cuda(?::(\d+))?$")
+
+
+class DeviceError(UserError, RuntimeError):
+    """A device that is not available on this machine."""
+
+
+class UnknownDevice(DeviceError, ValueError):
+    """A device name prunelab does not know."""
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -27,9 +36,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cpu")
     match = _CUDA_RE.match(text)
     if not match:
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        raise UnknownDevice(f"unknown device {device!r} (train.device): use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise RuntimeError(
+        raise DeviceError(
             f"device {text!r} was requested but CUDA is not available "
             f"(torch {torch.__version__}, built with CUDA: {torch.version.cuda or 'no'}); "
             "use train.device=cpu or train.device=auto"
@@ -38,7 +47,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if index is None and distributed.active():  # under torchrun each rank has its own GPU
         index = distributed.local_rank()
     if index is not None and index >= torch.cuda.device_count():
-        raise RuntimeError(
+        raise DeviceError(
             f"device {text!r} was requested but only {torch.cuda.device_count()} CUDA device(s) are visible"
         )
     return torch.device(text)

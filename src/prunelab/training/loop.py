@@ -29,10 +29,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from prunelab import distributed
+from prunelab.errors import UserError
 from prunelab.masks import Mask
 from prunelab.specs.base import SpecError, semantic_dict
 from prunelab.specs.training import TrainingSpec
-from prunelab.steps import to_iterations
+from prunelab.steps import StepError, to_iterations
 from prunelab.store.atomic import atomic_save_tensors
 from prunelab.store.layout import RunLayout
 from prunelab.training.checkpoint import (
@@ -59,7 +60,7 @@ _MAX_PENDING = 1024  # upper bound on losses held between check points
 _DATA_PARALLEL_CHECK_EVERY = 50  # ranks reduce their losses together, so check points are fixed steps
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """The training loss (or the weights) became NaN or infinite."""
 
     def __init__(
@@ -123,6 +124,8 @@ class TrainResult:
     resumed_from: int | None
     history: list[dict[str, Any]] = field(default_factory=list)
     mask: Mask | None = None  # the trained network's mask, as the update step reports it
+    # without an output directory: the state dicts of the save steps, kept in memory (a lottery's rewind point)
+    saved_states: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -145,12 +148,16 @@ class TrainingPlan:
         if ipe <= 0:
             raise ValueError(f"the training loader has {ipe} iterations per epoch; it must have at least one batch")
         total = to_iterations(spec.steps, ipe)
+        if total <= 0:
+            raise StepError(f"train.steps={spec.steps} trains nothing: give a positive length, e.g. "
+                            f"--train.steps=2ep or --train.steps={ipe}it ({ipe} iterations make an epoch)")
         eval_every = to_iterations(spec.eval_every, ipe) if spec.eval_every is not None else 0
         checkpoint_every = to_iterations(spec.checkpoint_every, ipe)
         saves = sorted({to_iterations(s, ipe) for s in (*spec.save_steps, *save_steps)})
         late = [s for s in saves if s > total]
         if late:
-            raise ValueError(f"save step(s) {late} come after the end of training ({total} iterations = {spec.steps})")
+            raise StepError(f"save step(s) {late} come after the end of training ({total} iterations = {spec.steps}); "
+                            "save at steps up to the end, or train longer")
         return cls(
             iterations_per_epoch=ipe,
             total=total,
@@ -220,7 +227,7 @@ class TrainingLoop:
         self.start = int(start_step)
         self.end = self.total if stop_step is None else int(stop_step)  # where this call stops
         if not 0 <= self.start <= self.end <= self.total:
-            raise ValueError(
+            raise StepError(
                 f"need 0 <= start_step <= stop_step <= total steps, got start_step={self.start}, "
                 f"stop_step={stop_step}, total {self.total} ({spec.steps})"
             )
@@ -268,6 +275,7 @@ class TrainingLoop:
         self.loss_sum = 0.0
         self.loss_count = 0
         self.resumed_from: int | None = None
+        self.saved_states: dict[int, dict[str, torch.Tensor]] = {}
         self.last_checkpoint: int | None = None
         # transient
         self.pending: list[torch.Tensor] = []
@@ -431,6 +439,8 @@ class TrainingLoop:
             self._evaluate(step)
         if do_save:
             self._save_weights(step)
+        elif self.out_dir is None and step in plan.save_steps:
+            self.saved_states[step] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         if do_checkpoint:
             self._save_checkpoint(step)
 
@@ -554,6 +564,7 @@ class TrainingLoop:
             resumed_from=self.resumed_from,
             history=list(self.history),
             mask=self.update.final_mask(),
+            saved_states=self.saved_states,
         )
 
     def _loop(self) -> None:

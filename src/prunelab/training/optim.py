@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from prunelab.specs.base import SpecError
 from prunelab.specs.training import TrainingSpec
 
 __all__ = ["build_optimizer"]
@@ -31,7 +32,7 @@ def build_optimizer(
     name = spec.optimizer
     if name == "sgd":
         if spec.nesterov and spec.momentum <= 0:
-            raise ValueError("train.nesterov=true needs train.momentum > 0")
+            raise SpecError("train.nesterov=true needs train.momentum > 0")
         return torch.optim.SGD(
             params,
             lr=spec.lr,
@@ -41,10 +42,10 @@ def build_optimizer(
             foreach=foreach,
         )
     if spec.nesterov:
-        raise ValueError(f"train.nesterov applies to SGD only, not {name!r}")
+        raise SpecError(f"train.nesterov applies to SGD only, not {name!r}")
     beta1, beta2 = (float(b) for b in spec.betas)
     if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-        raise ValueError(f"train.betas must lie in [0, 1), got {spec.betas}")
+        raise SpecError(f"train.betas must lie in [0, 1), got {spec.betas}")
     if name == "adam":
         return torch.optim.Adam(
             params, lr=spec.lr, betas=(beta1, beta2), weight_decay=spec.weight_decay, foreach=foreach

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "gc",
         help="remove temp files, stale locks and old unfinished runs",
         description="Removes temporary files left by interrupted writes, lock files no process holds, leftovers of "
-        "an interrupted `prunelab rm`, and unfinished runs that no process holds, that have not changed for "
+        "an interrupted `prunelab rm`, the scratch directory of an interrupted recomputation of a saved step, and unfinished runs that no process holds, that have not changed for "
         "--older-than and that hold no finished stage (a lottery's finished levels are kept). Runs in use are "
         "left alone.",
     )

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from prunelab.cli.common import EXIT_TRIALS_FAILED, format_table, print_json
+from prunelab.errors import UserError
 from prunelab.specs import parse_override_args
 from prunelab.store import RunStore
 
@@ -33,7 +34,7 @@ def _where(items: list[str]) -> dict[str, str]:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise ValueError(f"--where takes KEY=VALUE, e.g. --where prune.strategy=snip; got {item!r}")
+            raise UserError(f"--where takes KEY=VALUE, e.g. --where prune.strategy=snip; got {item!r}")
         out[key.strip()] = value.strip()
     return out
 
@@ -49,16 +50,16 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     store = RunStore(args.home)
     if args.file is not None:
         if args.name is None:
-            raise ValueError("give the experiment: prunelab results FILE NAME (`prunelab run FILE` lists them)")
+            raise UserError("give the experiment: prunelab results FILE NAME (`prunelab run FILE` lists them)")
         if args.kind or args.where:
-            raise ValueError("--kind and --where filter the store's runs; with FILE NAME the experiment chooses them")
+            raise UserError("--kind and --where filter the store's runs; with FILE NAME the experiment chooses them")
         points = ExperimentFile(args.file).points(args.name, parse_override_args(overrides), store=store)
         table = point_results(points, store)
         nothing = (f"no stored results for experiment {args.name!r} of {args.file}: none of its {table.total} trials "
                    f"has finished under {store.root}; run `prunelab run {args.file} {args.name}`")
     else:
         if overrides:
-            raise ValueError(f"unrecognised arguments: {' '.join(overrides)} (filters are --where KEY=VALUE)")
+            raise UserError(f"unrecognised arguments: {' '.join(overrides)} (filters are --where KEY=VALUE)")
         where = _where(args.where)
         table = filtered_results(store, kind=args.kind, where=where)
         asked = " ".join([*([f"--kind {args.kind}"] if args.kind else []), *(f"--where {k}={v}" for k, v in where.items())])

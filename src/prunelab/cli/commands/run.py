@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from prunelab.cli.common import EXIT_TRIALS_FAILED, add_executor_arguments, format_table, print_json, run_study
+from prunelab.errors import UserError
 from prunelab.specs import parse_override_args
 from prunelab.store import RunStore
 
@@ -50,7 +51,7 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     experiments = ExperimentFile(args.file)
     if args.name is None:
         if overrides:
-            raise ValueError("overrides apply to one experiment: give its NAME")
+            raise UserError("overrides apply to one experiment: give its NAME")
         return _listing(experiments, args.json)
     store = RunStore(args.home)
     points = experiments.points(args.name, parse_override_args(overrides), store=store)

@@ -33,13 +33,21 @@ def skip_damaged(run: Run, error: DamagedFile) -> None:
 
 def _row(run: Run) -> dict[str, Any]:
     row: dict[str, Any] = {"run_id": run.run_id, "kind": run.kind, "status": "finished" if run.finished else "unfinished"}
-    if run.finished:
-        summary = run.summary()
-        row.update({k: summary.get(k) for k in ("test_accuracy", "density", "wall_seconds")})
+    summary = run.summary() if run.finished else {}
+    row.update({k: summary.get(k) for k in ("test_accuracy", "density", "wall_seconds")})  # null while unfinished
     spec = run.spec_data()
     row["model"] = (spec.get("model") or {}).get("name")
     row["dataset"] = (spec.get("dataset") or {}).get("name")
     return row
+
+
+def _shown(value: Any) -> str:
+    """A summary value as ``show`` prints it: ``-`` for none (as in the tables), JSON's spelling of booleans."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def handle_runs(args: argparse.Namespace, _: list[str]) -> int:
@@ -84,7 +92,7 @@ def handle_show(args: argparse.Namespace, _: list[str]) -> int:
         print(f"recover  {advice}")
     scalars = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
     for key, value in scalars.items():
-        print(f"{key:<16} {value}")
+        print(f"{key:<16} {_shown(value)}")
     if run.spec_path.is_file():
         print("\nspec.yaml:\n" + run.spec_path.read_text(encoding="utf-8", errors="replace"))
     return 0

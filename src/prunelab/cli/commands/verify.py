@@ -37,7 +37,7 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
         runs = []
         for ref in args.runs:
             run = store.find(ref)
-            runs += [run, *store.stages(run)]
+            runs += [run, *store.stages(run), *store.linked(run)]  # a lottery: its level 0 (a train run) too
     else:
         runs = store.all_runs()
     report = verify_runs(runs, check_spec=_check_spec)

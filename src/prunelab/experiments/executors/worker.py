@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from prunelab.errors import describe_error, is_user_error
 from prunelab.experiments.trial import Trial
 from prunelab.store import RunStore
 
@@ -36,7 +37,8 @@ def one_line(error: BaseException) -> str:
 
 def execute_unit(unit: dict[str, Any]) -> list[dict[str, Any]]:
     """Run the unit's trials one after another in this process; one outcome per trial:
-    ``{"run_id", "ok", "summary" | "error", "seconds"}``.
+    ``{"run_id", "ok", "summary" | "error", "seconds"}``; a failure also has ``user_error`` (whether the user
+    can fix it: bad input, diverged training, a full disk) and ``message`` (its one line without the type).
 
     Today a unit holds one trial. It is also the seam for packing: trials that share an architecture and
     a training length can travel in one unit and be trained together by a vectorised trainer.
@@ -56,6 +58,7 @@ def execute_unit(unit: dict[str, Any]) -> list[dict[str, Any]]:
             if unit.get("raise"):  # a single command in this process: its error is the command's
                 raise
             outcomes.append({"run_id": trial.run_id, "ok": False, "error": one_line(error),
+                             "user_error": is_user_error(error), "message": describe_error(error),
                              "seconds": time.perf_counter() - started})
         else:
             outcomes.append({"run_id": trial.run_id, "ok": True, "summary": summary,
