@@ -94,7 +94,7 @@ def print_json(obj: Any) -> None:
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     """``--executor`` and its options, for commands that run several trials (lists, seeds, grids)."""
-    from prunelab.experiments.executors import EXECUTORS
+    from prunelab.experiments.choices import EXECUTORS
 
     g = parser.add_argument_group("executor (how the trials of lists, seeds and grids run)")
     g.add_argument("--executor", choices=EXECUTORS, default="local",

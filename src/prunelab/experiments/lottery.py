@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
+from prunelab.experiments.choices import CONTROLS
 from prunelab.experiments.places import MemoryPlace, Place, StageResult, StorePlace
 from prunelab.experiments.stage import remove_if_unused
 from prunelab.experiments.train import run_train, train_run_id
@@ -42,9 +43,6 @@ __all__ = ["CONTROLS", "DenseRun", "LotteryResult", "Lottery", "TrainRun", "lott
 
 log = logging.getLogger("prunelab")
 
-#: ``shuffle``: each layer's mask permuted (OpenLTH ``randomly_prune --strategy=layerwise``); ``shuffle_global``:
-#: the ticket's count over all considered tensors at uniformly random positions (``--strategy=global``).
-CONTROLS = ("reinit", "shuffle", "retrain", "shuffle_global")
 
 
 def derived_seed(*parts: object) -> int:

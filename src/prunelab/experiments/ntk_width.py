@@ -35,7 +35,6 @@ import math
 import statistics
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,47 +44,15 @@ from torch import nn
 
 from prunelab.analysis.ntk import compare_kernels, empirical_ntk, relative_frobenius_difference
 from prunelab.experiments.lottery import derived_seed
+from prunelab.experiments.ntk_width_study import WidthStudy
 from prunelab.masks import Mask
 from prunelab.models import initialize
 from prunelab.pruning.baselines import random_scores_like
-from prunelab.pruning.rescale import NTK_RESCALE_MODES, ntk_scale_factors
+from prunelab.pruning.rescale import ntk_scale_factors
 from prunelab.pruning.selection import select_by_density
-from prunelab.specs import SpecError
 from prunelab.store import atomic_write_json
 
 __all__ = ["WidthStudy", "WidthMLP", "limit_ntk", "run_width_study", "sphere_inputs"]
-
-PARAMETERIZATIONS = ("ntk", "standard")
-
-
-@dataclass(frozen=True)
-class WidthStudy:
-    widths: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096)
-    densities: tuple[float, ...] = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
-    replicates: int = 3
-    inputs: int = 32
-    input_dim: int = 10
-    depth: int = 3
-    parameterization: str = "ntk"
-    prune_input_layer: bool = False
-    rescale_mode: str = "global"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.widths or min(self.widths) < 1:
-            raise SpecError(f"--widths must be positive integers, got {self.widths}")
-        if not self.densities or not all(0.0 < d < 1.0 for d in self.densities):
-            raise SpecError(f"--densities must lie in (0, 1), got {self.densities}")
-        for name in ("replicates", "input_dim", "depth"):
-            if getattr(self, name) < 1:
-                raise SpecError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.inputs < 2:
-            raise SpecError(f"--inputs must be at least 2, got {self.inputs}")
-        if self.rescale_mode not in NTK_RESCALE_MODES:
-            raise SpecError(f"--rescale-mode must be one of {', '.join(NTK_RESCALE_MODES)}, got {self.rescale_mode!r}")
-        if self.parameterization not in PARAMETERIZATIONS:
-            raise SpecError(f"--parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {self.parameterization!r}")
-
 
 class WidthMLP(nn.Module):
     """The study's MLP: ``hidden.0 … hidden.{depth-1}`` and ``fc``, no biases. ``scales`` holds one

@@ -19,6 +19,7 @@ import torch
 from prunelab import distributed
 from prunelab.analysis.flops import efficiency_metrics
 from prunelab.experiments.branch import complement
+from prunelab.experiments.choices import PRUNE_EXPERIMENTS
 from prunelab.experiments.lottery import derived_seed
 from prunelab.experiments.scoring import prune_to_density
 from prunelab.experiments.stage import run_stage
@@ -33,7 +34,7 @@ __all__ = ["EXPERIMENTS", "densities_from", "prune_run_id", "run_prune", "LayerC
 
 log = logging.getLogger("prunelab")
 
-EXPERIMENTS = ("singleshot", "multishot")
+EXPERIMENTS = PRUNE_EXPERIMENTS
 
 
 def densities_from(density: Sequence[float] = (), sparsity: Sequence[float] = (), compression: Sequence[float] = ()) -> list[float]:

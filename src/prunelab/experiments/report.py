@@ -19,6 +19,7 @@ from prunelab.analysis.report import aggregate, collect_points, report_table, st
 from prunelab.analysis.report_export import require_parquet, write_csv, write_parquet
 from prunelab.analysis.report_html import render_report_html
 from prunelab.errors import UserError
+from prunelab.experiments.choices import DEFAULT_REPORT_FORMATS, REPORT_FORMATS
 from prunelab.experiments.experiment_file import ExperimentFile
 from prunelab.store import DamagedFile, Run, RunStore, atomic_write_bytes, atomic_write_text
 
@@ -26,8 +27,8 @@ __all__ = ["DEFAULT_FORMATS", "FORMATS", "Report", "parse_formats", "select_runs
 
 log = logging.getLogger("prunelab")
 
-FORMATS = ("png", "html", "csv", "parquet")
-DEFAULT_FORMATS = ("png", "html")
+FORMATS = REPORT_FORMATS
+DEFAULT_FORMATS = DEFAULT_REPORT_FORMATS
 HTML_NAME, CSV_NAME, PARQUET_NAME = "report.html", "metrics.csv", "metrics.parquet"
 
 

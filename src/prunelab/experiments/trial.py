@@ -13,25 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prunelab.experiments import validation
-from prunelab.experiments.branch import OneShotBranch, branch_run_id, run_oneshot_branch
-from prunelab.experiments.lottery import (
-    check_controls,
-    lottery_run_id,
-    lottery_stage_id,
-    run_lottery,
-    run_lottery_stage,
-)
-from prunelab.experiments.prune_init import EXPERIMENTS, prune_run_id, run_prune
-from prunelab.experiments.scoring import split_strategy_name
-from prunelab.experiments.supermask import check_supermask_spec, run_supermask, supermask_run_id
+from prunelab.experiments.choices import PRUNE_EXPERIMENTS
 from prunelab.experiments.train import missing_steps, run_train, train_run_id
-from prunelab.pruning.base import get_strategy
 from prunelab.specs import ExperimentSpec, SpecError, from_dict, to_dict
 from prunelab.specs.base import check_choice
 from prunelab.store import RunStore
+
+if TYPE_CHECKING:
+    from prunelab.experiments.branch import OneShotBranch
+
+# The other kinds' modules are imported where a trial of that kind needs them: a process that only
+# trains (``prunelab train``) does not load the pruning, lottery and supermask machinery.
 
 __all__ = ["KINDS", "KIND_ARGUMENTS", "Trial", "trial_run_id"]
 
@@ -93,7 +87,7 @@ class Trial:
         object.__setattr__(self, "density", float(self.density))
         if not 0.0 < self.density <= 1.0:
             raise SpecError(f"target density {self.density} is outside (0, 1]")
-        check_choice(self.experiment, EXPERIMENTS, "experiment")
+        check_choice(self.experiment, PRUNE_EXPERIMENTS, "experiment")
         if self.experiment == "singleshot" and (self.rounds is not None or self.round_steps is not None):
             raise SpecError("rounds and round_steps apply to experiment=multishot; drop them or set "
                             "experiment=multishot")
@@ -114,6 +108,8 @@ class Trial:
                 raise SpecError(f"level must be >= 0, got {self.level}")
             if self.control is not None and self.level == 0:
                 raise SpecError("controls are trained for the pruned levels (level >= 1), not the dense level 0")
+        from prunelab.experiments.lottery import check_controls
+
         check_controls([*self.controls, *([self.control] if self.control else [])])
 
     def _check_branch(self) -> None:
@@ -194,8 +190,13 @@ class Trial:
         """The checks that need neither data nor a model, so a study fails on a typo in its last trial
         before its first one trains. The kinds' run functions check the rest when they start."""
         if self.kind == "supermask":
+            from prunelab.experiments.supermask import check_supermask_spec
+
             check_supermask_spec(self.spec)
         if self.kind in ("prune", "lottery"):
+            from prunelab.experiments.scoring import split_strategy_name
+            from prunelab.pruning.base import get_strategy
+
             get_strategy(split_strategy_name(self.spec.prune.strategy)[0])
         if self.kind == "prune" and self.spec.prune.count_rule != "exact":
             raise SpecError(f"prune.count_rule={self.spec.prune.count_rule} counts lottery levels; pruning to a "
@@ -205,6 +206,8 @@ class Trial:
         """The checks against the trial's model and data (:mod:`prunelab.experiments.validation`): every
         pattern, step and option, the device and the data files. Reads the data set (once per process)
         and builds the model on the meta device; trains nothing and writes nothing."""
+        from prunelab.experiments import validation
+
         self.check()
         spec = self.spec
         if self.kind in ("train", "supermask"):
@@ -227,15 +230,23 @@ class Trial:
         if self.kind == "train":
             return run_train(spec, store=store)
         if self.kind == "supermask":
+            from prunelab.experiments.supermask import run_supermask
+
             return run_supermask(spec, store=store)
         if self.kind == "prune":
+            from prunelab.experiments.prune_init import run_prune
+
             rounds = {key: value for key, value in (("rounds", self.rounds), ("round_steps", self.round_steps))
                       if value is not None}
             return run_prune(spec, self.density, experiment=self.experiment, store=store, **rounds)
         if self.kind == "lottery":
+            from prunelab.experiments.lottery import run_lottery, run_lottery_stage
+
             if self.level is None:
                 return run_lottery(spec, self.levels, controls=self.controls, store=store)
             return run_lottery_stage(spec, self.level, self.control, store=store)
+        from prunelab.experiments.branch import run_oneshot_branch
+
         if self.parent is None:  # the parent is this spec's train run: train it first (at once if stored)
             run_train(spec, store=store)
         return run_oneshot_branch(self.parent_id, self.branch, store=store)
@@ -249,7 +260,7 @@ class Trial:
             value = getattr(self, f.name)
             if f.name in ("kind", "spec") or value == _default(f):
                 continue
-            if isinstance(value, OneShotBranch):
+            if f.name == "branch":  # a OneShotBranch
                 value = to_dict(value)
             data[f.name] = list(value) if isinstance(value, tuple) else value
         return data
@@ -259,6 +270,8 @@ class Trial:
         data = dict(data)
         spec = from_dict(ExperimentSpec, data.pop("spec", {}))
         if data.get("branch") is not None:
+            from prunelab.experiments.branch import OneShotBranch
+
             data["branch"] = from_dict(OneShotBranch, data["branch"], where="branch")
         if "controls" in data:
             data["controls"] = tuple(data["controls"])
@@ -277,12 +290,20 @@ def trial_run_id(trial: Trial) -> str:
     if trial.kind == "train":
         return train_run_id(spec)
     if trial.kind == "supermask":
+        from prunelab.experiments.supermask import supermask_run_id
+
         return supermask_run_id(spec)
     if trial.kind == "prune":
+        from prunelab.experiments.prune_init import prune_run_id
+
         assert trial.density is not None
         rounds, round_steps = trial.multishot_rounds()
         return prune_run_id(spec, trial.density, trial.experiment, rounds, round_steps)  # type: ignore[arg-type]
     if trial.kind == "lottery":
+        from prunelab.experiments.lottery import lottery_run_id, lottery_stage_id
+
         return lottery_run_id(spec) if trial.level is None else lottery_stage_id(spec, trial.level, trial.control)
+    from prunelab.experiments.branch import branch_run_id
+
     assert trial.branch is not None
     return branch_run_id(trial.parent_id, trial.branch)

@@ -33,11 +33,9 @@ import torch
 
 from prunelab.masks import Mask
 from prunelab.pruning.selection import MaskSelectionError, match_patterns
+from prunelab.specs.pruning import RESCALE_MODES as NTK_RESCALE_MODES
 
 __all__ = ["NTK_RESCALE_MODES", "ntk_scale_factors", "ntk_rescale"]
-
-#: ``global``: the reference's one factor from the considered density; ``per_layer``: each tensor's own.
-NTK_RESCALE_MODES = ("global", "per_layer")
 
 
 def _inverse_sqrt(density: float) -> float:

@@ -16,12 +16,14 @@ import json
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pydantic
 import yaml
 
 from prunelab.errors import UserError
+
+if TYPE_CHECKING:
+    import pydantic
 
 __all__ = [
     "SpecError",
@@ -88,7 +90,10 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def _adapter(tp: Any) -> pydantic.TypeAdapter:
-    """One validator per field type: building one costs a millisecond, and a study builds thousands of specs."""
+    """One validator per field type: building one costs a millisecond, and a study builds thousands of specs.
+    pydantic is imported here, on first use, so commands that build no spec do not pay for it."""
+    import pydantic
+
     return pydantic.TypeAdapter(tp)
 
 
@@ -124,13 +129,47 @@ def from_dict(cls: type[S], data: Mapping[str, Any] | None, *, where: str = "") 
         raise SpecError(f"invalid {where or cls.__name__}: {error}") from error
 
 
+_SCALARS = (bool, int, float, str)
+
+
+def _fits(tp: Any, value: Any) -> bool:
+    """Whether ``value`` already is exactly what validating it as ``tp`` returns (a float for a float
+    field, a tuple of str for ``tuple[str, ...]``, ...), so validation can be skipped: presets and stored
+    specs are mostly such values, and skipping spares building validators (and importing pydantic)."""
+    if tp is Any:
+        return True
+    if tp in _SCALARS:
+        return type(value) is tp
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            return type(None) in args
+        others = [arg for arg in args if arg is not type(None)]
+        return len(others) == 1 and _fits(others[0], value)  # several: pydantic's union rules decide
+    if origin is tuple and type(value) is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(args[0], item) for item in value)
+        return len(args) == len(value) and all(_fits(arg, item) for arg, item in zip(args, value))
+    if origin is dict and type(value) is dict:
+        key_type, value_type = typing.get_args(tp) or (Any, Any)
+        return all(_fits(key_type, key) and _fits(value_type, item) for key, item in value.items())
+    return False
+
+
 def _coerce(tp: Any, value: Any, label: str) -> Any:
     if isinstance(value, str):
         value = parse_override_value(tp, value)
     if isinstance(value, list):
         value = tuple(value)
+    if _fits(tp, value):
+        return dict(value) if type(value) is dict else value  # a mapping is copied, as validation would
+    adapter = _adapter(tp)
+    import pydantic  # imported by _adapter already
+
     try:
-        return _adapter(tp).validate_python(value)
+        return adapter.validate_python(value)
     except pydantic.ValidationError as error:
         problem = "; ".join(e["msg"] for e in error.errors())
         raise SpecError(f"{label}={value!r} does not fit type {_type_name(tp)}: {problem}") from None

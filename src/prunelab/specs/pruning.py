@@ -24,7 +24,9 @@ from prunelab.steps import parse_step
 SCOPES = ("global", "layerwise")
 SCHEDULES = ("exponential", "linear")
 COUNT_RULES = ("exact", "openlth")
-NTK_RESCALE_MODES = ("auto", "global", "per_layer")
+#: ``global``: the reference's one factor from the considered density; ``per_layer``: each tensor's own.
+RESCALE_MODES = ("global", "per_layer")
+NTK_RESCALE_MODES = ("auto", *RESCALE_MODES)
 
 
 def _mapping_field(help: str) -> dict:

@@ -16,17 +16,18 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from prunelab.store.layout import RunLayout
 from prunelab.store.integrity import DIGEST_KEY, INTEGRITY_KEY, DamagedFile, check_digest, digest_of, owning_run, seal
 
 from prunelab import distributed
+
+if TYPE_CHECKING:  # torch and safetensors.torch are imported by the functions that handle tensors
+    import torch
 
 __all__ = [
     "atomic_write",
@@ -89,6 +90,13 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 def atomic_write_yaml(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def save_file(tensors: Mapping[str, torch.Tensor], filename: str, metadata: Mapping[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file``, imported on first use (it imports torch)."""
+    from safetensors.torch import save_file as save
+
+    save(tensors, filename, metadata=metadata)
 
 
 def atomic_save_tensors(
@@ -155,6 +163,8 @@ def load_tensor_file(
     file is unreadable, does not match its checksum, or is missing from a finished run.
     """
     tensors, metadata, _ = _read_checked(Path(path), keep=True)
+    import torch
+
     if torch.device(device).type != "cpu":
         tensors = {name: t.to(device) for name, t in tensors.items()}
     return tensors, {k: v for k, v in metadata.items() if k not in (INTEGRITY_KEY, DIGEST_KEY)}

@@ -20,12 +20,13 @@ import json
 import shlex
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from prunelab.errors import UserError
 from prunelab.store.layout import RunLayout
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DamagedFile", "INTEGRITY_KEY", "DIGEST_KEY", "SCHEME", "tensor_digest", "seal", "check_digest",
            "owning_run", "recovery_advice"]
@@ -56,6 +57,8 @@ def _tensor_bytes(tensor: torch.Tensor) -> Any:
     try:
         return tensor.numpy()
     except TypeError:  # dtypes NumPy lacks (bfloat16, float8): the same bytes, read as uint8
+        import torch
+
         return tensor.reshape(-1).view(torch.uint8).numpy()
 
 

@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
 from filelock import FileLock, Timeout
 
@@ -27,6 +26,9 @@ from prunelab.store.atomic import atomic_write_json, atomic_write_text, load_ten
 from prunelab.store.integrity import DamagedFile, owning_run
 from prunelab.store.layout import RunLayout
 from prunelab.store.summary import SUMMARY_KEYS, summary_problems
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["RunStore", "Run", "home_dir", "SUMMARY_KEYS", "RunNotFound", "RunBusy"]
 

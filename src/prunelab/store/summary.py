@@ -10,51 +10,59 @@ kind of run adds its own.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import functools
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = ["SUMMARY_KEYS", "summary_problems"]
 
 SUMMARY_KEYS = ("run_id", "kind", "test_accuracy", "test_loss", "density", "wall_seconds")
 
-_Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-_Step = Annotated[int, Field(ge=0)]
 
+@functools.cache
+def _schema() -> type[BaseModel]:
+    """The summary model, built on first use: importing pydantic is left to commands that check summaries."""
+    import pydantic
+    from pydantic import BaseModel, ConfigDict, Field
 
-class _Level(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
+    fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+    step = Annotated[int, Field(ge=0)]
 
-    level: _Step
-    density: _Fraction
-    test_accuracy: _Fraction | None
+    class _Level(BaseModel):
+        model_config = ConfigDict(strict=True, extra="allow")
 
+        level: step  # type: ignore[valid-type]
+        density: fraction  # type: ignore[valid-type]
+        test_accuracy: fraction | None  # type: ignore[valid-type]
 
-class _Summary(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
+    class _Summary(BaseModel):
+        model_config = ConfigDict(strict=True, extra="allow")
 
-    run_id: Annotated[str, Field(min_length=1)]
-    kind: Annotated[str, Field(min_length=1)]
-    test_accuracy: _Fraction | None
-    test_loss: float | None
-    density: _Fraction
-    wall_seconds: Annotated[float, Field(ge=0.0)]
-    # shared by several kinds; typed when present
-    final_step: _Step | None = None
-    saved_steps: list[_Step] | None = None
-    best_accuracy: _Fraction | None = None
-    best_step: _Step | None = None
-    resumed_from: _Step | None = None
-    layer_densities: dict[str, _Fraction] | None = None
-    seed: int | None = None
-    levels: list[_Level] | None = None
+        run_id: Annotated[str, Field(min_length=1)]
+        kind: Annotated[str, Field(min_length=1)]
+        test_accuracy: fraction | None  # type: ignore[valid-type]
+        test_loss: float | None
+        density: fraction  # type: ignore[valid-type]
+        wall_seconds: Annotated[float, Field(ge=0.0)]
+        # shared by several kinds; typed when present
+        final_step: step | None = None  # type: ignore[valid-type]
+        saved_steps: list[step] | None = None  # type: ignore[valid-type]
+        best_accuracy: fraction | None = None  # type: ignore[valid-type]
+        best_step: step | None = None  # type: ignore[valid-type]
+        resumed_from: step | None = None  # type: ignore[valid-type]
+        layer_densities: dict[str, fraction] | None = None  # type: ignore[valid-type]
+        seed: int | None = None
+        levels: list[_Level] | None = None
 
-    @pydantic.model_validator(mode="after")
-    def _kind_fields(self) -> "_Summary":
-        if self.kind == "lottery" and "/" not in self.run_id and self.levels is None:  # not one of its stages
-            raise ValueError("a lottery summary needs 'levels'")
-        return self
+        @pydantic.model_validator(mode="after")
+        def _kind_fields(self) -> "_Summary":
+            if self.kind == "lottery" and "/" not in self.run_id and self.levels is None:  # not one of its stages
+                raise ValueError("a lottery summary needs 'levels'")
+            return self
+
+    return _Summary
 
 
 _JSON_TYPES = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
@@ -67,8 +75,11 @@ def summary_problems(summary: Any) -> list[str]:
     missing = [key for key in SUMMARY_KEYS if key not in summary]
     if missing:
         return [f"lacks required keys {missing}"]
+    schema = _schema()
+    import pydantic  # imported by _schema already
+
     try:
-        _Summary.model_validate(summary)
+        schema.model_validate(summary)
     except pydantic.ValidationError as error:
         problems = []
         for item in error.errors():

@@ -16,7 +16,7 @@ from prunelab.training.checkpoint import (
 )
 from prunelab.training.device import resolve_device
 from prunelab.training.evaluate import Evaluation, evaluate
-from prunelab.training.loop import TrainingDiverged, TrainingLoop, TrainingPlan, TrainResult
+from prunelab.training.loop import CompileUnavailable, TrainingDiverged, TrainingLoop, TrainingPlan, TrainResult
 from prunelab.training.masked_step import MaskedStep
 from prunelab.training.metrics import MetricsWriter, read_metrics
 from prunelab.training.packed import Lane, train_packed
@@ -30,6 +30,7 @@ __all__ = [
     "train",
     "TrainResult",
     "TrainingDiverged",
+    "CompileUnavailable",
     "TrainingLoop",
     "TrainingPlan",
     "UpdateStep",

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from prunelab import distributed
 from prunelab.errors import UserError
 from prunelab.masks import Mask
-from prunelab.specs.base import semantic_dict
+from prunelab.specs.base import SpecError, semantic_dict
 from prunelab.specs.training import TrainingSpec
 from prunelab.steps import StepError, to_iterations
 from prunelab.store.atomic import atomic_save_tensors, atomic_write_text
@@ -52,7 +52,7 @@ from prunelab.training.metrics import MetricsWriter, load_summary_writer, trunca
 from prunelab.training.schedule import make_lr_schedule
 from prunelab.training.update import StepContext, UpdateStep, classification_loss
 
-__all__ = ["TrainingLoop", "TrainResult", "TrainingDiverged", "TrainingPlan"]
+__all__ = ["TrainingLoop", "TrainResult", "TrainingDiverged", "TrainingPlan", "CompileUnavailable"]
 
 WEIGHTS_FORMAT = "prunelab.weights/1"
 _CHECK_SECONDS = 0.5  # target interval between check points (progress bar, NaN detection)
@@ -89,6 +89,27 @@ class TrainingDiverged(UserError, RuntimeError):
             f"training diverged: {what} was {loss} at {where}{lr_text}.{kept} "
             "Lower train.lr or add a linear warm-up (for example train.warmup=1ep)."
         )
+
+
+class CompileUnavailable(SpecError):
+    """``train.compile`` is set but ``torch.compile`` cannot compile the model on this machine."""
+
+
+def _compile_failure(error: BaseException) -> BaseException | None:
+    """The compiler's error behind ``error`` when ``torch.compile`` failed to compile (its back end
+    raised, or inductor found no working C++ compiler), else ``None``."""
+    exc = sys.modules.get("torch._dynamo.exc")
+    inductor = sys.modules.get("torch._inductor.exc")
+    failures = tuple(kind for kind in (getattr(exc, "BackendCompilerFailed", None),
+                                       getattr(inductor, "InvalidCxxCompiler", None),
+                                       getattr(inductor, "CppCompileError", None)) if kind is not None)
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen and failures:
+        seen.add(id(error))
+        if isinstance(error, failures):
+            return getattr(error, "inner_exception", None) or error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 @dataclass
@@ -516,13 +537,24 @@ class TrainingLoop:
 
     # the loop -------------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        self.begin()
         try:
+            self.begin()  # closes what it opened if it fails
             self._loop()
             if self.step < self.end:  # pragma: no cover - guarded by the epoch-length check
                 raise RuntimeError(f"training stopped at step {self.step} of {self.end}")
+        except Exception as error:
+            cause = _compile_failure(error) if self.spec.compile else None
+            if cause is None:
+                raise
+            first_line = (str(cause).strip().splitlines() or [""])[0]
+            raise CompileUnavailable(
+                f"train.compile: torch.compile could not compile the model here ({type(cause).__name__}: "
+                f"{first_line}). On a CPU its back end (inductor) needs a working C++ compiler: install g++ or "
+                "clang++ (or point CXX at one), or train without --train.compile"
+            ) from error
         finally:
-            self.close()
+            if self.bar is not None:
+                self.close()
         distributed.barrier()  # rank 0's last files are written before any rank moves on
         return self.result()
 
@@ -553,6 +585,7 @@ class TrainingLoop:
         """Close the progress bar and the metrics writer."""
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
         self.writer.close()
 
     def check(self, step: int, losses: list[torch.Tensor]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 
 from prunelab.cli.common import format_table, print_json
-from prunelab.experiments.branch import OneShotBranch, run_oneshot_branch
 from prunelab.store import RunStore
 
 
@@ -41,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, _: list[str]) -> int:
+    from prunelab.experiments.branch import OneShotBranch, run_oneshot_branch
+
     branch = OneShotBranch(
         strategy=args.strategy, prune_fraction=args.prune_fraction, prune_step=args.prune_step,
         state_step=args.state_step, start_step=args.start_step, prune_iterations=args.prune_iterations,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from prunelab.experiments.lottery import LotteryResult, run_lottery
 from prunelab.specs import load_spec
 from prunelab.store import RunStore
 
@@ -18,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, _: list[str]) -> int:
+    from prunelab.experiments.lottery import LotteryResult, run_lottery
+
     spec = load_spec("digits_lenet_300_100", overrides={"train.steps": "10ep", "train.progress": "false"})
     print("prunelab demo: lottery ticket (IMP, 20% per level, rewind to init) on scikit-learn digits,\n"
           "LeNet-300-100, with the random re-initialisation control.\n", flush=True)

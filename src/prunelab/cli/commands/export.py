@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from prunelab.cli.common import format_table, print_json
-from prunelab.experiments.export import export_run
 from prunelab.store import RunStore
 
 
@@ -24,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, _: list[str]) -> int:
+    from prunelab.experiments.export import export_run
+
     meta = export_run(args.run, args.out, store=RunStore(args.home))
     if args.json:
         print_json(meta)

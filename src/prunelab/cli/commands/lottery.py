@@ -6,9 +6,7 @@ import argparse
 
 from prunelab.cli.common import (EXIT_TRIALS_FAILED, add_executor_arguments, add_spec_arguments, print_json,
                                  run_study, seeds_from_args, spec_from_args)
-from prunelab.experiments.lottery import CONTROLS, LotteryResult
-from prunelab.experiments.study import Study
-from prunelab.experiments.sweeps import lottery_points
+from prunelab.experiments.choices import CONTROLS
 from prunelab.store import RunStore
 
 
@@ -59,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, overrides: list[str]) -> int:
+    from prunelab.experiments.lottery import LotteryResult
+    from prunelab.experiments.study import Study
+    from prunelab.experiments.sweeps import lottery_points
+
     overrides = [*overrides, *pruning_overrides(args)]
     if args.rewind:
         overrides.append(f"--prune.rewind={args.rewind}")

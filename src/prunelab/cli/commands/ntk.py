@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from prunelab.cli.common import format_table, print_json
-from prunelab.experiments.ntk_width import WidthStudy
+from prunelab.experiments.ntk_width_study import WidthStudy
 from prunelab.specs import SpecError
 from prunelab.store import RunStore
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density, plot_layer_densities
 from prunelab.cli.common import (EXIT_TRIALS_FAILED, add_executor_arguments, add_spec_arguments, floats_from,
                                  format_table, print_json, run_study, seeds_from_args, spec_from_args)
-from prunelab.experiments.prune_init import EXPERIMENTS, densities_from
-from prunelab.experiments.study import Study
-from prunelab.experiments.sweeps import prune_points
+from prunelab.experiments.choices import PRUNE_EXPERIMENTS as EXPERIMENTS
 from prunelab.store import RunStore
 
 PAI_STRATEGIES = ("random", "magnitude", "snip", "grasp", "grasp_abs", "synflow", "iterative_snip", "ntksap")
@@ -41,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, overrides: list[str]) -> int:
+    from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density, plot_layer_densities
+    from prunelab.experiments.prune_init import densities_from
+    from prunelab.experiments.study import Study
+    from prunelab.experiments.sweeps import prune_points
+
     densities = densities_from(floats_from(args.density, "--density"), floats_from(args.sparsity, "--sparsity"),
                                floats_from(args.compression, "--compression"))
     names = list(PAI_STRATEGIES) if args.strategy == "all" else [s.strip() for s in args.strategy.split(",") if s.strip()]

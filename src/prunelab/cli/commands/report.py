@@ -7,10 +7,10 @@ import hashlib
 import re
 from pathlib import Path
 
-from prunelab.analysis.report import config_legend
 from prunelab.cli.common import print_json
 from prunelab.errors import UserError
-from prunelab.experiments.report import DEFAULT_FORMATS, FORMATS, parse_formats, select_runs, write_report
+from prunelab.experiments.choices import DEFAULT_REPORT_FORMATS as DEFAULT_FORMATS
+from prunelab.experiments.choices import REPORT_FORMATS as FORMATS
 from prunelab.store import RunStore
 
 
@@ -77,6 +77,9 @@ def default_out(args: argparse.Namespace, study: Path | None) -> Path:
 
 
 def handle(args: argparse.Namespace, _: list[str]) -> int:
+    from prunelab.analysis.report import config_legend
+    from prunelab.experiments.report import parse_formats, select_runs, write_report
+
     formats = set(parse_formats(args.formats))
     formats |= {name for name, flag in (("csv", args.csv), ("parquet", args.parquet)) if flag}
     if args.no_html:

@@ -7,8 +7,6 @@ import sys
 
 from prunelab.cli.common import EXIT_TRIALS_FAILED, format_table, print_json
 from prunelab.errors import UserError
-from prunelab.experiments.experiment_file import ExperimentFile
-from prunelab.experiments.results import filtered_results, point_results
 from prunelab.specs import parse_override_args
 from prunelab.store import RunStore
 
@@ -46,6 +44,9 @@ def _cell(mean: float, std: float, seeds: int) -> str:
 
 
 def handle(args: argparse.Namespace, overrides: list[str]) -> int:
+    from prunelab.experiments.experiment_file import ExperimentFile
+    from prunelab.experiments.results import filtered_results, point_results
+
     store = RunStore(args.home)
     if args.file is not None:
         if args.name is None:

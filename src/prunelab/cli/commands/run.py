@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from prunelab.cli.common import EXIT_TRIALS_FAILED, add_executor_arguments, format_table, print_json, run_study
 from prunelab.errors import UserError
-from prunelab.experiments.experiment_file import ExperimentFile
-from prunelab.experiments.study import Study
 from prunelab.specs import parse_override_args
 from prunelab.store import RunStore
+
+if TYPE_CHECKING:
+    from prunelab.experiments.experiment_file import ExperimentFile
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +45,9 @@ def _listing(experiments: ExperimentFile, as_json: bool) -> int:
 
 
 def handle(args: argparse.Namespace, overrides: list[str]) -> int:
+    from prunelab.experiments.experiment_file import ExperimentFile
+    from prunelab.experiments.study import Study
+
     experiments = ExperimentFile(args.file)
     if args.name is None:
         if overrides:

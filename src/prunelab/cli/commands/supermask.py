@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density
 from prunelab.cli.common import (EXIT_TRIALS_FAILED, add_executor_arguments, add_spec_arguments, floats_from,
                                  format_table, print_json, run_study, seeds_from_args, spec_from_args)
-from prunelab.experiments.study import Study
-from prunelab.experiments.sweeps import supermask_points
 from prunelab.specs.supermask import METHODS, RERAND_MODES, SCOPES
 from prunelab.store import RunStore
 
@@ -38,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, overrides: list[str]) -> int:
+    from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density
+    from prunelab.experiments.study import Study
+    from prunelab.experiments.sweeps import supermask_points
+
     shortcuts = [("method", args.method), ("scope", args.scope), ("rerand_freq", args.rerand_freq),
                  ("rerand_lambda", args.rerand_lambda), ("rerand_mode", args.rerand_mode)]
     overrides = [*overrides, *(f"--supermask.{key}={value}" for key, value in shortcuts if value is not None)]

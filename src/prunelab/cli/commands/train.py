@@ -6,8 +6,6 @@ import argparse
 
 from prunelab.cli.common import (EXIT_TRIALS_FAILED, add_executor_arguments, add_spec_arguments, format_table,
                                  print_json, run_study, seeds_from_args, spec_from_args)
-from prunelab.experiments.study import Study
-from prunelab.experiments.sweeps import train_points
 from prunelab.store import RunStore
 
 
@@ -27,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, overrides: list[str]) -> int:
+    from prunelab.experiments.study import Study
+    from prunelab.experiments.sweeps import train_points
+
     if args.save_steps:
         overrides = [*overrides, f"--train.save_steps={args.save_steps}"]
     spec = spec_from_args(args, overrides)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from prunelab.data.errors import DataError
 from prunelab.store.atomic import atomic_save_tensors, load_tensors
@@ -37,6 +36,8 @@ def image_files(directory: Path) -> list[Path]:
 
 def decode_image(path: str | Path, size: int) -> np.ndarray:
     """One image as uint8 ``[size, size, 3]`` RGB: shorter side resized to ``size``, centre crop."""
+    from PIL import Image, UnidentifiedImageError  # here: only image-folder data sets need Pillow
+
     try:
         with Image.open(path) as image:
             # For JPEGs, let the decoder downscale by a power of two while staying >= size on both

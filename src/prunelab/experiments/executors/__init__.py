@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prunelab.experiments.choices import EXECUTORS
 from prunelab.experiments.executors.base import Executor, InProcessExecutor
 from prunelab.experiments.executors.local import LocalExecutor, available_cores, default_workers, visible_gpus
 from prunelab.experiments.executors.worker import execute_unit, one_line
@@ -15,7 +16,6 @@ from prunelab.specs.base import check_choice
 __all__ = ["EXECUTORS", "Executor", "InProcessExecutor", "LocalExecutor", "available_cores", "default_workers",
            "execute_unit", "make_executor", "one_line", "visible_gpus"]
 
-EXECUTORS = ("local", "ray", "slurm")
 
 
 def make_executor(name: str = "local", *, workers: int | None = None, parallel: int | None = None,
