@@ -19,9 +19,18 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "active", "rank", "world_size", "local_rank", "is_writer", "barrier", "init_from_environment",
-    "all_reduce_sum", "broadcast_tensors", "agree",
+    "active",
+    "rank",
+    "world_size",
+    "local_rank",
+    "is_writer",
+    "barrier",
+    "init_from_environment",
+    "all_reduce_sum",
+    "broadcast_tensors",
+    "agree",
 ]
+
 
 def active() -> bool:
     """Whether this process is one rank of a process group of more than one."""

@@ -15,6 +15,15 @@ from prunelab.analysis.ntk import (
 )
 
 __all__ = [
-    "compare_kernels", "condition_number", "efficiency_metrics", "empirical_ntk", "kernel_distance", "kernel_stats",
-    "model_flops", "ntk_eigenvalues", "ntk_trace", "optimal_scale", "relative_frobenius_difference",
+    "compare_kernels",
+    "condition_number",
+    "efficiency_metrics",
+    "empirical_ntk",
+    "kernel_distance",
+    "kernel_stats",
+    "model_flops",
+    "ntk_eigenvalues",
+    "ntk_trace",
+    "optimal_scale",
+    "relative_frobenius_difference",
 ]

@@ -89,8 +89,13 @@ class Mask(Mapping[str, torch.Tensor]):
     def layer_report(self) -> list[dict[str, object]]:
         """One row per tensor: name, shape, kept, total, density."""
         return [
-            {"name": n, "shape": list(m.shape), "kept": int(m.sum()), "total": m.numel(),
-             "density": (float(m.sum()) / m.numel() if m.numel() else 1.0)}
+            {
+                "name": n,
+                "shape": list(m.shape),
+                "kept": int(m.sum()),
+                "total": m.numel(),
+                "density": (float(m.sum()) / m.numel() if m.numel() else 1.0),
+            }
             for n, m in self._masks.items()
         ]
 

@@ -58,6 +58,7 @@ def required_scope(strategy: Strategy) -> str | None:
     required = _REQUIRED_SCOPE.get(strategy.name)
     return required if STRATEGIES.get(strategy.name) is strategy else None
 
+
 _NOT_A_SCORE = {
     "random_layerwise": (
         "'random_layerwise' is not a score function: use prune(model, 'random', d, scope='layerwise') "
@@ -116,8 +117,9 @@ class _Workspace:
     BatchNorm's kernel updates its running statistics without bumping them, and writes through
     ``.data`` never do), then applies the mask."""
 
-    def __init__(self, model: nn.Module, params: Mapping[str, nn.Parameter], device: torch.device,
-                 copy_model: bool = True) -> None:
+    def __init__(
+        self, model: nn.Module, params: Mapping[str, nn.Parameter], device: torch.device, copy_model: bool = True
+    ) -> None:
         qualified = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
         missing = [n for n, p in params.items() if id(p) not in qualified]
         if missing:
@@ -152,8 +154,16 @@ class _Workspace:
             out.extend(map(id, m._modules.values()))
             for t in itertools.chain(m._parameters.values(), m._buffers.values()):
                 out.append(None if t is None else (id(t), t.data_ptr(), t.dtype, t.device, t.shape))
-            out.append((len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
-                        len(m._backward_pre_hooks), len(m._state_dict_hooks), len(m._load_state_dict_pre_hooks)))
+            out.append(
+                (
+                    len(m._forward_hooks),
+                    len(m._forward_pre_hooks),
+                    len(m._backward_hooks),
+                    len(m._backward_pre_hooks),
+                    len(m._state_dict_hooks),
+                    len(m._load_state_dict_pre_hooks),
+                )
+            )
         return out
 
     def prepare(self, mask: Mask) -> tuple[nn.Module | None, dict[str, torch.Tensor]]:
