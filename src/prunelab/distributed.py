@@ -15,6 +15,7 @@ function is the single-process answer (rank 0 of 1, a writer, barriers are no-op
 from __future__ import annotations
 
 import os
+
 import torch
 import torch.distributed as dist
 

@@ -4,9 +4,9 @@ Scoring never changes the caller's model: a call works on one ``copy.deepcopy`` 
 (moved to ``device``), its *working copy*, whose prunable weights are multiplied by the current
 mask. Before every iteration after the first, the working copy's parameter values, buffers,
 train/eval flags and ``requires_grad`` flags are restored from the caller's model and its
-gradients cleared (:class:`_Workspace`), which costs a few
-tensor copies instead of a deep copy per iteration. A score function may therefore change any of those (replace weights by ``|w|``, switch to
-eval mode, run backward passes) and the next iteration sees the caller's model again; if it changes
+gradients cleared (:class:`_Workspace`), which costs a few tensor copies instead of a deep copy
+per iteration. A score function may therefore change any of those (replace weights by ``|w|``,
+switch to eval mode, run backward passes) and the next iteration sees the caller's model again; if it changes
 the module's structure (replaces a submodule, a parameter or its dtype or device, adds a hook), the
 next iteration gets a fresh deep copy. Other attributes it sets (a BatchNorm ``momentum``, say) it
 must undo itself. The caller's weights, buffers, gradients and modes are untouched. The caller
@@ -201,7 +201,8 @@ def _run_score(strat: Strategy, ctx: ScoreContext) -> dict[str, torch.Tensor]:
         s = torch.as_tensor(scores[n]).detach()
         if tuple(s.shape) != tuple(p.shape):
             raise MaskSelectionError(
-                f"strategy {strat.name!r} returned scores of shape {tuple(s.shape)} for {n!r}, expected {tuple(p.shape)}"
+                f"strategy {strat.name!r} returned scores of shape {tuple(s.shape)} for {n!r}, "
+                f"expected {tuple(p.shape)}"
             )
         out[n] = s
     return out

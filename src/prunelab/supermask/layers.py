@@ -175,7 +175,7 @@ class SupermaskLinear(SupermaskLayer, nn.Linear):
         )
 
     @classmethod
-    def _meta_like(cls, layer: nn.Linear) -> "SupermaskLinear":
+    def _meta_like(cls, layer: nn.Linear) -> SupermaskLinear:
         new = cls.__new__(cls)
         nn.Linear.__init__(
             new, layer.in_features, layer.out_features, layer.bias is not None, device="meta", dtype=layer.weight.dtype
@@ -240,7 +240,7 @@ class _SupermaskConv(SupermaskLayer):
         )
 
     @classmethod
-    def _meta_like(cls, layer: nn.modules.conv._ConvNd) -> "_SupermaskConv":
+    def _meta_like(cls, layer: nn.modules.conv._ConvNd) -> _SupermaskConv:
         new = cls.__new__(cls)
         cls._base.__init__(
             new,
