@@ -22,7 +22,7 @@ def model_flops(
     dense = pruned = 0
     hooks = []
 
-    def hook(module: nn.Module, _: Any, output: torch.Tensor) -> None:
+    def hook(module: nn.Conv2d | nn.Linear, _: Any, output: torch.Tensor) -> None:
         nonlocal dense, pruned
         weight_name = f"{names[module]}.weight" if names[module] else "weight"
         if isinstance(module, nn.Conv2d):

@@ -106,11 +106,11 @@ class _Network:
         self.keep: dict[str, torch.Tensor | None] = {}
         self.kept: dict[str, torch.Tensor | None] = {}
         for name, p in self.params.items():
-            keep = mask.get(name)
-            if keep is None or bool(torch.as_tensor(keep).all()):
+            given = mask.get(name)
+            if given is None or bool(torch.as_tensor(given).all()):
                 self.keep[name] = self.kept[name] = None
             else:
-                keep = torch.as_tensor(keep).to(p.device)
+                keep = torch.as_tensor(given).to(p.device)
                 self.keep[name] = keep.to(p.dtype)
                 self.kept[name] = keep.flatten().nonzero().squeeze(1)
         first = next(iter(named.values()), None)
@@ -365,7 +365,7 @@ def _block(net: _Network, x: torch.Tensor, outputs: int, sub: int) -> Block:
         name: torch.empty(n, outputs, net.width(name), dtype=net.dtype, device=net.device)
         for name in net.jacobian_names
     }
-    factors: dict[str, list[torch.Tensor]] = {name: [] for name in net.layers}
+    factors: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in net.layers}
     for rows in _chunks(n, sub):
         part, part_factors = net.per_example(x[rows])
         for name, block in part.items():
@@ -454,7 +454,7 @@ def _ntk_vps(
     keep = {n: k for n, k in net.keep.items() if k is not None}
 
     def column(x: torch.Tensor, cotangent: torch.Tensor) -> torch.Tensor:
-        _, pullback = vjp(lambda p: net.single(p, x), net.params)
+        pullback = vjp(lambda p: net.single(p, x), net.params)[1]  # (output, pullback) without has_aux
         (tangent,) = pullback(cotangent)
         tangent = {n: t * keep[n] if n in keep else t for n, t in tangent.items()}
         return jvp(lambda p: net.batch(p, a), (net.params,), (tangent,))[1]  # (N1, C)

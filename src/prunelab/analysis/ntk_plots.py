@@ -106,9 +106,9 @@ def plot_distance_vs_density(rows: Sequence[dict[str, Any]], path: str | Path, t
     last: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
         if r.get("moved") is not None:
-            key = (r["run_id"], r["method"])
-            if key not in last or r["iteration"] > last[key]["iteration"]:
-                last[key] = r
+            run = (r["run_id"], r["method"])
+            if run not in last or r["iteration"] > last[run]["iteration"]:
+                last[run] = r
     panels = [
         ("kernel_distance_dense", "kernel distance from dense, 1 − cos"),
         ("rel_frobenius_dense", "‖Θ_dense − Θ‖ / ‖Θ_dense‖ (scale included)"),

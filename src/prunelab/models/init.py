@@ -49,7 +49,12 @@ from prunelab.specs.model import BIAS_INITIALISERS, BN_INITIALISERS, INITIALISER
 
 __all__ = ["initialize", "BATCH_NORMS"]
 
-BATCH_NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+BATCH_NORMS: tuple[type[nn.modules.batchnorm._NormBase], ...] = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+)
 
 # (weight, generator, density) -> new values for the weight, on the generator's device.
 WeightInit = Callable[[torch.Tensor, torch.Generator, float], torch.Tensor]
