@@ -24,8 +24,16 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "active", "rank", "world_size", "local_rank", "is_writer", "barrier", "init_from_environment",
-    "all_reduce_sum", "broadcast_tensors", "agree",
+    "active",
+    "rank",
+    "world_size",
+    "local_rank",
+    "is_writer",
+    "barrier",
+    "init_from_environment",
+    "all_reduce_sum",
+    "broadcast_tensors",
+    "agree",
 ]
 
 

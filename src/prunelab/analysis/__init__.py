@@ -32,8 +32,17 @@ _EXPORTS = {
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
-    "compare_kernels", "condition_number", "efficiency_metrics", "empirical_ntk", "kernel_distance", "kernel_stats",
-    "model_flops", "ntk_eigenvalues", "ntk_trace", "optimal_scale", "relative_frobenius_difference",
+    "compare_kernels",
+    "condition_number",
+    "efficiency_metrics",
+    "empirical_ntk",
+    "kernel_distance",
+    "kernel_stats",
+    "model_flops",
+    "ntk_eigenvalues",
+    "ntk_trace",
+    "optimal_scale",
+    "relative_frobenius_difference",
 ]
 
 

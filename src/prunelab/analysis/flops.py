@@ -14,13 +14,15 @@ from torch import nn
 __all__ = ["model_flops", "efficiency_metrics"]
 
 
-def model_flops(model: nn.Module, input_shape: tuple[int, ...], mask: Mapping[str, torch.Tensor] | None = None) -> dict[str, int]:
+def model_flops(
+    model: nn.Module, input_shape: tuple[int, ...], mask: Mapping[str, torch.Tensor] | None = None
+) -> dict[str, int]:
     """Dense and pruned MACs for one example of ``input_shape`` (C, H, W or D)."""
     names = {module: name for name, module in model.named_modules()}
     dense = pruned = 0
     hooks = []
 
-    def hook(module: nn.Module, _: Any, output: torch.Tensor) -> None:
+    def hook(module: nn.Conv2d | nn.Linear, _: Any, output: torch.Tensor) -> None:
         nonlocal dense, pruned
         weight_name = f"{names[module]}.weight" if names[module] else "weight"
         if isinstance(module, nn.Conv2d):
@@ -47,7 +49,9 @@ def model_flops(model: nn.Module, input_shape: tuple[int, ...], mask: Mapping[st
     return {"dense_flops": dense, "pruned_flops": pruned}
 
 
-def efficiency_metrics(model: nn.Module, input_shape: tuple[int, ...], mask: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+def efficiency_metrics(
+    model: nn.Module, input_shape: tuple[int, ...], mask: Mapping[str, torch.Tensor]
+) -> dict[str, Any]:
     """Parameter counts, compression ratio and FLOPs with the theoretical speed-up."""
     total_params = sum(p.numel() for p in model.parameters())
     prunable = sum(m.numel() for m in mask.values())

@@ -85,14 +85,20 @@ class _Network:
         mask = dict(mask or {})
         unknown = [name for name in mask if name not in named]
         if unknown:
-            raise ValueError(f"the mask names tensors that are not parameters of the model: {unknown[:3]}; "
-                             f"parameters include {', '.join(list(named)[:6])}")
+            raise ValueError(
+                f"the mask names tensors that are not parameters of the model: {unknown[:3]}; "
+                f"parameters include {', '.join(list(named)[:6])}"
+            )
         for name, keep in mask.items():
             if tuple(keep.shape) != tuple(named[name].shape):
-                raise ValueError(f"mask {name!r} has shape {tuple(keep.shape)}, the parameter has {tuple(named[name].shape)}")
+                raise ValueError(
+                    f"mask {name!r} has shape {tuple(keep.shape)}, the parameter has {tuple(named[name].shape)}"
+                )
         self.model = model
-        masked = {n: p.detach() * torch.as_tensor(mask[n]).to(p.device, p.dtype) if n in mask else p.detach()
-                  for n, p in named.items()}
+        masked = {
+            n: p.detach() * torch.as_tensor(mask[n]).to(p.device, p.dtype) if n in mask else p.detach()
+            for n, p in named.items()
+        }
         self.params = {n: masked[n] for n, p in named.items() if p.requires_grad}
         self.constants: dict[str, torch.Tensor] = {n: masked[n] for n, p in named.items() if not p.requires_grad}
         self.constants.update({n: b.detach() for n, b in model.named_buffers()})
@@ -100,11 +106,11 @@ class _Network:
         self.keep: dict[str, torch.Tensor | None] = {}
         self.kept: dict[str, torch.Tensor | None] = {}
         for name, p in self.params.items():
-            keep = mask.get(name)
-            if keep is None or bool(torch.as_tensor(keep).all()):
+            given = mask.get(name)
+            if given is None or bool(torch.as_tensor(given).all()):
                 self.keep[name] = self.kept[name] = None
             else:
-                keep = torch.as_tensor(keep).to(p.device)
+                keep = torch.as_tensor(given).to(p.device)
                 self.keep[name] = keep.to(p.dtype)
                 self.kept[name] = keep.flatten().nonzero().squeeze(1)
         first = next(iter(named.values()), None)
@@ -181,15 +187,19 @@ class _Network:
                 handle.remove()
         self.layers = {name: layer for name, layer in candidates.items() if calls[name] == [2]}
 
-    def per_example(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    def per_example(
+        self, x: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
         """For a block of examples: Jacobians of the materialised tensors (name → ``(n, C, P_t)``)
         and, per factored layer, ``(δ, h)``: ``δ = ∂f/∂z`` ``(n, C, out)`` at the layer's output
         ``z = Wh + b`` and its input ``h`` ``(n, in)``."""
         jac_names = self.jacobian_names
         differentiated = {n: self.params[n] for n in jac_names}
         fixed = {n: p for n, p in self.params.items() if n not in differentiated}
-        probes = {name: torch.zeros(layer.module.out_features, dtype=self.dtype, device=self.device)
-                  for name, layer in self.layers.items()}
+        probes = {
+            name: torch.zeros(layer.module.out_features, dtype=self.dtype, device=self.device)
+            for name, layer in self.layers.items()
+        }
 
         def forward(params: dict[str, torch.Tensor], zero: dict[str, torch.Tensor], example: torch.Tensor):
             inputs: dict[str, torch.Tensor] = {}
@@ -198,6 +208,7 @@ class _Network:
                 def hook(_module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
                     inputs[name] = args[0].squeeze(0)
                     return out + zero[name]  # ∂f/∂zero is δ at the layer's output
+
                 return hook
 
             handles = [layer.module.register_forward_hook(probe(name)) for name, layer in self.layers.items()]
@@ -208,7 +219,8 @@ class _Network:
                     handle.remove()
 
         (jac, deltas), inputs = vmap(jacrev(forward, argnums=(0, 1), has_aux=True), in_dims=(None, None, 0))(
-            differentiated, probes, x)
+            differentiated, probes, x
+        )
         factors = {name: (deltas[name], inputs[name]) for name in self.layers}
         return {n: self.columns(n, jac[n]) for n in jac_names}, factors
 
@@ -225,14 +237,16 @@ class _Layer:
     def __init__(self, module: nn.Linear, weight: str, bias: str | None) -> None:
         self.module, self.weight, self.bias = module, weight, bias
 
-    def kernel(self, net: _Network, a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor],
-               kind: str) -> torch.Tensor:
+    def kernel(
+        self, net: _Network, a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor], kind: str
+    ) -> torch.Tensor:
         (da, ha), (db, hb) = a, b
         keep_w = net.keep[self.weight]
         keep_b = net.keep[self.bias] if self.bias else None
         na, c, out = da.shape
         nb = db.shape[0]
         if kind == "full":
+
             def delta_products(scale: torch.Tensor | None) -> torch.Tensor:
                 left = da if scale is None else da * scale
                 return (left.reshape(na * c, out) @ db.reshape(nb * c, out).T).view(na, c, nb, c).permute(0, 2, 1, 3)
@@ -347,16 +361,20 @@ def _block(net: _Network, x: torch.Tensor, outputs: int, sub: int) -> Block:
     """:meth:`_Network.per_example` for a block of examples, evaluated ``sub`` examples at a time
     (small temporaries) into one buffer per tensor."""
     n = len(x)
-    jac = {name: torch.empty(n, outputs, net.width(name), dtype=net.dtype, device=net.device)
-           for name in net.jacobian_names}
-    factors: dict[str, list[torch.Tensor]] = {name: [] for name in net.layers}
+    jac = {
+        name: torch.empty(n, outputs, net.width(name), dtype=net.dtype, device=net.device)
+        for name in net.jacobian_names
+    }
+    factors: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in net.layers}
     for rows in _chunks(n, sub):
         part, part_factors = net.per_example(x[rows])
         for name, block in part.items():
             jac[name][rows] = block
         for name, pair in part_factors.items():
             factors[name].append(pair)
-    joined = {name: (torch.cat([d for d, _ in pairs]), torch.cat([h for _, h in pairs])) for name, pairs in factors.items()}
+    joined = {
+        name: (torch.cat([d for d, _ in pairs]), torch.cat([h for _, h in pairs])) for name, pairs in factors.items()
+    }
     return jac, joined
 
 
@@ -384,8 +402,9 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
-def _contraction(net: _Network, a: torch.Tensor, b: torch.Tensor, kind: str, chunk_size: int | None,
-                 outputs: int, *, symmetric: bool) -> torch.Tensor:
+def _contraction(
+    net: _Network, a: torch.Tensor, b: torch.Tensor, kind: str, chunk_size: int | None, outputs: int, *, symmetric: bool
+) -> torch.Tensor:
     itemsize = torch.empty((), dtype=net.dtype).element_size()
     materialised = sum(net.width(n) for n in net.jacobian_names)
     factored = sum(layer.module.out_features * outputs + layer.module.in_features for layer in net.layers.values())
@@ -425,15 +444,17 @@ def _contraction(net: _Network, a: torch.Tensor, b: torch.Tensor, kind: str, chu
 
 # --- NTK-vector products ------------------------------------------------------------------------
 
-def _ntk_vps(net: _Network, a: torch.Tensor, b: torch.Tensor, kind: str, chunk_size: int | None,
-             outputs: int) -> torch.Tensor:
+
+def _ntk_vps(
+    net: _Network, a: torch.Tensor, b: torch.Tensor, kind: str, chunk_size: int | None, outputs: int
+) -> torch.Tensor:
     """Column ``(j, d)`` of the kernel is ``J(x1) · (J(x2_j)ᵀ e_d)``: one single-example ``vjp``,
     then one ``jvp`` of the whole ``x1`` batch; the vjp's pruned entries are zeroed so that the
     tangent moves kept weights only."""
     keep = {n: k for n, k in net.keep.items() if k is not None}
 
     def column(x: torch.Tensor, cotangent: torch.Tensor) -> torch.Tensor:
-        _, pullback = vjp(lambda p: net.single(p, x), net.params)
+        pullback = vjp(lambda p: net.single(p, x), net.params)[1]  # (output, pullback) without has_aux
         (tangent,) = pullback(cotangent)
         tangent = {n: t * keep[n] if n in keep else t for n, t in tangent.items()}
         return jvp(lambda p: net.batch(p, a), (net.params,), (tangent,))[1]  # (N1, C)
@@ -452,6 +473,7 @@ def _ntk_vps(net: _Network, a: torch.Tensor, b: torch.Tensor, kind: str, chunk_s
 
 
 # --- spectra and distances ----------------------------------------------------------------------
+
 
 def _square(kernel: torch.Tensor) -> torch.Tensor:
     """A kernel of one batch against itself as a square matrix (``(N·C, N·C)`` for a full kernel)."""
@@ -529,8 +551,12 @@ def relative_frobenius_difference(a: torch.Tensor, b: torch.Tensor, *, scaled: b
 def kernel_stats(kernel: torch.Tensor) -> dict[str, Any]:
     """Trace, largest and smallest eigenvalue and condition number of ``Θ(x, x)``."""
     eig = ntk_eigenvalues(kernel)
-    return {"trace": float(eig.sum()), "lambda_max": float(eig[0]), "lambda_min": float(eig[-1]),
-            "condition": condition_number(eig)}
+    return {
+        "trace": float(eig.sum()),
+        "lambda_max": float(eig[0]),
+        "lambda_min": float(eig[-1]),
+        "condition": condition_number(eig),
+    }
 
 
 def compare_kernels(reference: torch.Tensor, other: torch.Tensor) -> dict[str, float]:

@@ -13,8 +13,11 @@ from prunelab.store.atomic import atomic_write
 __all__ = ["plot_spectra", "plot_distance_vs_density", "plot_width_study", "MAX_SPECTRUM_PANELS"]
 
 MAX_SPECTRUM_PANELS = 8
-_FIXED_STYLES = {"dense": {"color": "black"}, "random": {"color": "0.55", "linestyle": "--"},
-                 "random+rescale": {"color": "tab:orange", "linestyle": ":"}}
+_FIXED_STYLES = {
+    "dense": {"color": "black"},
+    "random": {"color": "0.55", "linestyle": "--"},
+    "random+rescale": {"color": "tab:orange", "linestyle": ":"},
+}
 
 
 def _pyplot() -> Any:
@@ -84,7 +87,7 @@ def plot_spectra(rows: Sequence[dict[str, Any]], path: str | Path, title: str = 
         ax.legend(fontsize=6)
     for ax in axes[:, 0]:
         ax.set_ylabel("eigenvalue of the trace NTK")
-    for ax in list(axes.flat)[len(densities):]:
+    for ax in list(axes.flat)[len(densities) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
@@ -103,13 +106,17 @@ def plot_distance_vs_density(rows: Sequence[dict[str, Any]], path: str | Path, t
     last: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
         if r.get("moved") is not None:
-            key = (r["run_id"], r["method"])
-            if key not in last or r["iteration"] > last[key]["iteration"]:
-                last[key] = r
-    panels = [("kernel_distance_dense", "kernel distance from dense, 1 − cos"),
-              ("rel_frobenius_dense", "‖Θ_dense − Θ‖ / ‖Θ_dense‖ (scale included)")]
+            run = (r["run_id"], r["method"])
+            if run not in last or r["iteration"] > last[run]["iteration"]:
+                last[run] = r
+    panels = [
+        ("kernel_distance_dense", "kernel distance from dense, 1 − cos"),
+        ("rel_frobenius_dense", "‖Θ_dense − Θ‖ / ‖Θ_dense‖ (scale included)"),
+    ]
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels) + bool(last), figsize=(4.6 * (len(panels) + bool(last)), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels) + bool(last), figsize=(4.6 * (len(panels) + bool(last)), 3.6), squeeze=False
+    )
     palette: dict[str, str] = {}
     for ax, (key, label) in zip(axes[0], panels):
         _lines(ax, start, key, palette)
@@ -135,8 +142,14 @@ def _lines(ax: Any, rows: Sequence[dict[str, Any]], key: str, palette: dict[str,
             groups[r["method"]].append((100 * r["density"], r[key]))
     for method, points in sorted(groups.items()):
         points.sort(reverse=True)
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=method,
-                **_style(method, palette))
+        ax.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            marker="o",
+            markersize=3,
+            label=method,
+            **_style(method, palette),
+        )
     _log_density_axis(ax)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
@@ -147,8 +160,10 @@ def plot_width_study(table: Sequence[dict[str, Any]], path: str | Path, study: A
     from the dense one against width, one colour per density, rescaled (solid) or not (dashed)."""
     plt = _pyplot()
     limit = any(r.get("distance_to_limit") is not None for r in table)
-    panels = [("kernel_distance", "kernel distance from dense, 1 − cos (either scaling)"),
-              ("rel_frobenius", "‖Θ_dense − Θ_pruned‖ / ‖Θ_dense‖")]
+    panels = [
+        ("kernel_distance", "kernel distance from dense, 1 − cos (either scaling)"),
+        ("rel_frobenius", "‖Θ_dense − Θ_pruned‖ / ‖Θ_dense‖"),
+    ]
     if limit:
         panels.append(("distance_to_limit", "‖Θ_∞ − Θ‖ / ‖Θ_∞‖ (infinite-width kernel)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.0), squeeze=False)
@@ -157,17 +172,29 @@ def plot_width_study(table: Sequence[dict[str, Any]], path: str | Path, study: A
     for ax, (key, label) in zip(axes[0], panels):
         if key == "distance_to_limit":
             dense = sorted((r["width"], r[key]) for r in table if r["density"] == 1.0 and r.get(key) is not None)
-            ax.plot([w for w, _ in dense], [v for _, v in dense], color="black", marker="o", markersize=3, label="dense")
+            ax.plot(
+                [w for w, _ in dense], [v for _, v in dense], color="black", marker="o", markersize=3, label="dense"
+            )
         for i, density in enumerate(densities):
             colour = cmap(i / max(1, len(densities) - 1))
             for rescale, style in ((True, "-"), (False, "--")):
                 if key != "rel_frobenius" and not rescale:
                     continue  # the limit is that of the rescaled network; 1 − cos is blind to the scale
-                points = sorted((r["width"], r[key]) for r in table
-                                if r["density"] == density and r["rescale"] is rescale and r.get(key) is not None)
+                points = sorted(
+                    (r["width"], r[key])
+                    for r in table
+                    if r["density"] == density and r["rescale"] is rescale and r.get(key) is not None
+                )
                 if points:
-                    ax.plot([w for w, _ in points], [v for _, v in points], linestyle=style, color=colour, marker="o",
-                            markersize=3, label=f"{100 * density:g}%" + ("" if rescale else " no rescale"))
+                    ax.plot(
+                        [w for w, _ in points],
+                        [v for _, v in points],
+                        linestyle=style,
+                        color=colour,
+                        marker="o",
+                        markersize=3,
+                        label=f"{100 * density:g}%" + ("" if rescale else " no rescale"),
+                    )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("hidden width")
@@ -178,9 +205,11 @@ def plot_width_study(table: Sequence[dict[str, Any]], path: str | Path, study: A
     if limit:
         axes[0][-1].legend(fontsize=6, ncol=2)
     where = "all layers" if study.prune_input_layer else "all but the input layer"
-    fig.suptitle(f"random pruning of a {study.depth}-hidden-layer ReLU MLP ({study.parameterization} parameterisation, "
-                 f"{where} pruned), {study.inputs} inputs, mean of {study.replicates}; dashed: without the 1/sqrt(d) rescaling",
-                 fontsize=9)
+    fig.suptitle(
+        f"random pruning of a {study.depth}-hidden-layer ReLU MLP ({study.parameterization} parameterisation, "
+        f"{where} pruned), {study.inputs} inputs, mean of {study.replicates}; dashed: without the 1/sqrt(d) rescaling",
+        fontsize=9,
+    )
     fig.tight_layout()
     out = _save(fig, Path(path))
     plt.close(fig)

@@ -26,8 +26,18 @@ from prunelab.specs import ExperimentSpec, SpecError, from_dict, semantic_dict
 from prunelab.specs.experiment import SECTIONS
 from prunelab.store import DamagedFile, Run, RunLayout, RunStore, atomic_write_bytes
 
-__all__ = ["METRICS", "TABLE_COLUMNS", "ReportFigure", "aggregate", "collect_points", "config_legend",
-           "plot_accuracy_vs_density", "plot_layer_densities", "report_table", "standard_figures"]
+__all__ = [
+    "METRICS",
+    "TABLE_COLUMNS",
+    "ReportFigure",
+    "aggregate",
+    "collect_points",
+    "config_legend",
+    "plot_accuracy_vs_density",
+    "plot_layer_densities",
+    "report_table",
+    "standard_figures",
+]
 
 log = logging.getLogger("prunelab")
 
@@ -50,42 +60,86 @@ def collect_points(runs: Iterable[Run]) -> list[dict[str, Any]]:
     for run in runs:
         summary = summaries[run.run_id]
         method = methods[run.run_id] + labels[run.run_id]
-        common = {"run_id": run.run_id, "kind": summary.get("kind", run.kind), "seed": summary.get("seed", 0),
-                  "strategy": summary.get("strategy") or summary.get("method"), **_network(run)}
+        common = {
+            "run_id": run.run_id,
+            "kind": summary.get("kind", run.kind),
+            "seed": summary.get("seed", 0),
+            "strategy": summary.get("strategy") or summary.get("method"),
+            **_network(run),
+        }
         if summary.get("kind") == "lottery":
             stages = _stage_summaries(run)
             for row in summary["levels"]:
                 level = row["level"]
                 name, stage = stages.get((level, None), ("", row))  # without its stage: the lottery's row
-                points.append(_point(common, method, stage, stage=name, level=level, density=row["density"],
-                                     accuracy=row["test_accuracy"]))
+                points.append(
+                    _point(
+                        common,
+                        method,
+                        stage,
+                        stage=name,
+                        level=level,
+                        density=row["density"],
+                        accuracy=row["test_accuracy"],
+                    )
+                )
                 for control in CONTROL_LABELS:
                     if control in row:
                         name, stage = stages.get((level, control), ("", {}))
-                        points.append(_point(common, f"{method} {control}", stage, stage=name, level=level,
-                                             control=control, density=row["density"], accuracy=row[control]))
+                        points.append(
+                            _point(
+                                common,
+                                f"{method} {control}",
+                                stage,
+                                stage=name,
+                                level=level,
+                                control=control,
+                                density=row["density"],
+                                accuracy=row[control],
+                            )
+                        )
         else:
-            points.append(_point(common, method, summary, stage="", density=summary["density"],
-                                 accuracy=summary["test_accuracy"]))
+            points.append(
+                _point(common, method, summary, stage="", density=summary["density"], accuracy=summary["test_accuracy"])
+            )
     return points
 
 
 def _network(run: Run) -> dict[str, Any]:
     """The data set and model a run trained, by name, from its spec (``None`` for a user's own model)."""
     data = run.spec_data()
-    return {section: (data.get(section) or {}).get("name") if isinstance(data.get(section), dict) else None
-            for section in ("dataset", "model")}
+    return {
+        section: (data.get(section) or {}).get("name") if isinstance(data.get(section), dict) else None
+        for section in ("dataset", "model")
+    }
 
 
 #: the metrics a point carries besides its test accuracy and density (``None`` when a run lacks one)
 METRICS = ("target_density", "test_loss", "best_accuracy", "best_step", "final_step", "wall_seconds")
 
 
-def _point(common: dict[str, Any], method: str, summary: dict[str, Any], *, stage: str, density: float,
-           accuracy: float | None, level: int | None = None, control: str | None = None) -> dict[str, Any]:
-    return {**common, "stage": stage, "method": method, "level": level, "control": control, "density": density,
-            "test_accuracy": accuracy, **{key: summary.get(key) for key in METRICS},
-            "layer_densities": summary.get("layer_densities") or {}}
+def _point(
+    common: dict[str, Any],
+    method: str,
+    summary: dict[str, Any],
+    *,
+    stage: str,
+    density: float,
+    accuracy: float | None,
+    level: int | None = None,
+    control: str | None = None,
+) -> dict[str, Any]:
+    return {
+        **common,
+        "stage": stage,
+        "method": method,
+        "level": level,
+        "control": control,
+        "density": density,
+        "test_accuracy": accuracy,
+        **{key: summary.get(key) for key in METRICS},
+        "layer_densities": summary.get("layer_densities") or {},
+    }
 
 
 def _stage_summaries(run: Run) -> dict[tuple[int, str | None], tuple[str, dict[str, Any]]]:
@@ -120,8 +174,12 @@ def _stage_summary(stage: Run) -> dict[str, Any] | None:
     try:
         return stage.summary()
     except DamagedFile as error:
-        log.warning("prunelab: warning: run %s: %s is %s; its level's metrics come from the lottery's summary",
-                    stage.run_id, error.path.name, error.problem)
+        log.warning(
+            "prunelab: warning: run %s: %s is %s; its level's metrics come from the lottery's summary",
+            stage.run_id,
+            error.path.name,
+            error.problem,
+        )
         return None
 
 
@@ -183,8 +241,9 @@ def config_legend(runs: Iterable[Run]) -> list[dict[str, Any]]:
         siblings = [flat[other] for other, e in configs.items() if e["base"] == entry["base"]]
         names = sorted({k for f in siblings for k in f})
         differing = [k for k in names if len({json.dumps(f.get(k), sort_keys=True) for f in siblings}) > 1]
-        legend.append({"method": name, "runs": sorted(entry["runs"]),
-                       "settings": {k: flat[name].get(k) for k in differing}})
+        legend.append(
+            {"method": name, "runs": sorted(entry["runs"]), "settings": {k: flat[name].get(k) for k in differing}}
+        )
     return legend
 
 
@@ -223,9 +282,16 @@ def aggregate(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (method, density), members in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
         accs = [p["test_accuracy"] for p in members]
-        rows.append({"method": method, "density": density, "mean_accuracy": statistics.fmean(accs),
-                     "std_accuracy": statistics.stdev(accs) if len(accs) > 1 else 0.0, "seeds": len(accs),
-                     "run_ids": list(dict.fromkeys(p["run_id"] for p in members))})
+        rows.append(
+            {
+                "method": method,
+                "density": density,
+                "mean_accuracy": statistics.fmean(accs),
+                "std_accuracy": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "seeds": len(accs),
+                "run_ids": list(dict.fromkeys(p["run_id"] for p in members)),
+            }
+        )
     return rows
 
 
@@ -254,21 +320,37 @@ def standard_figures(points: Sequence[dict[str, Any]], title: str = "") -> list[
     """The figures a set of runs calls for: accuracy against density over every network; when there are
     lotteries, their levels with the controls; when there are supermasks, their density sweep beside the
     dense baseline; the per-layer densities of the masks."""
-    figures = [ReportFigure("accuracy_vs_density.png", "Test accuracy against density, every method "
-                            "(mean ± std over seeds)", png_bytes(accuracy_vs_density_figure(aggregate(points), title)))]
+    figures = [
+        ReportFigure(
+            "accuracy_vs_density.png",
+            "Test accuracy against density, every method (mean ± std over seeds)",
+            png_bytes(accuracy_vs_density_figure(aggregate(points), title)),
+        )
+    ]
     lottery = lottery_levels_figure(points, title)
     if lottery is not None:
-        figures.append(ReportFigure("lottery_levels.png", "Lottery tickets: test accuracy per level, with the "
-                                    "controls (mean ± std over seeds)", png_bytes(lottery)))
+        figures.append(
+            ReportFigure(
+                "lottery_levels.png",
+                "Lottery tickets: test accuracy per level, with the controls (mean ± std over seeds)",
+                png_bytes(lottery),
+            )
+        )
     supermask = supermask_density_figure(points, title)
     if supermask is not None:
-        figures.append(ReportFigure("supermask_density.png", "Supermasks: test accuracy against density, "
-                                    "edge-popup and IteRand beside the dense network (mean ± std over seeds)",
-                                    png_bytes(supermask)))
+        figures.append(
+            ReportFigure(
+                "supermask_density.png",
+                "Supermasks: test accuracy against density, "
+                "edge-popup and IteRand beside the dense network (mean ± std over seeds)",
+                png_bytes(supermask),
+            )
+        )
     layers = layer_densities_figure(points)
     if layers is not None:
-        figures.append(ReportFigure("layer_densities.png", "Per-layer density of the masks (mean over seeds)",
-                                    png_bytes(layers)))
+        figures.append(
+            ReportFigure("layer_densities.png", "Per-layer density of the masks (mean over seeds)", png_bytes(layers))
+        )
     return figures
 
 
@@ -297,8 +379,9 @@ def _band(ax: Any, xs: Sequence[float], rows: Sequence[dict[str, Any]], label: s
     es = [100 * r["std_accuracy"] for r in rows]
     line = ax.plot(xs, ys, marker="o", markersize=3, label=label)[0]
     if any(e > 0 for e in es):
-        ax.fill_between(xs, [y - e for y, e in zip(ys, es)], [y + e for y, e in zip(ys, es)],
-                        color=line.get_color(), alpha=0.2)
+        ax.fill_between(
+            xs, [y - e for y, e in zip(ys, es)], [y + e for y, e in zip(ys, es)], color=line.get_color(), alpha=0.2
+        )
 
 
 def accuracy_vs_density_figure(rows: Sequence[dict[str, Any]], title: str = "") -> Figure:
@@ -357,7 +440,7 @@ def layer_densities_figure(points: Sequence[dict[str, Any]]) -> Figure | None:
         ax.set_xlabel("layer index")
         ax.set_ylabel("layer density")
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(methods):]:
+    for ax in list(axes.flat)[len(methods) :]:
         ax.axis("off")
     fig.suptitle("per-layer density (a fully pruned layer is drawn at 1e-6)", fontsize=9)
     fig.tight_layout()
@@ -397,8 +480,10 @@ def lottery_levels_figure(points: Sequence[dict[str, Any]], title: str = "") -> 
 
 
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
-    return {"mean_accuracy": statistics.fmean(values),
-            "std_accuracy": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return {
+        "mean_accuracy": statistics.fmean(values),
+        "std_accuracy": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
 
 
 def supermask_density_figure(points: Sequence[dict[str, Any]], title: str = "") -> Figure | None:

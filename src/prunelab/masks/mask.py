@@ -33,7 +33,7 @@ class Mask(Mapping[str, torch.Tensor]):
 
     # construction -----------------------------------------------------------------------------
     @classmethod
-    def ones_like(cls, tensors: Mapping[str, torch.Tensor] | nn.Module, names: Iterable[str] | None = None) -> "Mask":
+    def ones_like(cls, tensors: Mapping[str, torch.Tensor] | nn.Module, names: Iterable[str] | None = None) -> Mask:
         """An all-kept mask for the given tensors (or for the named parameters of a module)."""
         if isinstance(tensors, nn.Module):
             params = dict(tensors.named_parameters())
@@ -89,8 +89,13 @@ class Mask(Mapping[str, torch.Tensor]):
     def layer_report(self) -> list[dict[str, object]]:
         """One row per tensor: name, shape, kept, total, density."""
         return [
-            {"name": n, "shape": list(m.shape), "kept": int(m.sum()), "total": m.numel(),
-             "density": (float(m.sum()) / m.numel() if m.numel() else 1.0)}
+            {
+                "name": n,
+                "shape": list(m.shape),
+                "kept": int(m.sum()),
+                "total": m.numel(),
+                "density": (float(m.sum()) / m.numel() if m.numel() else 1.0),
+            }
             for n, m in self._masks.items()
         ]
 
@@ -107,11 +112,11 @@ class Mask(Mapping[str, torch.Tensor]):
             if self[n].shape != other[n].shape:
                 raise ValueError(f"mask shapes differ for {n!r}: {tuple(self[n].shape)} vs {tuple(other[n].shape)}")
 
-    def __and__(self, other: Mapping[str, torch.Tensor]) -> "Mask":
+    def __and__(self, other: Mapping[str, torch.Tensor]) -> Mask:
         self._check_compatible(other)
         return Mask({n: self[n] & other[n].to(self[n].device) for n in self})
 
-    def __or__(self, other: Mapping[str, torch.Tensor]) -> "Mask":
+    def __or__(self, other: Mapping[str, torch.Tensor]) -> Mask:
         self._check_compatible(other)
         return Mask({n: self[n] | other[n].to(self[n].device) for n in self})
 
@@ -129,10 +134,10 @@ class Mask(Mapping[str, torch.Tensor]):
         return all(not bool((self[n] & ~other[n].to(self[n].device)).any()) for n in self)
 
     # conversion and persistence ---------------------------------------------------------------
-    def to(self, device: str | torch.device) -> "Mask":
+    def to(self, device: str | torch.device) -> Mask:
         return Mask({n: m.to(device) for n, m in self._masks.items()})
 
-    def cpu(self) -> "Mask":
+    def cpu(self) -> Mask:
         return self.to("cpu")
 
     def as_dict(self) -> dict[str, torch.Tensor]:
@@ -144,7 +149,7 @@ class Mask(Mapping[str, torch.Tensor]):
         return atomic_save_tensors(path, self._masks, metadata=meta)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Mask":
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Mask:
         """A saved mask, checked against its checksum (:class:`~prunelab.store.DamagedFile` if it fails)."""
         tensors, meta = load_tensor_file(path, device=device)
         if meta.get("format") != "prunelab.mask/1":

@@ -94,7 +94,9 @@ class MaskedParameters:
             return int(sum(int(((m == 0) & (p != 0)).sum()) for p, m in zip(self.params, self.masks)))
 
 
-def apply_mask(model_or_params: nn.Module | Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor] | Mask) -> None:
+def apply_mask(
+    model_or_params: nn.Module | Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor] | Mask
+) -> None:
     """Zero the pruned weights once, in place: ``model`` (by parameter name) or a name → tensor mapping."""
     if isinstance(model_or_params, nn.Module):
         params: Mapping[str, torch.Tensor] = dict(model_or_params.named_parameters())

@@ -93,10 +93,14 @@ def unpack_state(
             keep = torch.zeros(n, dtype=torch.bool)
             keep[positions.to(torch.int64)] = True
         else:
-            raise ValueError(f"unknown sparse encoding {info['encoding']!r} for {name!r}; known: {', '.join(ENCODINGS)}")
+            raise ValueError(
+                f"unknown sparse encoding {info['encoding']!r} for {name!r}; known: {', '.join(ENCODINGS)}"
+            )
         if int(keep.sum()) != values.numel() or values.numel() != int(info["kept"]):
-            raise ValueError(f"the compact form of {name!r} is inconsistent: {int(keep.sum())} positions, "
-                             f"{values.numel()} values, {info['kept']} recorded")
+            raise ValueError(
+                f"the compact form of {name!r} is inconsistent: {int(keep.sum())} positions, "
+                f"{values.numel()} values, {info['kept']} recorded"
+            )
         dense = torch.zeros(n, dtype=values.dtype)
         dense[keep] = values
         dense_state[name] = dense.reshape(shape)

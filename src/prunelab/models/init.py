@@ -49,7 +49,12 @@ from prunelab.specs.model import BIAS_INITIALISERS, BN_INITIALISERS, INITIALISER
 
 __all__ = ["initialize", "BATCH_NORMS"]
 
-BATCH_NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+BATCH_NORMS: tuple[type[nn.modules.batchnorm._NormBase], ...] = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+)
 
 # (weight, generator, density) -> new values for the weight, on the generator's device.
 WeightInit = Callable[[torch.Tensor, torch.Generator, float], torch.Tensor]
@@ -155,7 +160,11 @@ def initialize(
 
 
 def _init_weight_layer(
-    layer: nn.Linear | nn.modules.conv._ConvNd, init: str, bias_init: str | None, generator: torch.Generator, density: float
+    layer: nn.Linear | nn.modules.conv._ConvNd,
+    init: str,
+    bias_init: str | None,
+    generator: torch.Generator,
+    density: float,
 ) -> None:
     if layer.weight.is_meta:  # a shape-only model (built under torch.device("meta")) has no values to draw
         return
@@ -178,7 +187,9 @@ def _init_weight_layer(
         layer.bias.zero_()
 
 
-def _init_batch_norm(bn: nn.modules.batchnorm._NormBase, bn_init: str, generator: torch.Generator, *, zero: bool) -> None:
+def _init_batch_norm(
+    bn: nn.modules.batchnorm._NormBase, bn_init: str, generator: torch.Generator, *, zero: bool
+) -> None:
     bn.reset_running_stats()
     if not bn.affine:
         return
@@ -196,5 +207,3 @@ def _residual_batch_norms(model: nn.Module) -> set[int]:
     """ids of the batch norms that blocks declare, via ``residual_bn``, as ending a residual branch."""
     found = (getattr(module, "residual_bn", None) for module in model.modules())
     return {id(bn) for bn in found if isinstance(bn, BATCH_NORMS)}
-
-

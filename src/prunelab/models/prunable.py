@@ -26,9 +26,9 @@ __all__ = [
     "output_layer_name",
 ]
 
-CONV_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-LINEAR_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear,)
-WEIGHT_LAYERS = CONV_LAYERS + LINEAR_LAYERS
+CONV_LAYERS: tuple[type[nn.modules.conv._ConvNd], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+LINEAR_LAYERS: tuple[type[nn.Linear], ...] = (nn.Linear,)
+WEIGHT_LAYERS: tuple[type[nn.modules.conv._ConvNd] | type[nn.Linear], ...] = CONV_LAYERS + LINEAR_LAYERS
 """The layers whose weights are prunable and which the weight initialisers touch."""
 
 _LAYERS_OF_KIND = {"conv_linear": WEIGHT_LAYERS, "conv": CONV_LAYERS, "linear": LINEAR_LAYERS}

@@ -30,7 +30,26 @@ _PLANS: dict[str, tuple[int | str, ...]] = {
     "vgg_13": (64, 64, _POOL, 128, 128, _POOL, 256, 256, _POOL, 512, 512, _POOL, 512, 512),
     "vgg_16": (64, 64, _POOL, 128, 128, _POOL, 256, 256, 256, _POOL, 512, 512, 512, _POOL, 512, 512, 512),
     "vgg_19": (
-        64, 64, _POOL, 128, 128, _POOL, 256, 256, 256, 256, _POOL, 512, 512, 512, 512, _POOL, 512, 512, 512, 512,
+        64,
+        64,
+        _POOL,
+        128,
+        128,
+        _POOL,
+        256,
+        256,
+        256,
+        256,
+        _POOL,
+        512,
+        512,
+        512,
+        512,
+        _POOL,
+        512,
+        512,
+        512,
+        512,
     ),
 }
 
@@ -71,9 +90,7 @@ class VGG(nn.Module):
 
 
 @register_model(*_PLANS, options=("conv_bias",))
-def vgg(
-    name: str, *, input_shape: tuple[int, ...], num_classes: int, width: float, conv_bias: bool = False
-) -> VGG:
+def vgg(name: str, *, input_shape: tuple[int, ...], num_classes: int, width: float, conv_bias: bool = False) -> VGG:
     plan = [step if step == _POOL else scaled(int(step), width) for step in _PLANS[name]]
     channels, _, _ = image_shape(input_shape, name, halvings=plan.count(_POOL))
     return VGG(channels, plan, num_classes, conv_bias=conv_bias)

@@ -9,7 +9,15 @@ from __future__ import annotations
 from prunelab.pruning import baselines as _baselines  # noqa: F401  (registers the baselines)
 from prunelab.pruning import scores as _scores  # noqa: F401  (registers the PaI strategies)
 from prunelab.pruning.api import LEVEL_STRATEGIES, default_prunable_parameters, prune, prune_level, score
-from prunelab.pruning.base import STRATEGIES, ScoreContext, ScoreFn, Strategy, get_strategy, register_strategy, strategy_names
+from prunelab.pruning.base import (
+    STRATEGIES,
+    ScoreContext,
+    ScoreFn,
+    Strategy,
+    get_strategy,
+    register_strategy,
+    strategy_names,
+)
 from prunelab.pruning.baselines import magnitude_at, random_scores_like, randomize_global, randomize_layerwise
 from prunelab.pruning.rescale import NTK_RESCALE_MODES, ntk_rescale, ntk_scale_factors
 from prunelab.pruning.schedules import SCHEDULES, density_schedule

@@ -4,9 +4,9 @@ Scoring never changes the caller's model: a call works on one ``copy.deepcopy`` 
 (moved to ``device``), its *working copy*, whose prunable weights are multiplied by the current
 mask. Before every iteration after the first, the working copy's parameter values, buffers,
 train/eval flags and ``requires_grad`` flags are restored from the caller's model and its
-gradients cleared (:class:`_Workspace`), which costs a few
-tensor copies instead of a deep copy per iteration. A score function may therefore change any of those (replace weights by ``|w|``, switch to
-eval mode, run backward passes) and the next iteration sees the caller's model again; if it changes
+gradients cleared (:class:`_Workspace`), which costs a few tensor copies instead of a deep copy
+per iteration. A score function may therefore change any of those (replace weights by ``|w|``,
+switch to eval mode, run backward passes) and the next iteration sees the caller's model again; if it changes
 the module's structure (replaces a submodule, a parameter or its dtype or device, adds a hook), the
 next iteration gets a fresh deep copy. Other attributes it sets (a BatchNorm ``momentum``, say) it
 must undo itself. The caller's weights, buffers, gradients and modes are untouched. The caller
@@ -57,6 +57,7 @@ def required_scope(strategy: Strategy) -> str | None:
     """The scope a registered strategy's definition fixes (``random_global``: global), else ``None``."""
     required = _REQUIRED_SCOPE.get(strategy.name)
     return required if STRATEGIES.get(strategy.name) is strategy else None
+
 
 _NOT_A_SCORE = {
     "random_layerwise": (
@@ -116,8 +117,9 @@ class _Workspace:
     BatchNorm's kernel updates its running statistics without bumping them, and writes through
     ``.data`` never do), then applies the mask."""
 
-    def __init__(self, model: nn.Module, params: Mapping[str, nn.Parameter], device: torch.device,
-                 copy_model: bool = True) -> None:
+    def __init__(
+        self, model: nn.Module, params: Mapping[str, nn.Parameter], device: torch.device, copy_model: bool = True
+    ) -> None:
         qualified = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
         missing = [n for n, p in params.items() if id(p) not in qualified]
         if missing:
@@ -152,8 +154,16 @@ class _Workspace:
             out.extend(map(id, m._modules.values()))
             for t in itertools.chain(m._parameters.values(), m._buffers.values()):
                 out.append(None if t is None else (id(t), t.data_ptr(), t.dtype, t.device, t.shape))
-            out.append((len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
-                        len(m._backward_pre_hooks), len(m._state_dict_hooks), len(m._load_state_dict_pre_hooks)))
+            out.append(
+                (
+                    len(m._forward_hooks),
+                    len(m._forward_pre_hooks),
+                    len(m._backward_hooks),
+                    len(m._backward_pre_hooks),
+                    len(m._state_dict_hooks),
+                    len(m._load_state_dict_pre_hooks),
+                )
+            )
         return out
 
     def prepare(self, mask: Mask) -> tuple[nn.Module | None, dict[str, torch.Tensor]]:
@@ -191,7 +201,8 @@ def _run_score(strat: Strategy, ctx: ScoreContext) -> dict[str, torch.Tensor]:
         s = torch.as_tensor(scores[n]).detach()
         if tuple(s.shape) != tuple(p.shape):
             raise MaskSelectionError(
-                f"strategy {strat.name!r} returned scores of shape {tuple(s.shape)} for {n!r}, expected {tuple(p.shape)}"
+                f"strategy {strat.name!r} returned scores of shape {tuple(s.shape)} for {n!r}, "
+                f"expected {tuple(p.shape)}"
             )
         out[n] = s
     return out

@@ -96,7 +96,9 @@ class Strategy:
             valid = ", ".join(self.options) or "none"
             near = [c for name in unknown for c in closest(name, self.options)]
             hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
-            raise SpecError(f"strategy {self.name!r} has no option {', '.join(map(repr, unknown))}.{hint} Its options: {valid}.")
+            raise SpecError(
+                f"strategy {self.name!r} has no option {', '.join(map(repr, unknown))}.{hint} Its options: {valid}."
+            )
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -116,7 +118,9 @@ def register_strategy(
         if name in STRATEGIES:
             raise ValueError(f"strategy {name!r} is registered twice")
         summary = description or (fn.__doc__ or "").strip().split("\n")[0]
-        STRATEGIES[name] = Strategy(name, fn, prune_highest, needs_data, default_iterations, summary, options, uses_model)
+        STRATEGIES[name] = Strategy(
+            name, fn, prune_highest, needs_data, default_iterations, summary, options, uses_model
+        )
         return fn
 
     return wrap

@@ -23,7 +23,14 @@ from prunelab.masks import Mask
 from prunelab.pruning.base import ScoreContext, register_strategy
 from prunelab.pruning.selection import match_patterns
 
-__all__ = ["magnitude", "magnitude_at", "random_scores", "random_scores_like", "randomize_layerwise", "randomize_global"]
+__all__ = [
+    "magnitude",
+    "magnitude_at",
+    "random_scores",
+    "random_scores_like",
+    "randomize_layerwise",
+    "randomize_global",
+]
 
 
 def magnitude_at(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -36,8 +43,7 @@ def random_scores_like(tensors: Mapping[str, torch.Tensor], generator: torch.Gen
     generator's device (so a seed gives the same scores whatever device the weights are on), then
     moved to the tensor's device."""
     return {
-        n: torch.rand(t.shape, generator=generator, device=generator.device).to(t.device)
-        for n, t in tensors.items()
+        n: torch.rand(t.shape, generator=generator, device=generator.device).to(t.device) for n, t in tensors.items()
     }
 
 
@@ -47,13 +53,17 @@ def magnitude(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     return magnitude_at(ctx.params)
 
 
-@register_strategy("random", uses_model=False, description="uniform random scores (seeded); every alive weight equally likely kept")
+@register_strategy(
+    "random", uses_model=False, description="uniform random scores (seeded); every alive weight equally likely kept"
+)
 def random_scores(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """Uniform random scores (seeded); every alive weight is equally likely kept."""
     return random_scores_like(ctx.params, ctx.generator)
 
 
-@register_strategy("random_global", uses_model=False, description="uniform random scores with global scope (Yang & Wang's NTK setting)")
+@register_strategy(
+    "random_global", uses_model=False, description="uniform random scores with global scope (Yang & Wang's NTK setting)"
+)
 def random_global_scores(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """Uniform random scores, selected with global scope."""
     return random_scores_like(ctx.params, ctx.generator)

@@ -53,7 +53,9 @@ def ntk_scale_factors(
     to both ``a`` and ``b``."""
     mask = mask if isinstance(mask, Mask) else Mask(mask)
     if mode not in NTK_RESCALE_MODES:
-        raise MaskSelectionError(f"NTK rescale mode must be one of {', '.join(map(repr, NTK_RESCALE_MODES))}, got {mode!r}")
+        raise MaskSelectionError(
+            f"NTK rescale mode must be one of {', '.join(map(repr, NTK_RESCALE_MODES))}, got {mode!r}"
+        )
     ignored = match_patterns(ignore, mask, what="ignore") if ignore else set()
     considered = [n for n in mask if n not in ignored]
     factors = {n: 1.0 for n in ignored}

@@ -17,7 +17,9 @@ __all__ = ["SCHEDULES", "density_schedule"]
 SCHEDULES = ("exponential", "linear")
 
 
-def density_schedule(final_density: float, iterations: int, kind: str = "exponential", start: float = 1.0) -> list[float]:
+def density_schedule(
+    final_density: float, iterations: int, kind: str = "exponential", start: float = 1.0
+) -> list[float]:
     """Per-iteration target densities from ``start`` (exclusive) to ``final_density`` (inclusive)."""
     if kind not in SCHEDULES:
         raise MaskSelectionError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {kind!r}")

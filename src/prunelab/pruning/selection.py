@@ -154,8 +154,10 @@ def match_patterns(patterns: str | Iterable[str], names: Iterable[str], *, what:
             near = closest(pattern, names)
             hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
             shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
-            raise MaskSelectionError(f"{what} pattern {pattern!r} matches no prunable tensor.{hint} The prunable "
-                                     f"tensors are {shown}; patterns are globs such as 'fc.weight' or 'conv*'.")
+            raise MaskSelectionError(
+                f"{what} pattern {pattern!r} matches no prunable tensor.{hint} The prunable "
+                f"tensors are {shown}; patterns are globs such as 'fc.weight' or 'conv*'."
+            )
         matched |= hits
     return matched
 
@@ -435,8 +437,9 @@ def prune_fraction(
             )
         alive = sum(int(current[c].sum()) for c in considered)
         remove = min(openlth_prune_count(fraction, sum(int(m.sum()) for m in current.values())), alive)
-        return _select_groups(flat, current, [(considered, alive - remove)], prune_highest=prune_highest,
-                              generator=generator)
+        return _select_groups(
+            flat, current, [(considered, alive - remove)], prune_highest=prune_highest, generator=generator
+        )
     pooled: list[str] = []
     groups: list[tuple[list[str], int]] = []
     for c in considered:

@@ -119,9 +119,17 @@ def to_supermask(
     for layer in targets.values():
         n = layer.weight.numel()
         new = SUPERMASK_OF[type(layer)]._meta_like(layer)
-        new._setup(device=layer.weight.device, density=density, ranking=ranking, weight_law=law, score_init=score_init,
-                   learn_bias=bias, weight_generator=weight_gen, score_generator=score_gen,
-                   tie_break=ties[start:start + n])
+        new._setup(
+            device=layer.weight.device,
+            density=density,
+            ranking=ranking,
+            weight_law=law,
+            score_init=score_init,
+            learn_bias=bias,
+            weight_generator=weight_gen,
+            score_generator=score_gen,
+            tie_break=ties[start : start + n],
+        )
         new.train(layer.training)
         replaced[id(layer)] = new
         start += n
@@ -159,8 +167,10 @@ def _layers_to_convert(model: nn.Module, prunable: str, ignore: str | Iterable[s
                 f"forward, e.g. MultiheadAttention's out_proj); leave it out with ignore={name!r}"
             )
         if owners[id(layer.weight)] > 1:
-            raise SupermaskError(f"{name} is shared with another module; a supermask copy cannot keep the tie. "
-                                 f"Leave it out with ignore={name!r}")
+            raise SupermaskError(
+                f"{name} is shared with another module; a supermask copy cannot keep the tie. "
+                f"Leave it out with ignore={name!r}"
+            )
         layers[path] = layer
     return layers
 
@@ -240,13 +250,23 @@ def to_dense(model: nn.Module) -> nn.Module:
 def _plain_layer(layer: SupermaskLayer, mask: torch.Tensor) -> nn.Module:
     base = next(t for t, cls in SUPERMASK_OF.items() if isinstance(layer, cls))
     if base is nn.Linear:
-        plain = nn.Linear(layer.in_features, layer.out_features, layer.bias is not None, device="meta",
-                          dtype=layer.weight.dtype)
+        plain = nn.Linear(
+            layer.in_features, layer.out_features, layer.bias is not None, device="meta", dtype=layer.weight.dtype
+        )
     else:
-        plain = base(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                     padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
-                     bias=layer.bias is not None, padding_mode=layer.padding_mode, device="meta",
-                     dtype=layer.weight.dtype)
+        plain = base(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            bias=layer.bias is not None,
+            padding_mode=layer.padding_mode,
+            device="meta",
+            dtype=layer.weight.dtype,
+        )
     plain.to_empty(device=layer.weight.device)
     plain.weight.copy_(layer.weight * mask.to(device=layer.weight.device, dtype=layer.weight.dtype))
     if layer.bias is not None:

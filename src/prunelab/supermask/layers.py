@@ -105,8 +105,12 @@ class SupermaskLayer(nn.Module):
 
     def _setup_from(self, generator: torch.Generator, **options: Any) -> None:
         weights, scores, ties = child_generators(generator, 3)
-        self._setup(weight_generator=weights, score_generator=scores,
-                    tie_break=draw_tie_break(self.weight.numel(), ties), **options)
+        self._setup(
+            weight_generator=weights,
+            score_generator=scores,
+            tie_break=draw_tie_break(self.weight.numel(), ties),
+            **options,
+        )
 
     def reset_parameters(self) -> None:
         if self.weight.is_meta:  # the base class constructor, before _setup draws the real values
@@ -135,8 +139,10 @@ class SupermaskLayer(nn.Module):
 
     def _supermask_repr(self) -> str:
         scope = ", scope=global" if self._scope is not None else ""
-        return (f"density={self.density}, ranking={self.ranking!r}, weight_init={self.weight_law.describe()!r}, "
-                f"score_init={self.score_init!r}{scope}")
+        return (
+            f"density={self.density}, ranking={self.ranking!r}, weight_init={self.weight_law.describe()!r}, "
+            f"score_init={self.score_init!r}{scope}"
+        )
 
 
 class SupermaskLinear(SupermaskLayer, nn.Linear):
@@ -158,14 +164,22 @@ class SupermaskLinear(SupermaskLayer, nn.Linear):
         dtype: torch.dtype | None = None,
     ) -> None:
         nn.Linear.__init__(self, in_features, out_features, bias, device="meta", dtype=dtype)
-        self._setup_from(generator, device=device, density=density, ranking=ranking,
-                         weight_law=WeightLaw(weight_init, scale_fan, density), score_init=score_init, learn_bias=bias)
+        self._setup_from(
+            generator,
+            device=device,
+            density=density,
+            ranking=ranking,
+            weight_law=WeightLaw(weight_init, scale_fan, density),
+            score_init=score_init,
+            learn_bias=bias,
+        )
 
     @classmethod
-    def _meta_like(cls, layer: nn.Linear) -> "SupermaskLinear":
+    def _meta_like(cls, layer: nn.Linear) -> SupermaskLinear:
         new = cls.__new__(cls)
-        nn.Linear.__init__(new, layer.in_features, layer.out_features, layer.bias is not None,
-                           device="meta", dtype=layer.weight.dtype)
+        nn.Linear.__init__(
+            new, layer.in_features, layer.out_features, layer.bias is not None, device="meta", dtype=layer.weight.dtype
+        )
         return new
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
@@ -201,19 +215,47 @@ class _SupermaskConv(SupermaskLayer):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        self._base.__init__(self, in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                            dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
-                            device="meta", dtype=dtype)
-        self._setup_from(generator, device=device, density=density, ranking=ranking,
-                         weight_law=WeightLaw(weight_init, scale_fan, density), score_init=score_init, learn_bias=bias)
+        self._base.__init__(
+            self,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+            padding_mode=padding_mode,
+            device="meta",
+            dtype=dtype,
+        )
+        self._setup_from(
+            generator,
+            device=device,
+            density=density,
+            ranking=ranking,
+            weight_law=WeightLaw(weight_init, scale_fan, density),
+            score_init=score_init,
+            learn_bias=bias,
+        )
 
     @classmethod
-    def _meta_like(cls, layer: nn.modules.conv._ConvNd) -> "_SupermaskConv":
+    def _meta_like(cls, layer: nn.modules.conv._ConvNd) -> _SupermaskConv:
         new = cls.__new__(cls)
-        cls._base.__init__(new, layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                           padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
-                           bias=layer.bias is not None, padding_mode=layer.padding_mode,
-                           device="meta", dtype=layer.weight.dtype)
+        cls._base.__init__(
+            new,
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            bias=layer.bias is not None,
+            padding_mode=layer.padding_mode,
+            device="meta",
+            dtype=layer.weight.dtype,
+        )
         return new
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:

@@ -47,18 +47,24 @@ def _lowest_pruned(layers: list[SupermaskLayer], keeps: list[torch.Tensor], coun
     total = sum(keep.numel() for keep in keeps)
     if any(layer.scores.dtype == torch.float64 for layer in layers):
         device = keeps[0].device
-        values = torch.cat([
-            _ranked_values(layer.scores, layer.ranking).double().to(device)
-            .masked_fill(keep.reshape(-1).to(device), math.inf)
-            for layer, keep in zip(layers, keeps)
-        ])
+        values = torch.cat(
+            [
+                _ranked_values(layer.scores, layer.ranking)
+                .double()
+                .to(device)
+                .masked_fill(keep.reshape(-1).to(device), math.inf)
+                for layer, keep in zip(layers, keeps)
+            ]
+        )
         ties = torch.cat([layer.tie_break.reshape(-1).to(device=device, dtype=torch.int64) for layer in layers])
         spared = _keep_top_stable(values, ties, total - count)
     else:
-        keys = torch.cat([
-            ranking_keys(layer.scores, layer.ranking, layer.tie_break).masked_fill_(keep.reshape(-1), _INT64_MAX)
-            for layer, keep in zip(layers, keeps)
-        ])
+        keys = torch.cat(
+            [
+                ranking_keys(layer.scores, layer.ranking, layer.tie_break).masked_fill_(keep.reshape(-1), _INT64_MAX)
+                for layer, keep in zip(layers, keeps)
+            ]
+        )
         spared = keep_largest(keys, total - count)  # kept weights (at the maximum key) are always spared
     parts = (~spared).split([keep.numel() for keep in keeps])
     return [part.reshape(keep.shape).to(keep.device) for part, keep in zip(parts, keeps)]

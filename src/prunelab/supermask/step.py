@@ -103,8 +103,14 @@ class SupermaskStep(UpdateStep):
 
     def step(self, x: torch.Tensor, y: torch.Tensor, iteration: int) -> torch.Tensor:
         if self.period is not None and (iteration + 1) % self.period == 0 and self.rerandomizes:
-            rerandomize_(self.model, self.rerand_lambda, generator=self.generator, mode=self.rerand_mode,
-                         mu=self.rerand_mu, rerand_rate=self.rerand_rate)
+            rerandomize_(
+                self.model,
+                self.rerand_lambda,
+                generator=self.generator,
+                mode=self.rerand_mode,
+                mu=self.rerand_mu,
+                rerand_rate=self.rerand_rate,
+            )
             self.rerandomizations += 1
         self._zero_grad(set_to_none=True)
         loss = self._loss(self._forward, x, y)
@@ -114,8 +120,11 @@ class SupermaskStep(UpdateStep):
 
     def state_dict(self) -> dict[str, Any]:
         assert self.optimizer is not None, "bind() the step before saving its state"
-        return {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-                "rerandomizations": self.rerandomizations}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "rerandomizations": self.rerandomizations,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         assert self.optimizer is not None, "bind() the step before loading its state"
@@ -124,14 +133,22 @@ class SupermaskStep(UpdateStep):
         self.rerandomizations = int(state["rerandomizations"])
 
     def fingerprint(self) -> dict[str, Any]:
-        layers = [(path, layer.density, layer.ranking, layer.weight_law.describe(), layer._scope is not None)
-                  for path, layer in self.layers.items()]
+        layers = [
+            (path, layer.density, layer.ranking, layer.weight_law.describe(), layer._scope is not None)
+            for path, layer in self.layers.items()
+        ]
         return {
             "update": self.name,
             "supermask": [list(entry) for entry in layers],
-            "rerand": None if self.rerand_freq is None else {
-                "period": self.period, "lambda": self.rerand_lambda, "mode": self.rerand_mode,
-                "mu": self.rerand_mu, "rate": self.rerand_rate, "seed": self.seed,
+            "rerand": None
+            if self.rerand_freq is None
+            else {
+                "period": self.period,
+                "lambda": self.rerand_lambda,
+                "mode": self.rerand_mode,
+                "mu": self.rerand_mu,
+                "rate": self.rerand_rate,
+                "seed": self.seed,
             },
         }
 

@@ -31,8 +31,16 @@ import torch
 from prunelab.pruning.selection import kth_smallest, target_count
 from prunelab.supermask.errors import SupermaskError, check_density, check_option
 
-__all__ = ["RANKINGS", "subnet_mask", "global_subnet_masks", "draw_tie_break", "ranking_keys", "keep_largest",
-           "mask_keeping", "masks_keeping"]
+__all__ = [
+    "RANKINGS",
+    "subnet_mask",
+    "global_subnet_masks",
+    "draw_tie_break",
+    "ranking_keys",
+    "keep_largest",
+    "mask_keeping",
+    "masks_keeping",
+]
 
 RANKINGS = ("abs", "raw")
 

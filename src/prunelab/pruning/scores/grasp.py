@@ -39,7 +39,9 @@ __all__ = ["grasp", "hessian_gradient_product"]
 DEFAULT_TEMPERATURE = 200.0
 
 
-def hessian_gradient_product(ctx: ScoreContext, strategy: str = "grasp") -> tuple[list[str], list[torch.Tensor], list[torch.Tensor]]:
+def hessian_gradient_product(
+    ctx: ScoreContext, strategy: str = "grasp"
+) -> tuple[list[str], list[torch.Tensor], list[torch.Tensor]]:
     """``(names, θ, Hg)`` for the prunable weights at the current mask; see the module docstring.
 
     The pruning batches are read once and kept for the second pass, so both passes see the same
@@ -83,8 +85,9 @@ def hessian_gradient_product(ctx: ScoreContext, strategy: str = "grasp") -> tupl
     return names, [p.detach() for p in params], hg
 
 
-def _per_batch_hg(ctx: ScoreContext, names: list[str], params: list[torch.nn.Parameter], batches,
-                  temperature: float) -> list[torch.Tensor]:
+def _per_batch_hg(
+    ctx: ScoreContext, names: list[str], params: list[torch.nn.Parameter], batches, temperature: float
+) -> list[torch.Tensor]:
     """``Σ_b (B_b / N) H_b (m ⊙ g_b)``: one forward pass per batch gives both ``g_b`` and the graph
     it is differentiated through, so dropout draws agree within a batch."""
     hg = [torch.zeros_like(p) for p in params]
@@ -108,8 +111,13 @@ def _per_batch_hg(ctx: ScoreContext, names: list[str], params: list[torch.nn.Par
     return [h / examples for h in hg]
 
 
-@register_strategy("grasp", prune_highest=True, needs_data=True, default_iterations=1,
-                   options=("temperature", "train_mode", "aggregate"))
+@register_strategy(
+    "grasp",
+    prune_highest=True,
+    needs_data=True,
+    default_iterations=1,
+    options=("temperature", "train_mode", "aggregate"),
+)
 def grasp(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """GraSP score −θ ⊙ Hg with logits / T, T=200 (Wang et al. 2020); the highest are pruned.
 

@@ -23,7 +23,9 @@ from prunelab.pruning.scores.grasp import hessian_gradient_product
 __all__ = ["grasp_abs"]
 
 
-@register_strategy("grasp_abs", needs_data=True, default_iterations=1, options=("temperature", "train_mode", "aggregate"))
+@register_strategy(
+    "grasp_abs", needs_data=True, default_iterations=1, options=("temperature", "train_mode", "aggregate")
+)
 def grasp_abs(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """GraSP magnitude |θ ⊙ Hg| (Frankle et al. 2021); prune lowest.
 

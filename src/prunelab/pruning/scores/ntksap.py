@@ -168,15 +168,21 @@ def _noise_batch_shapes(ctx: ScoreContext) -> list[tuple[int, ...]]:
     if not shapes:
         raise ValueError("ntksap: the pruning data has no batches to take the input shape from")
     if shape is not None and any(s[1:] != shape for s in shapes):
-        raise ValueError(f"ntksap input_shape={shape} differs from the pruning data's examples, {shapes[0][1:]}; "
-                         "drop input_shape (the data's shape is used)")
+        raise ValueError(
+            f"ntksap input_shape={shape} differs from the pruning data's examples, {shapes[0][1:]}; "
+            "drop input_shape (the data's shape is used)"
+        )
     if explicit is not None:
         return [(batch_size, *shapes[0][1:])]
     return shapes
 
 
-@register_strategy("ntksap", needs_data=False, default_iterations=20,
-                   options=("rounds", "epsilon", "input_shape", "batch_size", "biases"))
+@register_strategy(
+    "ntksap",
+    needs_data=False,
+    default_iterations=20,
+    options=("rounds", "epsilon", "input_shape", "batch_size", "biases"),
+)
 def ntksap(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """NTK-SAP |∂/∂m Σ‖f(x;θ⊙m) − f(x;(θ+Δθ)⊙m)‖²| over fresh θ and noise x (Wang et al. 2023).
 

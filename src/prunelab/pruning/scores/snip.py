@@ -69,8 +69,9 @@ def connection_sensitivity(ctx: ScoreContext, strategy: str = "snip") -> dict[st
     return mask_scores(scores, ctx.mask)
 
 
-def _per_batch_sensitivity(model: torch.nn.Module, names: list[str], params: list[torch.nn.Parameter],
-                           batches) -> dict[str, torch.Tensor]:
+def _per_batch_sensitivity(
+    model: torch.nn.Module, names: list[str], params: list[torch.nn.Parameter], batches
+) -> dict[str, torch.Tensor]:
     """``Σ_b (B_b / N) |w ⊙ g_b|``."""
     total = [torch.zeros_like(p) for p in params]
     examples = 0

@@ -89,8 +89,9 @@ class _Flow:
 MARGIN = 2.0**-100
 
 
-def _float32_suffices(r: torch.Tensor, weights: list[torch.Tensor], grads: list[torch.Tensor],
-                      scores: list[torch.Tensor]) -> bool:
+def _float32_suffices(
+    r: torch.Tensor, weights: list[torch.Tensor], grads: list[torch.Tensor], scores: list[torch.Tensor]
+) -> bool:
     """Whether a float32 iteration stayed inside float32's range: ``R`` normal and finite, every score
     finite, and at every alive weight (θ ≠ 0) a gradient that is either exactly 0 or, like its score,
     at least :data:`MARGIN` (2^-100, 2^26 above the smallest normal float32).
@@ -122,8 +123,9 @@ def _flow(ctx: ScoreContext, names: dict[str, str], dtype: torch.dtype, abs_buff
     return flows[key]
 
 
-@register_strategy("synflow", needs_data=False, default_iterations=100,
-                   options=("input_shape", "abs_buffers", "precision"))
+@register_strategy(
+    "synflow", needs_data=False, default_iterations=100, options=("input_shape", "abs_buffers", "precision")
+)
 def synflow(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """SynFlow |θ ⊙ ∂R/∂θ|, R = 1ᵀ f(1; |θ|) (Tanaka et al. 2020); prune lowest.
 
