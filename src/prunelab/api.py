@@ -81,13 +81,24 @@ def lottery(
     procedure = Lottery(spec, bench, place, run_id)  # validates the strategy before anything is written
     if store is not None:
         with runs.lock(run_id):
-            runs.create(run_id, f"# lottery on a user model ({type(model).__name__})\n" + spec_to_yaml(spec, "lottery"),
-                        extra=user_model)
+            runs.create(
+                run_id,
+                f"# lottery on a user model ({type(model).__name__})\n" + spec_to_yaml(spec, "lottery"),
+                extra=user_model,
+            )
     result = procedure.run(levels, controls)
     if store is not None:
         summary = result.summary()
-        summary.update({"strategy": prune_spec.strategy, "fraction": prune_spec.fraction, "rewind": rewind,
-                        "seed": seed, "model": type(model).__name__, "dataset": "user"})
+        summary.update(
+            {
+                "strategy": prune_spec.strategy,
+                "fraction": prune_spec.fraction,
+                "rewind": rewind,
+                "seed": seed,
+                "model": type(model).__name__,
+                "dataset": "user",
+            }
+        )
         with runs.lock(run_id):
             runs.run(run_id).write_summary(summary)
     return result

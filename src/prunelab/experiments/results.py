@@ -70,10 +70,15 @@ def _aggregate(records: Iterable[tuple[dict[str, Any], float, float]]) -> tuple[
     rows = []
     for marker, found in groups.items():
         accuracies = [a for _, a in found]
-        rows.append({**values[marker], "kept_fraction": statistics.fmean(d for d, _ in found),
-                     "mean_accuracy": statistics.fmean(accuracies),
-                     "std_accuracy": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-                     "seeds": len(accuracies)})
+        rows.append(
+            {
+                **values[marker],
+                "kept_fraction": statistics.fmean(d for d, _ in found),
+                "mean_accuracy": statistics.fmean(accuracies),
+                "std_accuracy": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+                "seeds": len(accuracies),
+            }
+        )
     return keys, rows
 
 
@@ -130,7 +135,9 @@ def _matches(spec: ExperimentSpec, settings: Mapping[str, Any], key: str, value:
         raise
 
 
-def filtered_results(store: RunStore, *, kind: str | None = None, where: Mapping[str, str] | None = None) -> ResultTable:
+def filtered_results(
+    store: RunStore, *, kind: str | None = None, where: Mapping[str, str] | None = None
+) -> ResultTable:
     """Mean ± std over seeds of the store's finished runs of ``kind`` whose specs match every ``where``
     condition (dotted spec keys as in overrides, or ``density``), grouped by the settings that differ."""
     where = dict(where or {})
@@ -141,16 +148,21 @@ def filtered_results(store: RunStore, *, kind: str | None = None, where: Mapping
             spec = from_dict(ExperimentSpec, run.spec_data())
             run.summary()
         except DamagedFile as error:
-            log.warning("prunelab: warning: skipping run %s: %s is %s (`prunelab verify` checks the store)",
-                        run.run_id, error.path.name, error.problem)
+            log.warning(
+                "prunelab: warning: skipping run %s: %s is %s (`prunelab verify` checks the store)",
+                run.run_id,
+                error.path.name,
+                error.problem,
+            )
             continue
         except SpecError:
             continue  # a run of a user's own model: nothing to compare
         settings = _run_settings(run, spec)
         if all(_matches(spec, settings, key, value) for key, value in where.items()):
             chosen.append((run, settings))
-    varying = [key for key in dict.fromkeys(k for _, s in chosen for k in s)
-               if len({repr(s.get(key)) for _, s in chosen}) > 1]
+    varying = [
+        key for key in dict.fromkeys(k for _, s in chosen for k in s) if len({repr(s.get(key)) for _, s in chosen}) > 1
+    ]
     records = []
     for run, settings in chosen:
         records.extend(_records(run.summary(), {key: settings.get(key) for key in varying}))

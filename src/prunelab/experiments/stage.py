@@ -52,8 +52,9 @@ def run_stage(
     return summary
 
 
-def _run_body(store: RunStore, run: Run, spec_yaml: str, body: Callable[[Run], dict[str, Any]],
-              stage_info: dict[str, Any] | None) -> dict[str, Any]:
+def _run_body(
+    store: RunStore, run: Run, spec_yaml: str, body: Callable[[Run], dict[str, Any]], stage_info: dict[str, Any] | None
+) -> dict[str, Any]:
     run_id = run.run_id
     with store.lock(run_id, on_wait=log.warning):
         if distributed.agree(run.finished):  # another process finished it while we waited

@@ -47,9 +47,18 @@ class Bench(Protocol):
 
     def to_iterations(self, step: str | int) -> int: ...
 
-    def train(self, model: nn.Module, run: Run | None, *, mask: Mask | None = None, order_seed: int | None = None,
-              start_step: int = 0, stop_step: int | None = None, save_steps: tuple[int | str, ...] = (),
-              update: UpdateStep | None = None) -> TrainResult: ...
+    def train(
+        self,
+        model: nn.Module,
+        run: Run | None,
+        *,
+        mask: Mask | None = None,
+        order_seed: int | None = None,
+        start_step: int = 0,
+        stop_step: int | None = None,
+        save_steps: tuple[int | str, ...] = (),
+        update: UpdateStep | None = None,
+    ) -> TrainResult: ...
 
 
 @dataclass
@@ -71,16 +80,26 @@ class Workbench:
             self.splits.train,
             t.batch_size,
             shuffle=True,
-            order_seed=order_seed if order_seed is not None else (t.data_order_seed if t.data_order_seed is not None else self.spec.seed),
-            augment_seed=augment_seed if augment_seed is not None else (t.augment_seed if t.augment_seed is not None else self.spec.seed),
+            order_seed=order_seed
+            if order_seed is not None
+            else (t.data_order_seed if t.data_order_seed is not None else self.spec.seed),
+            augment_seed=augment_seed
+            if augment_seed is not None
+            else (t.augment_seed if t.augment_seed is not None else self.spec.seed),
             augment=self.spec.dataset.augment,
             device=self.device,
             shard=_shard(),
         )
 
     def test_loader(self) -> BatchLoader:
-        return BatchLoader(self.splits.test, self.spec.train.eval_batch_size, shuffle=False, augment=False,
-                           device=self.device, shard=_shard())
+        return BatchLoader(
+            self.splits.test,
+            self.spec.train.eval_batch_size,
+            shuffle=False,
+            augment=False,
+            device=self.device,
+            shard=_shard(),
+        )
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -122,8 +141,9 @@ class Workbench:
     ) -> TrainResult:
         """Train ``model`` (masked weight training by default, or ``update``) into ``run``'s directory."""
         extra = tuple(self.to_iterations(s) for s in save_steps)  # train() adds spec.train.save_steps itself
-        step_args: dict[str, Any] = {"update": update} if update is not None else {
-            "mask": mask, "prunable": self.prunable(model)}
+        step_args: dict[str, Any] = (
+            {"update": update} if update is not None else {"mask": mask, "prunable": self.prunable(model)}
+        )
         return train(
             model,
             self.train_loader(order_seed=order_seed),

@@ -37,15 +37,20 @@ class ExperimentSpec:
         """The hash run names are built from: the semantic fields that differ from their defaults, with
         the pruning and supermask sections' rules of resolution applied (:meth:`PruningSpec.resolved`,
         :meth:`SupermaskSpec.resolved`)."""
-        return canonical_hash(replace(self, prune=self.prune.resolved(), supermask=self.supermask.resolved()), kind=kind)
+        return canonical_hash(
+            replace(self, prune=self.prune.resolved(), supermask=self.supermask.resolved()), kind=kind
+        )
 
     def for_kind(self, kind: str) -> "ExperimentSpec":
         """This spec with the sections a ``kind`` of run does not read reset to their defaults."""
         if kind not in SECTIONS:
             raise ValueError(f"unknown run kind {kind!r}; known: {', '.join(SECTIONS)}")
         read = SECTIONS[kind]
-        defaults = {f.name: f.default_factory() for f in fields(self)  # type: ignore[misc]
-                    if f.name not in read and f.default_factory is not MISSING}
+        defaults = {
+            f.name: f.default_factory()
+            for f in fields(self)  # type: ignore[misc]
+            if f.name not in read and f.default_factory is not MISSING
+        }
         return replace(self, **defaults)
 
     def with_seed(self, seed: int) -> "ExperimentSpec":

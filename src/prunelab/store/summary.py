@@ -57,7 +57,14 @@ class _Summary(BaseModel):
         return self
 
 
-_JSON_TYPES = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
+_JSON_TYPES = {
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
 
 
 def summary_problems(summary: Any) -> list[str]:
@@ -78,8 +85,11 @@ def summary_problems(summary: Any) -> list[str]:
                 problems.append(message)
                 continue
             value = item.get("input")
-            shown = repr(value) if value is None or isinstance(value, (str, int, float, bool)) else _JSON_TYPES.get(
-                type(value), type(value).__name__)
+            shown = (
+                repr(value)
+                if value is None or isinstance(value, (str, int, float, bool))
+                else _JSON_TYPES.get(type(value), type(value).__name__)
+            )
             problems.append(f"{where}: {message} (got {shown})")
         return problems
     return []
