@@ -29,9 +29,9 @@ from prunelab.experiments.workbench import Bench, Workbench, train_summary
 from prunelab.masks import Mask, apply_mask
 from prunelab.pruning.api import LEVEL_STRATEGIES, prune_level, score
 from prunelab.pruning.base import get_strategy
-from prunelab.pruning.selection import prune_fraction
 from prunelab.pruning.baselines import randomize_global, randomize_layerwise
 from prunelab.pruning.rescale import ntk_rescale
+from prunelab.pruning.selection import prune_fraction
 from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
 from prunelab.specs.base import check_choice
 from prunelab.store import RunStore
@@ -164,7 +164,7 @@ class _OwnStage:
 
     run_id = None
 
-    def __init__(self, lottery: "Lottery") -> None:
+    def __init__(self, lottery: Lottery) -> None:
         self.lottery = lottery
 
     def stage(self) -> StageResult:

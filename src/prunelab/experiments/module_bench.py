@@ -101,7 +101,7 @@ def loaders_from(
     return DataLoaderAdapter(train_part, device), DataLoaderAdapter(test_part, device), False
 
 
-def _hash_tensor(digest: "hashlib._Hash", tensor: torch.Tensor) -> None:
+def _hash_tensor(digest: hashlib._Hash, tensor: torch.Tensor) -> None:
     t = tensor.detach().to("cpu").contiguous()
     digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
     digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")

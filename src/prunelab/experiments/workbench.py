@@ -16,9 +16,9 @@ from prunelab.data import BatchLoader, DataSplits, load_dataset
 from prunelab.masks import Mask
 from prunelab.models import build_model, prunable_from_spec
 from prunelab.specs import DatasetSpec, ExperimentSpec
-from prunelab.training import TrainResult, UpdateStep, resolve_device, train
 from prunelab.steps import to_iterations
 from prunelab.store import Run
+from prunelab.training import TrainResult, UpdateStep, resolve_device, train
 
 __all__ = ["Bench", "Workbench", "release_data", "train_summary"]
 
@@ -70,7 +70,7 @@ class Workbench:
     device: torch.device
 
     @classmethod
-    def from_spec(cls, spec: ExperimentSpec) -> "Workbench":
+    def from_spec(cls, spec: ExperimentSpec) -> Workbench:
         return cls(spec, _cached_splits(spec.dataset), resolve_device(spec.train.device))
 
     # data -------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from prunelab.specs.pruning import PruningSpec
 from prunelab.specs.supermask import SupermaskSpec
 from prunelab.specs.training import TrainingSpec
 
-
 #: The sections each kind of run reads. The others are reset to their defaults for the run's name
 #: and left out of its stored spec, so an option a run does not read never renames it.
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -41,7 +40,7 @@ class ExperimentSpec:
             replace(self, prune=self.prune.resolved(), supermask=self.supermask.resolved()), kind=kind
         )
 
-    def for_kind(self, kind: str) -> "ExperimentSpec":
+    def for_kind(self, kind: str) -> ExperimentSpec:
         """This spec with the sections a ``kind`` of run does not read reset to their defaults."""
         if kind not in SECTIONS:
             raise ValueError(f"unknown run kind {kind!r}; known: {', '.join(SECTIONS)}")
@@ -53,8 +52,8 @@ class ExperimentSpec:
         }
         return replace(self, **defaults)
 
-    def with_seed(self, seed: int) -> "ExperimentSpec":
+    def with_seed(self, seed: int) -> ExperimentSpec:
         return replace(self, seed=seed)
 
-    def updated(self, **sections: Any) -> "ExperimentSpec":
+    def updated(self, **sections: Any) -> ExperimentSpec:
         return replace(self, **sections)

@@ -249,7 +249,8 @@ for _n in (2, 4, 6, 8):
 
     register_preset(
         f"cifar_conv{_n}_edgepopup",
-        f"edge-popup supermask of Conv-{_n} on CIFAR-10 (hidden-networks: signed constant, 50%, SGD 0.1 cosine, 100 ep)",
+        f"edge-popup supermask of Conv-{_n} on CIFAR-10 "
+        "(hidden-networks: signed constant, 50%, SGD 0.1 cosine, 100 ep)",
     )(_make_edgepopup)
 
 

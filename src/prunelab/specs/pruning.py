@@ -90,7 +90,7 @@ class PruningSpec:
             return self.ntk_rescale_mode
         return "global" if self.strategy == "random_global" else "per_layer"
 
-    def resolved(self) -> "PruningSpec":
+    def resolved(self) -> PruningSpec:
         """This spec as run names hash it: ``auto`` written out where it does not mean the per-layer rule
         that runs made before ``ntk_rescale_mode`` existed used (``random_global`` with rescaling)."""
         if self.ntk_rescale and self.ntk_rescale_mode == "auto" and self.resolved_ntk_rescale_mode != "per_layer":

@@ -89,7 +89,7 @@ class SupermaskSpec:
                 "rerand_mu is set; use --method iterand"
             )
 
-    def resolved(self) -> "SupermaskSpec":
+    def resolved(self) -> SupermaskSpec:
         """This spec as run names hash it: edge-popup never re-randomises, so the re-randomisation period,
         mode and rate it carries (e.g. from a preset meant for both methods) do not rename its runs."""
         if self.method == "edge-popup":

@@ -4,8 +4,8 @@ Every run's summary is a JSON object with :data:`SUMMARY_KEYS` (``run_id`` and `
 strings; ``test_accuracy`` in [0, 1] or null; ``test_loss`` a number or null; ``density`` in [0, 1];
 ``wall_seconds`` >= 0). Fields that several kinds share are typed when present (``final_step``,
 ``saved_steps``, ``layer_densities``, ``seed``, ...); a lottery's summary (not those of its stages,
-whose ids are ``<lottery>/<stage>``) also needs ``levels``, one object per level with ``level``, ``density`` and ``test_accuracy``. Any other field is allowed: each
-kind of run adds its own.
+whose ids are ``<lottery>/<stage>``) also needs ``levels``, one object per level with ``level``,
+``density`` and ``test_accuracy``. Any other field is allowed: each kind of run adds its own.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class _Summary(BaseModel):
     levels: list[_Level] | None = None
 
     @pydantic.model_validator(mode="after")
-    def _kind_fields(self) -> "_Summary":
+    def _kind_fields(self) -> _Summary:
         if self.kind == "lottery" and "/" not in self.run_id and self.levels is None:  # not one of its stages
             raise ValueError("a lottery summary needs 'levels'")
         return self
