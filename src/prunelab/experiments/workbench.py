@@ -47,6 +47,11 @@ class Bench(Protocol):
 
     def to_iterations(self, step: str | int) -> int: ...
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example (for data-free scorers)."""
+        ...
+
     def train(
         self,
         model: nn.Module,
