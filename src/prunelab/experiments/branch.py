@@ -113,7 +113,7 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
         prune_highest=branch.prune_highest,
         scope=branch.scope,
         ignore=branch.ignore,
-        **({"examples_per_class": branch.examples_per_class} if branch.examples_per_class else {}),
+        examples_per_class=branch.examples_per_class or spec.prune.examples_per_class,
     )
     if branch.model_init:
         spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, init=branch.model_init))

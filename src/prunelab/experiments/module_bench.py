@@ -93,9 +93,10 @@ def loaders_from(
             True,
         )
     if isinstance(train_part, Sequence) and len(train_part) == 2 and isinstance(train_part[0], torch.Tensor):
+        (x_train, y_train), (x_test, y_test) = train_part, test_part
         return (
-            TensorLoader(*train_part, batch_size, shuffle=True, order_seed=order_seed, device=device),
-            TensorLoader(*test_part, eval_batch_size, shuffle=False, order_seed=0, device=device),
+            TensorLoader(x_train, y_train, batch_size, shuffle=True, order_seed=order_seed, device=device),
+            TensorLoader(x_test, y_test, eval_batch_size, shuffle=False, order_seed=0, device=device),
             True,
         )
     return DataLoaderAdapter(train_part, device), DataLoaderAdapter(test_part, device), False

@@ -254,11 +254,10 @@ def _row(
         "start": start is None,
         **kernel_stats(kernel),
     }
-    versus = compare_kernels(dense, kernel) if dense is not None else {}
-    row.update(
-        {f"{k}_dense": v for k, v in versus.items()}
-        or {f"{k}_dense": None for k in ("kernel_distance", "rel_frobenius", "rel_frobenius_scaled", "scale")}
-    )
+    if dense is not None:
+        row.update({f"{k}_dense": v for k, v in compare_kernels(dense, kernel).items()})
+    else:
+        row.update({f"{k}_dense": None for k in ("kernel_distance", "rel_frobenius", "rel_frobenius_scaled", "scale")})
     row["moved"] = kernel_distance(start, kernel) if start is not None else None
     row["eigenvalues"] = [float(v) for v in ntk_eigenvalues(kernel)]
     return row
@@ -370,7 +369,7 @@ def analyse_run(
                     start_kernel if step != start else None,
                 )
             )
-            if step == start and dense_weights is not None and not is_dense:
+            if step == start and dense_weights is not None and dense_kernel is not None and not is_dense:
                 rows.extend(
                     _random_rows(kernels, dense_weights, mask, spec, settings, target, label, step, dense_kernel)
                 )
