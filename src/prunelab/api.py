@@ -12,7 +12,7 @@ from torch import nn
 
 from prunelab.experiments.lottery import Lottery, LotteryResult
 from prunelab.experiments.module_bench import ModuleBench, fingerprint
-from prunelab.experiments.places import MemoryPlace, StorePlace
+from prunelab.experiments.places import MemoryPlace, Place, StorePlace
 from prunelab.pruning.base import Strategy, register_strategy
 from prunelab.specs import ExperimentSpec, PruningSpec, TrainingSpec, from_dict, spec_to_yaml
 from prunelab.store import RunStore
@@ -67,6 +67,7 @@ def lottery(
     prune_spec = replace(prune_spec, rewind=rewind)
     spec = ExperimentSpec(train=train_spec, prune=prune_spec, seed=seed)
     bench = ModuleBench(model, data, train_spec, seed=seed)
+    place: Place
     if store is None:
         place, run_id = MemoryPlace(), run_name or "lottery-memory"
     else:

@@ -339,8 +339,8 @@ class ExperimentFile:
                 raise SpecError(
                     "a lottery needs levels: the number of pruning levels after the dense level 0, e.g. levels: 5"
                 )
-            args = from_dict(_LotteryArgs, {k: data[k] for k in ("levels", "controls") if k in data})
-            return Trial("lottery", spec, levels=args.levels, controls=args.controls)
+            lottery = from_dict(_LotteryArgs, {k: data[k] for k in ("levels", "controls") if k in data})
+            return Trial("lottery", spec, levels=lottery.levels, controls=lottery.controls)
         if kind == "prune":
             given = [k for k in DENSITY_KEYS if data.get(k) is not None]
             if len(given) != 1:
@@ -348,15 +348,15 @@ class ExperimentFile:
                     "a prune experiment needs exactly one of density, sparsity or compression (NTK-SAP's "
                     f"c: density 0.8^c){'; it has ' + ', '.join(given) if given else ''}"
                 )
-            args = from_dict(_PruneArgs, {k: data[k] for k in ARGUMENT_KEYS["prune"] if k in data})
-            (density,) = densities_from(*([getattr(args, k)] if k == given[0] else [] for k in DENSITY_KEYS))
+            prune = from_dict(_PruneArgs, {k: data[k] for k in ARGUMENT_KEYS["prune"] if k in data})
+            (density,) = densities_from(*([getattr(prune, k)] if k == given[0] else [] for k in DENSITY_KEYS))
             return Trial(
                 "prune",
                 spec,
                 density=density,
-                experiment=args.experiment,
-                rounds=args.rounds,
-                round_steps=args.round_steps,
+                experiment=prune.experiment,
+                rounds=prune.rounds,
+                round_steps=prune.round_steps,
             )
         branch = data.get("branch")
         if not isinstance(branch, Mapping):

@@ -137,7 +137,7 @@ def export_run(ref: str, out: str | Path, *, store: RunStore | None = None) -> d
         layout.sparse_path, tensors, metadata={"format": EXPORT_FORMAT, "sparse": json.dumps(sparse_meta)}
     )
     atomic_write_text(layout.spec_path, run.spec_path.read_text(encoding="utf-8"))
-    files = {
+    files: dict[str, dict[str, Any]] = {
         path.name: {"bytes": path.stat().st_size, "sha256": _sha256(path)}
         for path in (layout.model_path, layout.mask_path, layout.sparse_path, layout.spec_path)
     }

@@ -55,7 +55,7 @@ def densities_from(
 
 
 def prune_run_id(spec: ExperimentSpec, density: float, experiment: str, rounds: int, round_steps: str) -> str:
-    extra = {"density": repr(float(density)), "experiment": experiment}
+    extra: dict[str, str | int] = {"density": repr(float(density)), "experiment": experiment}
     if experiment == "multishot":
         extra.update({"rounds": rounds, "round_steps": round_steps})
     text = spec.for_kind("prune").run_hash("prune") + json.dumps(extra, sort_keys=True)

@@ -76,6 +76,6 @@ def run_weights(run: Run, step: int, *, flag: str = "step", effective: bool = Tr
     network.load_state_dict(state)
     plain = {name: value.detach().cpu() for name, value in effective_state_dict(network).items()}
     if not effective:
-        for path, layer in supermask_layers(network).items():
-            plain[f"{path}.weight"] = layer.weight.detach().cpu().clone()
+        for layer_path, layer in supermask_layers(network).items():
+            plain[f"{layer_path}.weight"] = layer.weight.detach().cpu().clone()
     return plain

@@ -42,7 +42,11 @@ class ResultTable:
         return [*self.keys, "kept_fraction", "mean_accuracy", "std_accuracy", "seeds"]
 
 
-def _records(summary: Mapping[str, Any], group: dict[str, Any]) -> Iterable[tuple[dict[str, Any], float, float]]:
+#: ``(group values, density, accuracy)`` of one trained network
+_Record = tuple[dict[str, Any], float, float]
+
+
+def _records(summary: Mapping[str, Any], group: dict[str, Any]) -> Iterable[_Record]:
     """``(group values, density, accuracy)`` per trained network of a run: one for most runs, one per level
     and control of a lottery."""
     if summary.get("kind") == "lottery" and "levels" in summary:
@@ -56,7 +60,7 @@ def _records(summary: Mapping[str, Any], group: dict[str, Any]) -> Iterable[tupl
     yield group, summary["density"], summary["test_accuracy"]
 
 
-def _aggregate(records: Iterable[tuple[dict[str, Any], float, float]]) -> tuple[list[str], list[dict[str, Any]]]:
+def _aggregate(records: Iterable[_Record]) -> tuple[list[str], list[dict[str, Any]]]:
     groups: dict[tuple, list[tuple[float, float]]] = {}
     values: dict[tuple, dict[str, Any]] = {}
     keys: list[str] = []
@@ -84,7 +88,8 @@ def _aggregate(records: Iterable[tuple[dict[str, Any], float, float]]) -> tuple[
 
 def point_results(points: Sequence[Point], store: RunStore) -> ResultTable:
     """Mean ± std over seeds per grid point (the points' values without ``seed``) of the stored trials."""
-    records, missing = [], []
+    records: list[_Record] = []
+    missing: list[str] = []
     for point in points:
         trial = point.trial
         if not trial.is_stored(store):
@@ -163,7 +168,7 @@ def filtered_results(
     varying = [
         key for key in dict.fromkeys(k for _, s in chosen for k in s) if len({repr(s.get(key)) for _, s in chosen}) > 1
     ]
-    records = []
+    records: list[_Record] = []
     for run, settings in chosen:
         records.extend(_records(run.summary(), {key: settings.get(key) for key in varying}))
     keys, rows = _aggregate(records)

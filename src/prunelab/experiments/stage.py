@@ -75,7 +75,7 @@ def _run_body(
         summary.setdefault("run_id", run_id)
         summary.setdefault("kind", run.kind)
         summary.setdefault("wall_seconds", round(time.perf_counter() - started, 3))
-        ordered = {key: summary[key] for key in ("run_id", "kind") if key in summary}
+        ordered: dict[str, Any] = {key: summary[key] for key in ("run_id", "kind") if key in summary}
         ordered.update({k: v for k, v in summary.items() if k not in ordered})
         run.write_summary(ordered)
         return ordered

@@ -26,7 +26,7 @@ from prunelab.supermask import SupermaskStep, to_supermask
 
 __all__ = ["supermask_run_id", "supermask_network", "supermask_step", "run_supermask", "check_supermask_spec"]
 
-_SCALE_FAN = {"none": False, "kept_fraction": True, "pruned_fraction": "pruned_fraction"}
+_SCALE_FAN: dict[str, bool | str] = {"none": False, "kept_fraction": True, "pruned_fraction": "pruned_fraction"}
 
 
 def supermask_run_id(spec: ExperimentSpec) -> str:

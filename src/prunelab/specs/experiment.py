@@ -46,9 +46,7 @@ class ExperimentSpec:
             raise ValueError(f"unknown run kind {kind!r}; known: {', '.join(SECTIONS)}")
         read = SECTIONS[kind]
         defaults = {
-            f.name: f.default_factory()
-            for f in fields(self)  # type: ignore[misc]
-            if f.name not in read and f.default_factory is not MISSING
+            f.name: f.default_factory() for f in fields(self) if f.name not in read and f.default_factory is not MISSING
         }
         return replace(self, **defaults)
 
