@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from prunelab.experiments.lottery import Lottery, LotteryResult
 from prunelab.experiments.module_bench import ModuleBench, fingerprint
-from prunelab.experiments.places import MemoryPlace, StorePlace
+from prunelab.experiments.places import MemoryPlace, Place, StorePlace
 from prunelab.pruning.base import Strategy, register_strategy
 from prunelab.specs import ExperimentSpec, PruningSpec, TrainingSpec, from_dict, spec_to_yaml
 from prunelab.store import RunStore
@@ -67,6 +67,7 @@ def lottery(
     prune_spec = replace(prune_spec, rewind=rewind)
     spec = ExperimentSpec(train=train_spec, prune=prune_spec, seed=seed)
     bench = ModuleBench(model, data, train_spec, seed=seed)
+    place: Place
     if store is None:
         place, run_id = MemoryPlace(), run_name or "lottery-memory"
     else:
@@ -81,13 +82,24 @@ def lottery(
     procedure = Lottery(spec, bench, place, run_id)  # validates the strategy before anything is written
     if store is not None:
         with runs.lock(run_id):
-            runs.create(run_id, f"# lottery on a user model ({type(model).__name__})\n" + spec_to_yaml(spec, "lottery"),
-                        extra=user_model)
+            runs.create(
+                run_id,
+                f"# lottery on a user model ({type(model).__name__})\n" + spec_to_yaml(spec, "lottery"),
+                extra=user_model,
+            )
     result = procedure.run(levels, controls)
     if store is not None:
         summary = result.summary()
-        summary.update({"strategy": prune_spec.strategy, "fraction": prune_spec.fraction, "rewind": rewind,
-                        "seed": seed, "model": type(model).__name__, "dataset": "user"})
+        summary.update(
+            {
+                "strategy": prune_spec.strategy,
+                "fraction": prune_spec.fraction,
+                "rewind": rewind,
+                "seed": seed,
+                "model": type(model).__name__,
+                "dataset": "user",
+            }
+        )
         with runs.lock(run_id):
             runs.run(run_id).write_summary(summary)
     return result

@@ -59,12 +59,16 @@ class OneShotBranch:
         base, count = split_strategy_name(self.strategy)
         if count is not None:  # 'snip32' is spelled out, so both spellings name the same branch
             if self.examples_per_class not in (None, count):
-                raise SpecError(f"--strategy {self.strategy} says {count} examples per class but "
-                                f"--examples-per-class says {self.examples_per_class}")
+                raise SpecError(
+                    f"--strategy {self.strategy} says {count} examples per class but "
+                    f"--examples-per-class says {self.examples_per_class}"
+                )
             object.__setattr__(self, "strategy", base)
             object.__setattr__(self, "examples_per_class", count)
         if not 0.0 <= self.prune_fraction < 1.0:
-            raise SpecError(f"--prune-fraction is the fraction of weights removed, in [0, 1); got {self.prune_fraction}")
+            raise SpecError(
+                f"--prune-fraction is the fraction of weights removed, in [0, 1); got {self.prune_fraction}"
+            )
         parse_step(self.prune_step)
         parse_step(self.state_step)
         if self.start_step is not None:
@@ -103,8 +107,13 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
     check_registry_run(parent)
     spec = run_spec(parent)
     prune_spec = dataclasses.replace(
-        spec.prune, strategy=branch.strategy, iterations=branch.prune_iterations, prune_highest=branch.prune_highest,
-        scope=branch.scope, ignore=branch.ignore, **({"examples_per_class": branch.examples_per_class} if branch.examples_per_class else {}),
+        spec.prune,
+        strategy=branch.strategy,
+        iterations=branch.prune_iterations,
+        prune_highest=branch.prune_highest,
+        scope=branch.scope,
+        ignore=branch.ignore,
+        examples_per_class=branch.examples_per_class or spec.prune.examples_per_class,
     )
     if branch.model_init:
         spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, init=branch.model_init))
@@ -122,15 +131,23 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
         # a sparse parent (a pruned run, a lottery level, a supermask) is pruned further: never revived
         parent_mask = run_mask(parent) if parent.mask_path.is_file() else None
         mask = prune_to_density(
-            scoring_model, bench.prunable(scoring_model), prune_spec, complement(branch.prune_fraction),
-            train_set=bench.splits.train, device=bench.device, seed=derived_seed(spec.seed, "branch-data"),
+            scoring_model,
+            bench.prunable(scoring_model),
+            prune_spec,
+            complement(branch.prune_fraction),
+            train_set=bench.splits.train,
+            device=bench.device,
+            seed=derived_seed(spec.seed, "branch-data"),
             mask=parent_mask,
         )
         if branch.randomize_layerwise:
             mask = randomize_layerwise(mask, torch.Generator().manual_seed(derived_seed(spec.seed, "branch-shuffle")))
         if branch.randomize_global:
-            mask = randomize_global(mask, torch.Generator().manual_seed(derived_seed(spec.seed, "branch-shuffle-global")),
-                                    ignore=branch.ignore)
+            mask = randomize_global(
+                mask,
+                torch.Generator().manual_seed(derived_seed(spec.seed, "branch-shuffle-global")),
+                ignore=branch.ignore,
+            )
         if branch.reinitialize:
             model = bench.new_model(derived_seed(spec.seed, "branch-reinit") % (2**31))
         else:
@@ -140,9 +157,21 @@ def run_oneshot_branch(parent_ref: str, branch: OneShotBranch, *, store: RunStor
         result = bench.train(model, run, mask=mask, start_step=start_step)
         mask.save(run.mask_path)
         summary = train_summary(result, mask)
-        summary.update({"parent": parent.run_id, "branch": "oneshot", "args": branch.key(),
-                        "strategy": branch.strategy, "collapsed_layers": mask.collapsed_layers()})
+        summary.update(
+            {
+                "parent": parent.run_id,
+                "branch": "oneshot",
+                "args": branch.key(),
+                "strategy": branch.strategy,
+                "collapsed_layers": mask.collapsed_layers(),
+            }
+        )
         return summary
 
-    return run_stage(store, branch_run_id(parent, branch), spec_to_yaml(spec, "branch"), body,
-                     stage_info={"parent": parent.run_id, "branch": "oneshot", "args": branch.key()})
+    return run_stage(
+        store,
+        branch_run_id(parent, branch),
+        spec_to_yaml(spec, "branch"),
+        body,
+        stage_info={"parent": parent.run_id, "branch": "oneshot", "args": branch.key()},
+    )

@@ -65,9 +65,14 @@ ARGUMENT_KEYS: dict[str, tuple[str, ...]] = {
 ALL_KEYS = tuple(dict.fromkeys([*COMMON_KEYS, *SPEC_KEYS, *(k for keys in ARGUMENT_KEYS.values() for k in keys)]))
 DENSITY_KEYS = ("density", "sparsity", "compression")
 #: keys that a grid cannot vary (a lottery's levels are nested: ask for the largest)
-_NOT_GRID = {"kind": "the kind", "extends": "extends", "description": "the description", "grid": "the grid",
-             "levels": "a lottery's levels are nested; set levels to the largest and read the others from it",
-             "controls": "every level trains all the controls; list them in controls"}
+_NOT_GRID = {
+    "kind": "the kind",
+    "extends": "extends",
+    "description": "the description",
+    "grid": "the grid",
+    "levels": "a lottery's levels are nested; set levels to the largest and read the others from it",
+    "controls": "every level trains all the controls; list them in controls",
+}
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,9 @@ class _PruneArgs:
 def _read_keys(kind: str, data: Mapping[str, Any]) -> set[str]:
     """The top-level keys a ``kind`` of experiment reads."""
     if kind == "branch":  # the parent's spec: a train run's sections, or a given run's own
-        spec_keys: tuple[str, ...] = () if data.get("parent") is not None else ("preset", "seed", "dataset", "model",
-                                                                                 "train")
+        spec_keys: tuple[str, ...] = (
+            () if data.get("parent") is not None else ("preset", "seed", "dataset", "model", "train")
+        )
     else:
         spec_keys = ("preset", "seed", *SECTIONS[kind])
     return {*COMMON_KEYS, *spec_keys, *ARGUMENT_KEYS[kind]}
@@ -98,8 +104,10 @@ def _read_keys(kind: str, data: Mapping[str, Any]) -> set[str]:
 
 def _unread_hint(kind: str, key: str, data: Mapping[str, Any]) -> str:
     if kind == "branch" and data.get("parent") is not None and key in SPEC_KEYS:
-        return "a branch of a given parent run trains with the parent's spec; drop it, or drop parent: to branch the " \
-               "train run of this experiment's own spec"
+        return (
+            "a branch of a given parent run trains with the parent's spec; drop it, or drop parent: to branch the "
+            "train run of this experiment's own spec"
+        )
     if kind == "branch" and key == "prune":
         return "a branch's pruning goes under branch: (strategy, prune_fraction, prune_step, ...)"
     readers = [k for k in KINDS if key in _read_keys(k, {})]
@@ -147,8 +155,10 @@ class ExperimentFile:
         self.experiments: dict[str, dict[str, Any]] = {}
         for name, body in data.items():
             if not isinstance(body, Mapping):
-                raise SpecError(f"{self.path}: experiment {name!r} must be a mapping of keys (kind, preset, grid, ...), "
-                                f"got {body!r}")
+                raise SpecError(
+                    f"{self.path}: experiment {name!r} must be a mapping of keys (kind, preset, grid, ...), "
+                    f"got {body!r}"
+                )
             self.experiments[str(name)] = dict(body)
 
     @property
@@ -209,10 +219,13 @@ class ExperimentFile:
         overrides = dict(overrides or {})
         kind = data.get("kind")
         if "kind" in overrides:
-            raise self._error(name, "the kind cannot be overridden; write another experiment (extends: "
-                              f"{name}, kind: ...)")
+            raise self._error(
+                name, f"the kind cannot be overridden; write another experiment (extends: {name}, kind: ...)"
+            )
         if kind is None:
-            raise self._error(name, f"no kind: add kind: one of {', '.join(KINDS)} (or extends: an experiment with one)")
+            raise self._error(
+                name, f"no kind: add kind: one of {', '.join(KINDS)} (or extends: an experiment with one)"
+            )
         if kind not in KINDS:
             near = closest(str(kind), KINDS)
             hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
@@ -235,9 +248,12 @@ class ExperimentFile:
         for key in list(data):  # inherited keys the kind does not read, and alternatives the experiment replaced
             if key not in readable or (key in DENSITY_KEYS and own_density and key not in own_density):
                 data.pop(key)
-        grid = {str(axis): values for axis, values in grid.items()
-                if str(axis).split(".")[0] in readable
-                and not (axis in DENSITY_KEYS and own_density and axis not in own_density)}
+        grid = {
+            str(axis): values
+            for axis, values in grid.items()
+            if str(axis).split(".")[0] in readable
+            and not (axis in DENSITY_KEYS and own_density and axis not in own_density)
+        }
         for key, value in overrides.items():
             if key in ("grid", "extends", "description"):
                 raise self._error(name, f"--{key} cannot be overridden")
@@ -276,7 +292,9 @@ class ExperimentFile:
             seen.add(text)
 
     # expanding ------------------------------------------------------------------------------------
-    def points(self, name: str, overrides: Mapping[str, Any] | None = None, *, store: RunStore | None = None) -> list[Point]:
+    def points(
+        self, name: str, overrides: Mapping[str, Any] | None = None, *, store: RunStore | None = None
+    ) -> list[Point]:
         """The experiment's trials, one per grid point (the cross product of the grid's values in the order
         the keys are written, the last key varying fastest), each checked without data. ``store`` resolves
         a branch's ``parent`` (a run id or unique prefix)."""
@@ -318,23 +336,34 @@ class ExperimentFile:
             return Trial(kind, spec)
         if kind == "lottery":
             if "levels" not in data:
-                raise SpecError("a lottery needs levels: the number of pruning levels after the dense level 0, e.g. "
-                                "levels: 5")
-            args = from_dict(_LotteryArgs, {k: data[k] for k in ("levels", "controls") if k in data})
-            return Trial("lottery", spec, levels=args.levels, controls=args.controls)
+                raise SpecError(
+                    "a lottery needs levels: the number of pruning levels after the dense level 0, e.g. levels: 5"
+                )
+            lottery = from_dict(_LotteryArgs, {k: data[k] for k in ("levels", "controls") if k in data})
+            return Trial("lottery", spec, levels=lottery.levels, controls=lottery.controls)
         if kind == "prune":
             given = [k for k in DENSITY_KEYS if data.get(k) is not None]
             if len(given) != 1:
-                raise SpecError("a prune experiment needs exactly one of density, sparsity or compression (NTK-SAP's "
-                                f"c: density 0.8^c){'; it has ' + ', '.join(given) if given else ''}")
-            args = from_dict(_PruneArgs, {k: data[k] for k in ARGUMENT_KEYS["prune"] if k in data})
-            (density,) = densities_from(*([getattr(args, k)] if k == given[0] else [] for k in DENSITY_KEYS))
-            return Trial("prune", spec, density=density, experiment=args.experiment, rounds=args.rounds,
-                         round_steps=args.round_steps)
+                raise SpecError(
+                    "a prune experiment needs exactly one of density, sparsity or compression (NTK-SAP's "
+                    f"c: density 0.8^c){'; it has ' + ', '.join(given) if given else ''}"
+                )
+            prune = from_dict(_PruneArgs, {k: data[k] for k in ARGUMENT_KEYS["prune"] if k in data})
+            (density,) = densities_from(*([getattr(prune, k)] if k == given[0] else [] for k in DENSITY_KEYS))
+            return Trial(
+                "prune",
+                spec,
+                density=density,
+                experiment=prune.experiment,
+                rounds=prune.rounds,
+                round_steps=prune.round_steps,
+            )
         branch = data.get("branch")
         if not isinstance(branch, Mapping):
-            raise SpecError("a branch experiment needs branch: a mapping of its arguments (strategy, prune_fraction, "
-                            f"prune_step, state_step, ...), got {branch!r}")
+            raise SpecError(
+                "a branch experiment needs branch: a mapping of its arguments (strategy, prune_fraction, "
+                f"prune_step, state_step, ...), got {branch!r}"
+            )
         arguments = from_dict(OneShotBranch, branch, where="branch")
         parent = data.get("parent")
         if parent is not None:

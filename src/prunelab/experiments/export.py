@@ -90,16 +90,23 @@ def export_run(ref: str, out: str | Path, *, store: RunStore | None = None) -> d
         raise SpecError(f"run {run.run_id} has not finished; finish it (re-run its command) before exporting")
     summary = run.summary()
     if "final_step" not in summary:
-        raise SpecError(f"run {run.run_id} ({run.kind}) holds no trained network; export one of its stages "
-                        "(a lottery's RUN/level_<L>)")
+        raise SpecError(
+            f"run {run.run_id} ({run.kind}) holds no trained network; export one of its stages "
+            "(a lottery's RUN/level_<L>)"
+        )
     mask = run_mask(run)
     registry = not run.stage_info().get("user_model")
     state = run_weights(run, summary["final_step"])
     state = {name: (value * mask[name].to(value.dtype) if name in mask else value) for name, value in state.items()}
 
     meta: dict[str, Any] = {
-        "format": EXPORT_FORMAT, "run_id": run.run_id, "kind": run.kind, "registry": registry,
-        "density": mask.density, "kept_weights": mask.num_kept, "prunable_weights": mask.num_total,
+        "format": EXPORT_FORMAT,
+        "run_id": run.run_id,
+        "kind": run.kind,
+        "registry": registry,
+        "density": mask.density,
+        "kept_weights": mask.num_kept,
+        "prunable_weights": mask.num_total,
         "run_test_accuracy": summary.get("test_accuracy"),
     }
     if registry:
@@ -109,19 +116,31 @@ def export_run(ref: str, out: str | Path, *, store: RunStore | None = None) -> d
         model.load_state_dict(state, strict=True)
         accuracy = evaluate(model.to(bench.device), bench.test_loader(), device=bench.device).accuracy
         if summary.get("test_accuracy") is not None and accuracy != summary["test_accuracy"]:
-            raise RuntimeError(f"the exported model of {run.run_id} reaches test accuracy {accuracy}, the run "
-                               f"reported {summary['test_accuracy']}; nothing was exported (please report this)")
-        meta.update({"model": spec.model.name, "input_shape": list(bench.input_shape),
-                     "num_classes": bench.splits.num_classes, "test_accuracy": accuracy})
+            raise RuntimeError(
+                f"the exported model of {run.run_id} reaches test accuracy {accuracy}, the run "
+                f"reported {summary['test_accuracy']}; nothing was exported (please report this)"
+            )
+        meta.update(
+            {
+                "model": spec.model.name,
+                "input_shape": list(bench.input_shape),
+                "num_classes": bench.splits.num_classes,
+                "test_accuracy": accuracy,
+            }
+        )
 
     layout = ExportLayout(Path(out))
     atomic_save_tensors(layout.model_path, state, metadata={"format": EXPORT_FORMAT, "run_id": run.run_id})
     mask.save(layout.mask_path)
     tensors, sparse_meta = pack_state(state, mask)
-    atomic_save_tensors(layout.sparse_path, tensors, metadata={"format": EXPORT_FORMAT, "sparse": json.dumps(sparse_meta)})
+    atomic_save_tensors(
+        layout.sparse_path, tensors, metadata={"format": EXPORT_FORMAT, "sparse": json.dumps(sparse_meta)}
+    )
     atomic_write_text(layout.spec_path, run.spec_path.read_text(encoding="utf-8"))
-    files = {path.name: {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-             for path in (layout.model_path, layout.mask_path, layout.sparse_path, layout.spec_path)}
+    files: dict[str, dict[str, Any]] = {
+        path.name: {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        for path in (layout.model_path, layout.mask_path, layout.sparse_path, layout.spec_path)
+    }
     meta["files"] = files
     meta["sparse_fraction"] = files[layout.sparse_path.name]["bytes"] / files[layout.model_path.name]["bytes"]
     atomic_write_json(layout.meta_path, meta)
@@ -135,8 +154,10 @@ def _registry_model(model_spec: ModelSpec, input_shape: tuple[int, ...], num_cla
 
 def _read_meta(layout: ExportLayout) -> dict[str, Any]:
     if not layout.meta_path.is_file():
-        raise SpecError(f"{layout.path} is not a prunelab export (no {layout.meta_path.name}); "
-                        "make one with `prunelab export RUN --out DIR`")
+        raise SpecError(
+            f"{layout.path} is not a prunelab export (no {layout.meta_path.name}); "
+            "make one with `prunelab export RUN --out DIR`"
+        )
     meta = json.loads(layout.meta_path.read_text(encoding="utf-8"))
     if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
         raise SpecError(f"{layout.meta_path} is not a {EXPORT_FORMAT} export (format {meta.get('format')!r})")
@@ -152,7 +173,9 @@ def _verified(layout: ExportLayout, meta: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def load_exported(path: str | Path, *, form: str = "dense", device: str | torch.device = "cpu") -> nn.Module | dict[str, torch.Tensor]:
+def load_exported(
+    path: str | Path, *, form: str = "dense", device: str | torch.device = "cpu"
+) -> nn.Module | dict[str, torch.Tensor]:
     """The network of an export directory: an ordinary ``nn.Module`` for a registry model (in train
     mode, like :func:`~prunelab.models.build_model`), the state dict for a user model's run.
 
@@ -185,4 +208,3 @@ def exported_mask(path: str | Path) -> Mask:
     """The mask of an export directory (checked against its SHA-256)."""
     layout = ExportLayout(Path(path))
     return Mask.load(_verified(layout, _read_meta(layout), layout.mask_path))
-

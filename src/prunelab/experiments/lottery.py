@@ -30,16 +30,26 @@ from prunelab.experiments.workbench import Bench, Workbench, train_summary
 from prunelab.masks import Mask, apply_mask
 from prunelab.pruning.api import LEVEL_STRATEGIES, prune_level, score
 from prunelab.pruning.base import get_strategy
-from prunelab.pruning.selection import prune_fraction
 from prunelab.pruning.baselines import randomize_global, randomize_layerwise
 from prunelab.pruning.rescale import ntk_rescale
+from prunelab.pruning.selection import prune_fraction
 from prunelab.specs import ExperimentSpec, SpecError, spec_to_yaml
 from prunelab.specs.base import check_choice
 from prunelab.store import RunStore
 from prunelab.training import TrainingDiverged
 
-__all__ = ["CONTROLS", "DenseRun", "LotteryResult", "Lottery", "TrainRun", "lottery_run_id", "lottery_stage_id",
-           "run_lottery", "run_lottery_stage", "derived_seed"]
+__all__ = [
+    "CONTROLS",
+    "DenseRun",
+    "LotteryResult",
+    "Lottery",
+    "TrainRun",
+    "lottery_run_id",
+    "lottery_stage_id",
+    "run_lottery",
+    "run_lottery_stage",
+    "derived_seed",
+]
 
 log = logging.getLogger("prunelab")
 
@@ -152,7 +162,7 @@ class _OwnStage:
 
     run_id = None
 
-    def __init__(self, lottery: "Lottery") -> None:
+    def __init__(self, lottery: Lottery) -> None:
         self.lottery = lottery
 
     def stage(self) -> StageResult:
@@ -167,8 +177,9 @@ class Lottery:
     :class:`Place` (run store or memory). ``dense`` is where level 0 lives (default: the place's stage
     ``level_0``); a lottery whose place already holds a finished ``level_0`` keeps using it."""
 
-    def __init__(self, spec: ExperimentSpec, bench: Bench, place: Place, run_id: str, *,
-                 dense: DenseRun | None = None) -> None:
+    def __init__(
+        self, spec: ExperimentSpec, bench: Bench, place: Place, run_id: str, *, dense: DenseRun | None = None
+    ) -> None:
         self.spec = spec
         self.bench = bench
         self.place = place
@@ -214,8 +225,12 @@ class Lottery:
             apply_mask(model, mask)
             return model
         params = self.bench.prunable(model)
-        scaled = ntk_rescale({n: p.detach() for n, p in params.items()}, mask,
-                             mode=self.prune.resolved_ntk_rescale_mode, ignore=self.prune.ignore)
+        scaled = ntk_rescale(
+            {n: p.detach() for n, p in params.items()},
+            mask,
+            mode=self.prune.resolved_ntk_rescale_mode,
+            ignore=self.prune.ignore,
+        )
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(scaled[name])
@@ -237,13 +252,20 @@ class Lottery:
         if self.prune.strategy not in LEVEL_STRATEGIES:
             return self._scored_level_mask(level, previous_state, previous_mask, generator)
         return prune_level(
-            weights, previous_mask, self.prune.strategy, self.prune.fraction,
-            scope=self.prune.scope, rates=self.prune.rates, ignore=self.prune.ignore, generator=generator,
+            weights,
+            previous_mask,
+            self.prune.strategy,
+            self.prune.fraction,
+            scope=self.prune.scope,
+            rates=self.prune.rates,
+            ignore=self.prune.ignore,
+            generator=generator,
             count_rule=self.prune.count_rule,
         )
 
-    def _scored_level_mask(self, level: int, state: dict[str, torch.Tensor], mask: Mask,
-                           generator: torch.Generator) -> Mask:
+    def _scored_level_mask(
+        self, level: int, state: dict[str, torch.Tensor], mask: Mask, generator: torch.Generator
+    ) -> Mask:
         """A level step with any other registered, data-free score function (e.g. the user's own
         from :func:`prunelab.api.lottery`): score the previous level's trained weights under its
         mask, then remove ``round_half_up(f · n_alive)`` of the alive weights as ``prune_level`` does."""
@@ -253,12 +275,26 @@ class Lottery:
         options = dict(self.prune.options)
         if "input_shape" in (strategy.options or ()) and "input_shape" not in options:
             options["input_shape"] = tuple(self.bench.input_shape)
-        scores = score(model, strategy, mask=mask, params=self.bench.prunable(model),
-                       seed=derived_seed(self.spec.seed, "score", level), **options)
+        scores = score(
+            model,
+            strategy,
+            mask=mask,
+            params=self.bench.prunable(model),
+            seed=derived_seed(self.spec.seed, "score", level),
+            **options,
+        )
         prune_highest = strategy.prune_highest if self.prune.prune_highest is None else self.prune.prune_highest
-        return prune_fraction(scores, mask, self.prune.fraction, scope=self.prune.scope, rates=self.prune.rates,
-                              ignore=self.prune.ignore, prune_highest=prune_highest, generator=generator,
-                              count_rule=self.prune.count_rule)
+        return prune_fraction(
+            scores,
+            mask,
+            self.prune.fraction,
+            scope=self.prune.scope,
+            rates=self.prune.rates,
+            ignore=self.prune.ignore,
+            prune_highest=prune_highest,
+            generator=generator,
+            count_rule=self.prune.count_rule,
+        )
 
     def _train_level(self, level: int, run: Any) -> StageResult:
         mask = self._level_mask(level)
@@ -309,8 +345,21 @@ class Lottery:
             stage = self.level(level)
             summary, mask = stage.summary, stage.mask
             row = {"level": level}
-            row.update({key: summary[key] for key in ("density", "test_accuracy", "test_loss", "best_accuracy",
-                                                      "best_step", "wall_seconds", "collapsed_layers") if key in summary})
+            row.update(
+                {
+                    key: summary[key]
+                    for key in (
+                        "density",
+                        "test_accuracy",
+                        "test_loss",
+                        "best_accuracy",
+                        "best_step",
+                        "wall_seconds",
+                        "collapsed_layers",
+                    )
+                    if key in summary
+                }
+            )
             if level > 0:
                 for name in names:
                     if (name in controls and level <= levels) or self.place.finished(f"level_{level}/{name}"):
@@ -337,8 +386,16 @@ def run_lottery(
         remove_if_unused(store, run_id)
         raise
     summary = result.summary()
-    summary.update({"strategy": spec.prune.strategy, "fraction": spec.prune.fraction, "rewind": spec.prune.rewind,
-                    "seed": spec.seed, "model": spec.model.name, "dataset": spec.dataset.name})
+    summary.update(
+        {
+            "strategy": spec.prune.strategy,
+            "fraction": spec.prune.fraction,
+            "rewind": spec.prune.rewind,
+            "seed": spec.seed,
+            "model": spec.model.name,
+            "dataset": spec.dataset.name,
+        }
+    )
     with store.lock(run_id):
         store.run(run_id).write_summary(summary)
     return summary
@@ -366,8 +423,13 @@ def run_lottery_stage(
 
 def _store_lottery(spec: ExperimentSpec, store: RunStore, run_id: str) -> Lottery:
     bench = Workbench.from_spec(spec)
-    return Lottery(spec, bench, StorePlace(store, run_id), run_id,
-                   dense=TrainRun(spec, store, bench.to_iterations(spec.prune.rewind)))
+    return Lottery(
+        spec,
+        bench,
+        StorePlace(store, run_id),
+        run_id,
+        dense=TrainRun(spec, store, bench.to_iterations(spec.prune.rewind)),
+    )
 
 
 def _create(store: RunStore, lottery: Lottery) -> None:

@@ -27,19 +27,30 @@ __all__ = ["ModuleBench", "TensorLoader", "DataLoaderAdapter", "loaders_from", "
 class TensorLoader:
     """Batches of in-memory tensors with a seeded order per epoch (the loader protocol)."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool, order_seed: int,
-                 device: torch.device) -> None:
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool, order_seed: int, device: torch.device
+    ) -> None:
         if len(x) != len(y):
             raise ValueError(f"inputs and labels differ in length: {len(x)} vs {len(y)}")
-        self.x, self.y, self.batch_size, self.shuffle, self.order_seed, self.device = x, y, batch_size, shuffle, order_seed, device
+        self.x, self.y, self.batch_size, self.shuffle, self.order_seed, self.device = (
+            x,
+            y,
+            batch_size,
+            shuffle,
+            order_seed,
+            device,
+        )
         self.iterations_per_epoch = math.ceil(len(x) / batch_size)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.x)
-        order = (torch.randperm(n, generator=torch.Generator().manual_seed(self.order_seed * 1_000_003 + epoch))
-                 if self.shuffle else torch.arange(n))
+        order = (
+            torch.randperm(n, generator=torch.Generator().manual_seed(self.order_seed * 1_000_003 + epoch))
+            if self.shuffle
+            else torch.arange(n)
+        )
         for b in range(start_batch, self.iterations_per_epoch):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield self.x[idx].to(self.device), self.y[idx].to(self.device)
 
 
@@ -58,8 +69,9 @@ class DataLoaderAdapter:
                 yield x.to(self.device), y.to(self.device)
 
 
-def loaders_from(data: Any, batch_size: int, eval_batch_size: int, device: torch.device,
-                 order_seed: int) -> tuple[Any, Any, bool]:
+def loaders_from(
+    data: Any, batch_size: int, eval_batch_size: int, device: torch.device, order_seed: int
+) -> tuple[Any, Any, bool]:
     """Train and test loaders from the forms users pass; the flag says whether the data order can be
     reseeded (needed by the ``retrain`` control)."""
     if isinstance(data, (str, DatasetSpec)):
@@ -67,20 +79,30 @@ def loaders_from(data: Any, batch_size: int, eval_batch_size: int, device: torch
     if isinstance(data, DataSplits):
         data = (data.train, data.test)
     if not isinstance(data, Sequence) or len(data) != 2:
-        raise TypeError("data must be a dataset name, DataSplits, (train, test) ImageDatasets, "
-                        "((x_train, y_train), (x_test, y_test)) tensors, or (train_loader, test_loader)")
+        raise TypeError(
+            "data must be a dataset name, DataSplits, (train, test) ImageDatasets, "
+            "((x_train, y_train), (x_test, y_test)) tensors, or (train_loader, test_loader)"
+        )
     train_part, test_part = data
     if isinstance(train_part, ImageDataset):
-        return (BatchLoader(train_part, batch_size, shuffle=True, order_seed=order_seed, augment_seed=order_seed,
-                            device=device),
-                BatchLoader(test_part, eval_batch_size, shuffle=False, augment=False, device=device), True)
+        return (
+            BatchLoader(
+                train_part, batch_size, shuffle=True, order_seed=order_seed, augment_seed=order_seed, device=device
+            ),
+            BatchLoader(test_part, eval_batch_size, shuffle=False, augment=False, device=device),
+            True,
+        )
     if isinstance(train_part, Sequence) and len(train_part) == 2 and isinstance(train_part[0], torch.Tensor):
-        return (TensorLoader(*train_part, batch_size, shuffle=True, order_seed=order_seed, device=device),
-                TensorLoader(*test_part, eval_batch_size, shuffle=False, order_seed=0, device=device), True)
+        (x_train, y_train), (x_test, y_test) = train_part, test_part
+        return (
+            TensorLoader(x_train, y_train, batch_size, shuffle=True, order_seed=order_seed, device=device),
+            TensorLoader(x_test, y_test, eval_batch_size, shuffle=False, order_seed=0, device=device),
+            True,
+        )
     return DataLoaderAdapter(train_part, device), DataLoaderAdapter(test_part, device), False
 
 
-def _hash_tensor(digest: "hashlib._Hash", tensor: torch.Tensor) -> None:
+def _hash_tensor(digest: hashlib._Hash, tensor: torch.Tensor) -> None:
     t = tensor.detach().to("cpu").contiguous()
     digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
     digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -113,8 +135,10 @@ def fingerprint(model: nn.Module, data: Any) -> str:
             for item in part:
                 visit(item)
         else:
-            raise SpecError(f"cannot fingerprint data of type {type(part).__name__} for the run store; "
-                            "pass run_name= to name the run yourself")
+            raise SpecError(
+                f"cannot fingerprint data of type {type(part).__name__} for the run store; "
+                "pass run_name= to name the run yourself"
+            )
 
     visit(data)
     return digest.hexdigest()[:12]
@@ -123,8 +147,16 @@ def fingerprint(model: nn.Module, data: Any) -> str:
 class ModuleBench:
     """Experiments on ``model`` (its current weights are the initialisation) and ``data``."""
 
-    def __init__(self, model: nn.Module, data: Any, train_spec: TrainingSpec, *, seed: int = 0,
-                 init: str = "pytorch_default", prunable: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Any,
+        train_spec: TrainingSpec,
+        *,
+        seed: int = 0,
+        init: str = "pytorch_default",
+        prunable: Sequence[str] | None = None,
+    ) -> None:
         self.device = resolve_device(train_spec.device)
         self.template = copy.deepcopy(model).to(self.device)
         self.spec = train_spec
@@ -133,7 +165,8 @@ class ModuleBench:
         self.data = data
         self.prunable_names = list(prunable) if prunable is not None else None
         self._train_loader, self._test_loader, self.reseedable = loaders_from(
-            data, train_spec.batch_size, train_spec.eval_batch_size, self.device, seed)
+            data, train_spec.batch_size, train_spec.eval_batch_size, self.device, seed
+        )
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -159,17 +192,40 @@ class ModuleBench:
     def to_iterations(self, step: str | int) -> int:
         return to_iterations(step, self._train_loader.iterations_per_epoch)
 
-    def train(self, model: nn.Module, run: Run | None, *, mask: Mask | None = None, order_seed: int | None = None,
-              start_step: int = 0, stop_step: int | None = None, save_steps: tuple[int | str, ...] = (),
-              update: UpdateStep | None = None) -> TrainResult:
+    def train(
+        self,
+        model: nn.Module,
+        run: Run | None,
+        *,
+        mask: Mask | None = None,
+        order_seed: int | None = None,
+        start_step: int = 0,
+        stop_step: int | None = None,
+        save_steps: tuple[int | str, ...] = (),
+        update: UpdateStep | None = None,
+    ) -> TrainResult:
         loader = self._train_loader
         if order_seed is not None:
             if not self.reseedable:
-                raise SpecError("the retrain control needs a reseedable data order: pass ImageDatasets or tensors, "
-                                "not a DataLoader")
-            loader, _, _ = loaders_from(self.data, self.spec.batch_size, self.spec.eval_batch_size, self.device, order_seed)
-        step_args: dict[str, Any] = {"update": update} if update is not None else {
-            "mask": mask, "prunable": self.prunable(model)}
-        return train(model, loader, self._test_loader, self.spec, out_dir=run.path if run is not None else None,
-                     seed=self.seed, device=self.device, start_step=start_step, stop_step=stop_step,
-                     save_steps=save_steps, **step_args)
+                raise SpecError(
+                    "the retrain control needs a reseedable data order: pass ImageDatasets or tensors, not a DataLoader"
+                )
+            loader, _, _ = loaders_from(
+                self.data, self.spec.batch_size, self.spec.eval_batch_size, self.device, order_seed
+            )
+        step_args: dict[str, Any] = (
+            {"update": update} if update is not None else {"mask": mask, "prunable": self.prunable(model)}
+        )
+        return train(
+            model,
+            loader,
+            self._test_loader,
+            self.spec,
+            out_dir=run.path if run is not None else None,
+            seed=self.seed,
+            device=self.device,
+            start_step=start_step,
+            stop_step=stop_step,
+            save_steps=save_steps,
+            **step_args,
+        )

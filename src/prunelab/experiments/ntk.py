@@ -77,6 +77,7 @@ class NTKSettings:
 
 # --- where things are in the store (the one place that knows the run directory layout) ----------
 
+
 class _Files:
     """Paths and sub-runs of the run directory layout (through :class:`~prunelab.store.Run` and
     :mod:`prunelab.experiments.reading`)."""
@@ -112,6 +113,7 @@ class _Files:
 
 # --- what to analyse ----------------------------------------------------------------------------
 
+
 @dataclass
 class _Target:
     """One mask: the (sub-)run holding it and how its dense counterpart is found."""
@@ -144,8 +146,10 @@ def _targets(store: RunStore, run: Run, spec: ExperimentSpec) -> list[_Target]:
     method = _method_label(summary, spec)
     kind = summary.get("kind")
     if kind == "lottery":
-        return [_Target(_Files.level(run, row["level"]), "dense" if row["level"] == 0 else method, "level0")
-                for row in summary["levels"]]
+        return [
+            _Target(_Files.level(run, row["level"]), "dense" if row["level"] == 0 else method, "level0")
+            for row in summary["levels"]
+        ]
     if kind == "prune":
         return [_Target(run, method, "init")]
     if kind == "branch":
@@ -156,11 +160,13 @@ def _targets(store: RunStore, run: Run, spec: ExperimentSpec) -> list[_Target]:
         return [_Target(run, "dense", "self")]
     if kind == "supermask":
         return [_Target(run, method, "frozen")]
-    raise SpecError(f"run {run.run_id} is a {kind!r} run; the NTK analysis reads train, prune, branch, lottery and "
-                    "supermask runs")
+    raise SpecError(
+        f"run {run.run_id} is a {kind!r} run; the NTK analysis reads train, prune, branch, lottery and supermask runs"
+    )
 
 
 # --- the analysis -------------------------------------------------------------------------------
+
 
 @dataclass
 class NTKStudy:
@@ -173,8 +179,14 @@ class NTKStudy:
     plots: list[str] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": STUDY_FORMAT, "run_id": self.run_id, "settings": dataclasses.asdict(self.settings),
-                "rows": self.rows, "directory": str(self.directory) if self.directory else None, "plots": self.plots}
+        return {
+            "format": STUDY_FORMAT,
+            "run_id": self.run_id,
+            "settings": dataclasses.asdict(self.settings),
+            "rows": self.rows,
+            "directory": str(self.directory) if self.directory else None,
+            "plots": self.plots,
+        }
 
 
 def _test_examples(bench: Workbench, n: int) -> torch.Tensor:
@@ -200,8 +212,10 @@ def _resolve_steps(settings: NTKSettings, saved: list[int], bench: Workbench, ru
         step = saved[0] if text == "init" else saved[-1] if text == "final" else bench.to_iterations(text)
         if step not in saved:
             listed = ", ".join(f"{s}it" for s in saved)
-            raise SpecError(f"--steps {text}: run {run.run_id} has no weights saved at step {step} (saved: {listed}); "
-                            "train with --train.save_steps to keep more steps")
+            raise SpecError(
+                f"--steps {text}: run {run.run_id} has no weights saved at step {step} (saved: {listed}); "
+                "train with --train.save_steps to keep more steps"
+            )
         label = text if text in ("init", "final") else f"{step}it"
         if (label, step) not in out:
             out.append((label, step))
@@ -221,13 +235,29 @@ class _Kernels:
         return empirical_ntk(self.model, self.x, mask=mask).cpu()
 
 
-def _row(method: str, run_id: str, density: float, label: str, step: int, kernel: torch.Tensor,
-         dense: torch.Tensor | None, start: torch.Tensor | None) -> dict[str, Any]:
-    row: dict[str, Any] = {"method": method, "run_id": run_id, "density": density, "step": label, "iteration": step,
-                           "start": start is None, **kernel_stats(kernel)}
-    versus = compare_kernels(dense, kernel) if dense is not None else {}
-    row.update({f"{k}_dense": v for k, v in versus.items()} or
-               {f"{k}_dense": None for k in ("kernel_distance", "rel_frobenius", "rel_frobenius_scaled", "scale")})
+def _row(
+    method: str,
+    run_id: str,
+    density: float,
+    label: str,
+    step: int,
+    kernel: torch.Tensor,
+    dense: torch.Tensor | None,
+    start: torch.Tensor | None,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "method": method,
+        "run_id": run_id,
+        "density": density,
+        "step": label,
+        "iteration": step,
+        "start": start is None,
+        **kernel_stats(kernel),
+    }
+    if dense is not None:
+        row.update({f"{k}_dense": v for k, v in compare_kernels(dense, kernel).items()})
+    else:
+        row.update({f"{k}_dense": None for k in ("kernel_distance", "rel_frobenius", "rel_frobenius_scaled", "scale")})
     row["moved"] = kernel_distance(start, kernel) if start is not None else None
     row["eigenvalues"] = [float(v) for v in ntk_eigenvalues(kernel)]
     return row
@@ -242,12 +272,14 @@ def _random_masks(mask: Mask, spec: ExperimentSpec, seed: int) -> Mask:
     density = kept / total if total else 1.0
     generator = torch.Generator().manual_seed(derived_seed(spec.seed, "ntk-random", seed, repr(density)) % (2**63))
     scores = random_scores_like(mask, generator)
-    return select_by_density(scores, Mask.ones_like(mask), density, scope="global", ignore=spec.prune.ignore,
-                             generator=generator)
+    return select_by_density(
+        scores, Mask.ones_like(mask), density, scope="global", ignore=spec.prune.ignore, generator=generator
+    )
 
 
-def _dense_at(target: _Target, level0: Run | None, step: int, start: int, bench: Workbench,
-              mask: Mask) -> dict[str, torch.Tensor] | None:
+def _dense_at(
+    target: _Target, level0: Run | None, step: int, start: int, bench: Workbench, mask: Mask
+) -> dict[str, torch.Tensor] | None:
     """The dense counterpart's weights at ``step``, or None where there is none."""
     if target.dense == "self":
         return _Files.weights(target.run, step)
@@ -270,13 +302,16 @@ def _dense_at(target: _Target, level0: Run | None, step: int, start: int, bench:
     own = _Files.weights(target.run, start)
     for name, keep in mask.items():  # the pruned network must be the dense one under the mask
         if not torch.equal(own[name][keep], weights[name][keep]):
-            raise SpecError(f"run {target.run.run_id}: its start weights are not the dense reference's under its mask "
-                            f"(tensor {name}); the run was made by another version of the code")
+            raise SpecError(
+                f"run {target.run.run_id}: its start weights are not the dense reference's under its mask "
+                f"(tensor {name}); the run was made by another version of the code"
+            )
     return weights
 
 
-def analyse_run(ref: str, settings: NTKSettings = NTKSettings(), *, store: RunStore | None = None,
-                recompute: bool = False) -> NTKStudy:
+def analyse_run(
+    ref: str, settings: NTKSettings = NTKSettings(), *, store: RunStore | None = None, recompute: bool = False
+) -> NTKStudy:
     """The NTK analysis of one run (every level of a lottery), written under ``<run>/ntk/`` and
     reused when it exists (``recompute=True`` computes it again)."""
     from prunelab.analysis.ntk_plots import plot_distance_vs_density, plot_spectra
@@ -315,24 +350,50 @@ def analyse_run(ref: str, settings: NTKSettings = NTKSettings(), *, store: RunSt
                     if target.dense in ("level0", "self"):
                         dense_cache[step] = dense_kernel
             is_dense = mask.density == 1.0
-            kernel = dense_kernel if is_dense and dense_kernel is not None else kernels.kernel(_Files.weights(target.run, step), mask)
+            kernel = (
+                dense_kernel
+                if is_dense and dense_kernel is not None
+                else kernels.kernel(_Files.weights(target.run, step), mask)
+            )
             if step == start:
                 start_kernel = kernel
-            rows.append(_row(target.method, target.run.run_id, mask.density, label, step, kernel,
-                             None if is_dense else dense_kernel, start_kernel if step != start else None))
-            if step == start and dense_weights is not None and not is_dense:
-                rows.extend(_random_rows(kernels, dense_weights, mask, spec, settings, target, label, step, dense_kernel))
+            rows.append(
+                _row(
+                    target.method,
+                    target.run.run_id,
+                    mask.density,
+                    label,
+                    step,
+                    kernel,
+                    None if is_dense else dense_kernel,
+                    start_kernel if step != start else None,
+                )
+            )
+            if step == start and dense_weights is not None and dense_kernel is not None and not is_dense:
+                rows.extend(
+                    _random_rows(kernels, dense_weights, mask, spec, settings, target, label, step, dense_kernel)
+                )
     study = NTKStudy(run.run_id, settings, rows, directory)
     spectra = plot_spectra(rows, directory / "spectra.png", title=f"NTK spectra: {run.run_id}")
-    distance = plot_distance_vs_density(rows, directory / "distance_vs_density.png", title=f"NTK vs dense: {run.run_id}")
+    distance = plot_distance_vs_density(
+        rows, directory / "distance_vs_density.png", title=f"NTK vs dense: {run.run_id}"
+    )
     study.plots = [str(p) for p in (spectra, distance) if p]
     atomic_write_json(result_path, study.to_json())
     return study
 
 
-def _random_rows(kernels: _Kernels, dense_weights: dict[str, torch.Tensor], mask: Mask, spec: ExperimentSpec,
-                 settings: NTKSettings, target: _Target, label: str, step: int,
-                 dense_kernel: torch.Tensor) -> list[dict[str, Any]]:
+def _random_rows(
+    kernels: _Kernels,
+    dense_weights: dict[str, torch.Tensor],
+    mask: Mask,
+    spec: ExperimentSpec,
+    settings: NTKSettings,
+    target: _Target,
+    label: str,
+    step: int,
+    dense_kernel: torch.Tensor,
+) -> list[dict[str, Any]]:
     random = _random_masks(mask, spec, settings.seed)
     plain = {k: v.clone() for k, v in dense_weights.items()}
     for name, keep in random.items():
@@ -341,12 +402,22 @@ def _random_rows(kernels: _Kernels, dense_weights: dict[str, torch.Tensor], mask
     # the rule prunelab applies to random_global lottery levels (ntk_rescale_mode auto): one factor
     # 1/sqrt(d) from the considered density, ignored tensors unscaled, as the reference code does
     rescaled.update(ntk_rescale({n: dense_weights[n] for n in random}, random, mode="global", ignore=spec.prune.ignore))
-    return [_row(method, target.run.run_id, random.density, label, step, kernels.kernel(weights, random), dense_kernel, None)
-            for method, weights in (("random", plain), ("random+rescale", rescaled))]
+    return [
+        _row(
+            method, target.run.run_id, random.density, label, step, kernels.kernel(weights, random), dense_kernel, None
+        )
+        for method, weights in (("random", plain), ("random+rescale", rescaled))
+    ]
 
 
-def analyse_runs(refs: Sequence[str], settings: NTKSettings = NTKSettings(), *, store: RunStore | None = None,
-                 out: str | Path | None = None, recompute: bool = False) -> tuple[list[NTKStudy], list[str]]:
+def analyse_runs(
+    refs: Sequence[str],
+    settings: NTKSettings = NTKSettings(),
+    *,
+    store: RunStore | None = None,
+    out: str | Path | None = None,
+    recompute: bool = False,
+) -> tuple[list[NTKStudy], list[str]]:
     """:func:`analyse_run` for each run; with several runs (or ``out``), plots of all their rows
     together in ``out`` (default ``prunelab-ntk``)."""
     from prunelab.analysis.ntk_plots import plot_distance_vs_density, plot_spectra
@@ -359,8 +430,10 @@ def analyse_runs(refs: Sequence[str], settings: NTKSettings = NTKSettings(), *, 
     if len(studies) > 1 or out is not None:
         folder = Path(out if out is not None else "prunelab-ntk")
         rows = [row for study in studies for row in study.rows]
-        for path in (plot_spectra(rows, folder / "spectra.png", title="NTK spectra"),
-                     plot_distance_vs_density(rows, folder / "distance_vs_density.png", title="NTK vs dense")):
+        for path in (
+            plot_spectra(rows, folder / "spectra.png", title="NTK spectra"),
+            plot_distance_vs_density(rows, folder / "distance_vs_density.png", title="NTK vs dense"),
+        ):
             if path:
                 plots.append(str(path))
     return studies, plots

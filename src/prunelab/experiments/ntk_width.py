@@ -54,6 +54,7 @@ from prunelab.store import atomic_write_json
 
 __all__ = ["WidthStudy", "WidthMLP", "limit_ntk", "run_width_study", "sphere_inputs"]
 
+
 class WidthMLP(nn.Module):
     """The study's MLP: ``hidden.0 … hidden.{depth-1}`` and ``fc``, no biases. ``scales`` holds one
     extra multiplier per layer (the rescaling under the NTK parameterisation); 1 by default."""
@@ -105,8 +106,9 @@ def limit_ntk(x: torch.Tensor, depth: int) -> torch.Tensor:
 
 def _network(study: WidthStudy, width: int, generator: torch.Generator) -> WidthMLP:
     model = WidthMLP(study.input_dim, width, study.depth, study.parameterization)
-    return initialize(model, "standard_normal" if study.parameterization == "ntk" else "kaiming_normal", "ones",
-                      generator=generator)
+    return initialize(
+        model, "standard_normal" if study.parameterization == "ntk" else "kaiming_normal", "ones", generator=generator
+    )
 
 
 def _pruned_names(model: WidthMLP, study: WidthStudy) -> list[str]:
@@ -140,7 +142,9 @@ def _pruned_kernel(model: WidthMLP, x: torch.Tensor, mask: Mask, rescale: bool, 
 def run_width_study(study: WidthStudy = WidthStudy(), *, out: str | Path = "prunelab-ntk") -> dict[str, Any]:
     """Run the study; write ``ntk_width_study.json`` and ``ntk_width_study.png`` into ``out``."""
     started = time.perf_counter()
-    x = sphere_inputs(study.inputs, study.input_dim, torch.Generator().manual_seed(derived_seed(study.seed, "inputs") % 2**63))
+    x = sphere_inputs(
+        study.inputs, study.input_dim, torch.Generator().manual_seed(derived_seed(study.seed, "inputs") % 2**63)
+    )
     limit = limit_ntk(x, study.depth) if study.parameterization == "ntk" else None
     x32 = x.to(torch.float32)
     records: list[dict[str, Any]] = []
@@ -151,19 +155,31 @@ def run_width_study(study: WidthStudy = WidthStudy(), *, out: str | Path = "prun
             dense = empirical_ntk(model, x32).to(torch.float64)
             base = {"width": width, "replicate": replicate}
             if limit is not None:
-                records.append({**base, "density": 1.0, "rescale": None,
-                                "distance_to_limit": relative_frobenius_difference(limit, dense)})
+                records.append(
+                    {
+                        **base,
+                        "density": 1.0,
+                        "rescale": None,
+                        "distance_to_limit": relative_frobenius_difference(limit, dense),
+                    }
+                )
             names = _pruned_names(model, study)
             params = dict(model.named_parameters())
             ones = Mask.ones_like({n: params[n] for n in names})
-            scores = random_scores_like(ones, torch.Generator().manual_seed(
-                derived_seed(study.seed, "mask", width, replicate) % 2**63))
+            scores = random_scores_like(
+                ones, torch.Generator().manual_seed(derived_seed(study.seed, "mask", width, replicate) % 2**63)
+            )
             for density in study.densities:
                 mask = select_by_density(scores, ones, density, scope="global")
                 for rescale in (False, True):
                     kernel = _pruned_kernel(model, x32, mask, rescale, study.rescale_mode).to(torch.float64)
-                    record = {**base, "density": density, "rescale": rescale, "kept": mask.num_kept,
-                              "disconnected": not bool(kernel.abs().sum() > 0)}
+                    record = {
+                        **base,
+                        "density": density,
+                        "rescale": rescale,
+                        "kept": mask.num_kept,
+                        "disconnected": not bool(kernel.abs().sum() > 0),
+                    }
                     if not record["disconnected"]:  # else no path from input to output survived: no kernel
                         record.update(compare_kernels(dense, kernel))
                         if limit is not None:
@@ -172,9 +188,16 @@ def run_width_study(study: WidthStudy = WidthStudy(), *, out: str | Path = "prun
     table = _aggregate(records)
     seconds = time.perf_counter() - started
     folder = Path(out)
-    result = {"format": "prunelab.ntk-width/1", "study": dataclasses.asdict(study), "seconds": round(seconds, 1),
-              "threads": torch.get_num_threads(), "table": table, "records": records,
-              "json": str(folder / "ntk_width_study.json"), "plot": str(folder / "ntk_width_study.png")}
+    result = {
+        "format": "prunelab.ntk-width/1",
+        "study": dataclasses.asdict(study),
+        "seconds": round(seconds, 1),
+        "threads": torch.get_num_threads(),
+        "table": table,
+        "records": records,
+        "json": str(folder / "ntk_width_study.json"),
+        "plot": str(folder / "ntk_width_study.png"),
+    }
     from prunelab.analysis.ntk_plots import plot_width_study
 
     plot_width_study(table, folder / "ntk_width_study.png", study)
@@ -190,8 +213,13 @@ def _aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = ("kernel_distance", "rel_frobenius", "rel_frobenius_scaled", "scale", "distance_to_limit")
     table = []
     for (width, density, rescale), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1], str(kv[0][2]))):
-        entry: dict[str, Any] = {"width": width, "density": density, "rescale": rescale, "replicates": len(rows),
-                                 "disconnected": sum(1 for r in rows if r.get("disconnected"))}
+        entry: dict[str, Any] = {
+            "width": width,
+            "density": density,
+            "rescale": rescale,
+            "replicates": len(rows),
+            "disconnected": sum(1 for r in rows if r.get("disconnected")),
+        }
         for key in keys:
             values = [r[key] for r in rows if r.get(key) is not None]
             entry[key] = statistics.fmean(values) if values else None

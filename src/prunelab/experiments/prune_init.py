@@ -37,12 +37,18 @@ log = logging.getLogger("prunelab")
 EXPERIMENTS = PRUNE_EXPERIMENTS
 
 
-def densities_from(density: Sequence[float] = (), sparsity: Sequence[float] = (), compression: Sequence[float] = ()) -> list[float]:
+def densities_from(
+    density: Sequence[float] = (), sparsity: Sequence[float] = (), compression: Sequence[float] = ()
+) -> list[float]:
     """Target densities from any one of: densities, sparsities (1 - d), NTK-SAP compressions (d = 0.8^c)."""
-    given = [name for name, values in (("density", density), ("sparsity", sparsity), ("compression", compression)) if values]
+    given = [
+        name for name, values in (("density", density), ("sparsity", sparsity), ("compression", compression)) if values
+    ]
     if len(given) != 1:
-        raise SpecError("give exactly one of --density, --sparsity or --compression (each accepts a comma-separated list)")
-    values = list(density) or [complement(s) for s in sparsity] or [0.8 ** c for c in compression]
+        raise SpecError(
+            "give exactly one of --density, --sparsity or --compression (each accepts a comma-separated list)"
+        )
+    values = list(density) or [complement(s) for s in sparsity] or [0.8**c for c in compression]
     for d in values:
         if not 0.0 < d <= 1.0:
             raise SpecError(f"target density {d} is outside (0, 1]")
@@ -50,7 +56,7 @@ def densities_from(density: Sequence[float] = (), sparsity: Sequence[float] = ()
 
 
 def prune_run_id(spec: ExperimentSpec, density: float, experiment: str, rounds: int, round_steps: str) -> str:
-    extra = {"density": repr(float(density)), "experiment": experiment}
+    extra: dict[str, str | int] = {"density": repr(float(density)), "experiment": experiment}
     if experiment == "multishot":
         extra.update({"rounds": rounds, "round_steps": round_steps})
     text = spec.for_kind("prune").run_hash("prune") + json.dumps(extra, sort_keys=True)
@@ -71,8 +77,10 @@ def run_prune(
     if experiment == "multishot" and rounds < 1:
         raise SpecError("--rounds must be >= 1")
     if spec.prune.count_rule != "exact":
-        raise SpecError(f"prune.count_rule={spec.prune.count_rule} counts lottery levels; pruning to a density keeps "
-                        "round(d * n) weights, drop the setting")
+        raise SpecError(
+            f"prune.count_rule={spec.prune.count_rule} counts lottery levels; pruning to a density keeps "
+            "round(d * n) weights, drop the setting"
+        )
     store = store or RunStore()
     if not store.run(prune_run_id(spec, density, experiment, rounds, round_steps)).finished:
         check_prune(spec, experiment=experiment, rounds=rounds, round_steps=round_steps)  # before its directory exists
@@ -90,8 +98,11 @@ def run_prune(
                 mask = Mask.ones_like(bench.prunable(init_model))
         collapsed = mask.collapsed_layers()
         if collapsed:
-            warnings.warn(f"layer collapse at density {density}: {', '.join(collapsed)} fully pruned", LayerCollapseWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"layer collapse at density {density}: {', '.join(collapsed)} fully pruned",
+                LayerCollapseWarning,
+                stacklevel=2,
+            )
             log.warning("layer collapse: %s have no weights left", ", ".join(collapsed))
         model = bench.new_model()
         model.load_state_dict(init_state)
@@ -100,20 +111,34 @@ def run_prune(
         result = bench.train(model, run, mask=mask)
         mask = result.mask if result.mask is not None else mask  # rank 0's, under torchrun
         summary = train_summary(result, mask)
-        summary.update({
-            "strategy": spec.prune.strategy, "target_density": density, "experiment": experiment,
-            "collapsed_layers": collapsed, "layer_collapse": bool(collapsed), "seed": spec.seed,
-            "model": spec.model.name, "dataset": spec.dataset.name,
-            **efficiency_metrics(model, tuple(bench.splits.input_shape), mask),
-        })
+        summary.update(
+            {
+                "strategy": spec.prune.strategy,
+                "target_density": density,
+                "experiment": experiment,
+                "collapsed_layers": collapsed,
+                "layer_collapse": bool(collapsed),
+                "seed": spec.seed,
+                "model": spec.model.name,
+                "dataset": spec.dataset.name,
+                **efficiency_metrics(model, tuple(bench.splits.input_shape), mask),
+            }
+        )
         if experiment == "multishot":
             summary.update({"rounds": rounds, "round_steps": round_steps})
         return summary
 
     def _prune(bench: Workbench, init_model: torch.nn.Module, init_state: dict, data_seed: int) -> Mask:
         if experiment == "singleshot":
-            mask = prune_to_density(init_model, bench.prunable(init_model), spec.prune, density,
-                                    train_set=bench.splits.train, device=bench.device, seed=data_seed)
+            mask = prune_to_density(
+                init_model,
+                bench.prunable(init_model),
+                spec.prune,
+                density,
+                train_set=bench.splits.train,
+                device=bench.device,
+                seed=data_seed,
+            )
         else:
             mask = Mask.ones_like(bench.prunable(init_model))
             for r in range(1, rounds + 1):
@@ -121,11 +146,24 @@ def run_prune(
                 model.load_state_dict(init_state)
                 apply_mask(model, mask)
                 bench.train(model, None, mask=mask, stop_step=bench.to_iterations(round_steps))
-                mask = prune_to_density(model, bench.prunable(model), spec.prune, density ** (r / rounds),
-                                        train_set=bench.splits.train, device=bench.device, seed=data_seed + r, mask=mask)
+                mask = prune_to_density(
+                    model,
+                    bench.prunable(model),
+                    spec.prune,
+                    density ** (r / rounds),
+                    train_set=bench.splits.train,
+                    device=bench.device,
+                    seed=data_seed + r,
+                    mask=mask,
+                )
                 log.info("multishot round %d/%d: density %.4f", r, rounds, mask.density)
         return mask
 
     run_id = prune_run_id(spec, density, experiment, rounds, round_steps)
-    return run_stage(store, run_id, spec_to_yaml(spec, "prune"), body,
-                     stage_info={"density": density, "experiment": experiment, "rounds": rounds})
+    return run_stage(
+        store,
+        run_id,
+        spec_to_yaml(spec, "prune"),
+        body,
+        stage_info={"density": density, "experiment": experiment, "rounds": rounds},
+    )

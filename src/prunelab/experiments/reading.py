@@ -41,7 +41,11 @@ def check_registry_run(run: Run) -> None:
 def run_mask(run: Run) -> Mask:
     """The run's mask (the input mask of weight training, the learned one of a supermask run)."""
     if not run.mask_path.is_file() and run.mask_path not in run.recorded_files():  # (else lost: DamagedFile)
-        hint = " (a lottery keeps one per level: use RUN/level_<L>)" if run.kind == "lottery" and "/" not in run.run_id else ""
+        hint = (
+            " (a lottery keeps one per level: use RUN/level_<L>)"
+            if run.kind == "lottery" and "/" not in run.run_id
+            else ""
+        )
         raise SpecError(f"run {run.run_id} has no mask{hint}")
     return Mask.load(run.mask_path)
 
@@ -49,8 +53,10 @@ def run_mask(run: Run) -> Mask:
 def no_saved_step(run_id: str, step: int, saved: list[int], flag: str) -> SpecError:
     """The error for a step whose weights ``run_id`` has not saved (or will not save)."""
     listed = ", ".join(f"{s}it" for s in saved) or "none"
-    return SpecError(f"{flag}: run {run_id} has no weights saved at step {step} (saved: {listed}). "
-                     "Train the run with --save-steps to keep more steps.")
+    return SpecError(
+        f"{flag}: run {run_id} has no weights saved at step {step} (saved: {listed}). "
+        "Train the run with --save-steps to keep more steps."
+    )
 
 
 def run_weights(run: Run, step: int, *, flag: str = "step", effective: bool = True) -> dict[str, torch.Tensor]:
@@ -70,6 +76,6 @@ def run_weights(run: Run, step: int, *, flag: str = "step", effective: bool = Tr
     network.load_state_dict(state)
     plain = {name: value.detach().cpu() for name, value in effective_state_dict(network).items()}
     if not effective:
-        for path, layer in supermask_layers(network).items():
-            plain[f"{path}.weight"] = layer.weight.detach().cpu().clone()
+        for layer_path, layer in supermask_layers(network).items():
+            plain[f"{layer_path}.weight"] = layer.weight.detach().cpu().clone()
     return plain

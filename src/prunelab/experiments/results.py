@@ -42,7 +42,11 @@ class ResultTable:
         return [*self.keys, "kept_fraction", "mean_accuracy", "std_accuracy", "seeds"]
 
 
-def _records(summary: Mapping[str, Any], group: dict[str, Any]) -> Iterable[tuple[dict[str, Any], float, float]]:
+#: ``(group values, density, accuracy)`` of one trained network
+_Record = tuple[dict[str, Any], float, float]
+
+
+def _records(summary: Mapping[str, Any], group: dict[str, Any]) -> Iterable[_Record]:
     """``(group values, density, accuracy)`` per trained network of a run: one for most runs, one per level
     and control of a lottery."""
     if summary.get("kind") == "lottery" and "levels" in summary:
@@ -56,7 +60,7 @@ def _records(summary: Mapping[str, Any], group: dict[str, Any]) -> Iterable[tupl
     yield group, summary["density"], summary["test_accuracy"]
 
 
-def _aggregate(records: Iterable[tuple[dict[str, Any], float, float]]) -> tuple[list[str], list[dict[str, Any]]]:
+def _aggregate(records: Iterable[_Record]) -> tuple[list[str], list[dict[str, Any]]]:
     groups: dict[tuple, list[tuple[float, float]]] = {}
     values: dict[tuple, dict[str, Any]] = {}
     keys: list[str] = []
@@ -70,16 +74,22 @@ def _aggregate(records: Iterable[tuple[dict[str, Any], float, float]]) -> tuple[
     rows = []
     for marker, found in groups.items():
         accuracies = [a for _, a in found]
-        rows.append({**values[marker], "kept_fraction": statistics.fmean(d for d, _ in found),
-                     "mean_accuracy": statistics.fmean(accuracies),
-                     "std_accuracy": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-                     "seeds": len(accuracies)})
+        rows.append(
+            {
+                **values[marker],
+                "kept_fraction": statistics.fmean(d for d, _ in found),
+                "mean_accuracy": statistics.fmean(accuracies),
+                "std_accuracy": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+                "seeds": len(accuracies),
+            }
+        )
     return keys, rows
 
 
 def point_results(points: Sequence[Point], store: RunStore) -> ResultTable:
     """Mean ± std over seeds per grid point (the points' values without ``seed``) of the stored trials."""
-    records, missing = [], []
+    records: list[_Record] = []
+    missing: list[str] = []
     for point in points:
         trial = point.trial
         if not trial.is_stored(store):
@@ -130,7 +140,9 @@ def _matches(spec: ExperimentSpec, settings: Mapping[str, Any], key: str, value:
         raise
 
 
-def filtered_results(store: RunStore, *, kind: str | None = None, where: Mapping[str, str] | None = None) -> ResultTable:
+def filtered_results(
+    store: RunStore, *, kind: str | None = None, where: Mapping[str, str] | None = None
+) -> ResultTable:
     """Mean ± std over seeds of the store's finished runs of ``kind`` whose specs match every ``where``
     condition (dotted spec keys as in overrides, or ``density``), grouped by the settings that differ."""
     where = dict(where or {})
@@ -141,17 +153,22 @@ def filtered_results(store: RunStore, *, kind: str | None = None, where: Mapping
             spec = from_dict(ExperimentSpec, run.spec_data())
             run.summary()
         except DamagedFile as error:
-            log.warning("prunelab: warning: skipping run %s: %s is %s (`prunelab verify` checks the store)",
-                        run.run_id, error.path.name, error.problem)
+            log.warning(
+                "prunelab: warning: skipping run %s: %s is %s (`prunelab verify` checks the store)",
+                run.run_id,
+                error.path.name,
+                error.problem,
+            )
             continue
         except SpecError:
             continue  # a run of a user's own model: nothing to compare
         settings = _run_settings(run, spec)
         if all(_matches(spec, settings, key, value) for key, value in where.items()):
             chosen.append((run, settings))
-    varying = [key for key in dict.fromkeys(k for _, s in chosen for k in s)
-               if len({repr(s.get(key)) for _, s in chosen}) > 1]
-    records = []
+    varying = [
+        key for key in dict.fromkeys(k for _, s in chosen for k in s) if len({repr(s.get(key)) for _, s in chosen}) > 1
+    ]
+    records: list[_Record] = []
     for run, settings in chosen:
         records.extend(_records(run.summary(), {key: settings.get(key) for key in varying}))
     keys, rows = _aggregate(records)

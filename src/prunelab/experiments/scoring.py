@@ -30,8 +30,9 @@ def split_strategy_name(name: str) -> tuple[str, int | None]:
     return name, None
 
 
-def pruning_data(dataset: ImageDataset, per_class: int, seed: int, device: torch.device,
-                 batch_size: int = 256) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+def pruning_data(
+    dataset: ImageDataset, per_class: int, seed: int, device: torch.device, batch_size: int = 256
+) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     indices = dataset.class_balanced_indices(per_class, seed)
     loader = BatchLoader(dataset.subset(indices), batch_size, shuffle=False, augment=False, device=device)
     return lambda: iter(loader.epoch(0))
@@ -63,8 +64,18 @@ def prune_to_density(
     if strategy.name == "synflow" and "input_shape" not in options:
         options["input_shape"] = tuple(train_set.input_shape)
     return prune(
-        model, strategy, density, data,
-        iterations=prune_spec.iterations, schedule=prune_spec.schedule, scope=prune_spec.scope,
-        prune_highest=prune_spec.prune_highest, ignore=prune_spec.ignore, mask=mask, params=params,
-        device=device, seed=seed, **options,
+        model,
+        strategy,
+        density,
+        data,
+        iterations=prune_spec.iterations,
+        schedule=prune_spec.schedule,
+        scope=prune_spec.scope,
+        prune_highest=prune_spec.prune_highest,
+        ignore=prune_spec.ignore,
+        mask=mask,
+        params=params,
+        device=device,
+        seed=seed,
+        **options,
     )

@@ -52,8 +52,9 @@ def run_stage(
     return summary
 
 
-def _run_body(store: RunStore, run: Run, spec_yaml: str, body: Callable[[Run], dict[str, Any]],
-              stage_info: dict[str, Any] | None) -> dict[str, Any]:
+def _run_body(
+    store: RunStore, run: Run, spec_yaml: str, body: Callable[[Run], dict[str, Any]], stage_info: dict[str, Any] | None
+) -> dict[str, Any]:
     run_id = run.run_id
     with store.lock(run_id, on_wait=log.warning):
         if distributed.agree(run.finished):  # another process finished it while we waited
@@ -74,7 +75,7 @@ def _run_body(store: RunStore, run: Run, spec_yaml: str, body: Callable[[Run], d
         summary.setdefault("run_id", run_id)
         summary.setdefault("kind", run.kind)
         summary.setdefault("wall_seconds", round(time.perf_counter() - started, 3))
-        ordered = {key: summary[key] for key in ("run_id", "kind") if key in summary}
+        ordered: dict[str, Any] = {key: summary[key] for key in ("run_id", "kind") if key in summary}
         ordered.update({k: v for k, v in summary.items() if k not in ordered})
         run.write_summary(ordered)
         return ordered

@@ -26,7 +26,7 @@ from prunelab.supermask import SupermaskStep, to_supermask
 
 __all__ = ["supermask_run_id", "supermask_network", "supermask_step", "run_supermask", "check_supermask_spec"]
 
-_SCALE_FAN = {"none": False, "kept_fraction": True, "pruned_fraction": "pruned_fraction"}
+_SCALE_FAN: dict[str, bool | str] = {"none": False, "kept_fraction": True, "pruned_fraction": "pruned_fraction"}
 
 
 def supermask_run_id(spec: ExperimentSpec) -> str:
@@ -69,9 +69,19 @@ def supermask_network(spec: ExperimentSpec, bench: Workbench) -> nn.Module:
     sm = spec.supermask
     generator = torch.Generator().manual_seed(derived_seed(spec.seed, "supermask"))
     return to_supermask(
-        bench.new_model(), sm.density, generator=generator, method=sm.method, scope=sm.scope, ranking=sm.ranking,
-        weight_init=weight_init, score_init=sm.score_init, scale_fan=scale_fan, bias=sm.bias,
-        bn_affine=sm.bn_affine, prunable=spec.model.prunable, ignore=spec.model.prunable_exclude,
+        bench.new_model(),
+        sm.density,
+        generator=generator,
+        method=sm.method,
+        scope=sm.scope,
+        ranking=sm.ranking,
+        weight_init=weight_init,
+        score_init=sm.score_init,
+        scale_fan=scale_fan,
+        bias=sm.bias,
+        bn_affine=sm.bn_affine,
+        prunable=spec.model.prunable,
+        ignore=spec.model.prunable_exclude,
     ).to(bench.device)
 
 
@@ -80,9 +90,14 @@ def supermask_step(spec: ExperimentSpec) -> SupermaskStep:
     sm = spec.supermask
     if sm.method == "edge-popup":
         return SupermaskStep()
-    return SupermaskStep(rerand_freq=sm.iterand_freq, rerand_lambda=sm.iterand_lambda, rerand_mode=sm.rerand_mode,
-                         rerand_mu=sm.rerand_mu, rerand_rate=sm.rerand_rate,
-                         seed=derived_seed(spec.seed, "rerandomize") % (2**63))
+    return SupermaskStep(
+        rerand_freq=sm.iterand_freq,
+        rerand_lambda=sm.iterand_lambda,
+        rerand_mode=sm.rerand_mode,
+        rerand_mu=sm.rerand_mu,
+        rerand_rate=sm.rerand_rate,
+        seed=derived_seed(spec.seed, "rerandomize") % (2**63),
+    )
 
 
 def run_supermask(spec: ExperimentSpec, *, store: RunStore | None = None) -> dict[str, Any]:
@@ -102,14 +117,28 @@ def run_supermask(spec: ExperimentSpec, *, store: RunStore | None = None) -> dic
         assert mask is not None  # the supermask step always reports its mask
         mask.save(run.mask_path)
         summary = train_summary(result, mask)
-        summary.update({
-            "method": sm.method, "target_density": sm.density, "scope": sm.scope, "seed": spec.seed,
-            "model": spec.model.name, "dataset": spec.dataset.name, "weight_init": spec.model.init,
-            "rerand_freq": sm.iterand_freq, "rerand_lambda": sm.iterand_lambda,
-            "rerandomizations": step.rerandomizations, "iterations_per_epoch": bench.iterations_per_epoch,
-            "collapsed_layers": mask.collapsed_layers(),
-        })
+        summary.update(
+            {
+                "method": sm.method,
+                "target_density": sm.density,
+                "scope": sm.scope,
+                "seed": spec.seed,
+                "model": spec.model.name,
+                "dataset": spec.dataset.name,
+                "weight_init": spec.model.init,
+                "rerand_freq": sm.iterand_freq,
+                "rerand_lambda": sm.iterand_lambda,
+                "rerandomizations": step.rerandomizations,
+                "iterations_per_epoch": bench.iterations_per_epoch,
+                "collapsed_layers": mask.collapsed_layers(),
+            }
+        )
         return summary
 
-    return run_stage(store, supermask_run_id(spec), spec_to_yaml(spec, "supermask"), body,
-                     stage_info={"method": sm.method, "density": sm.density})
+    return run_stage(
+        store,
+        supermask_run_id(spec),
+        spec_to_yaml(spec, "supermask"),
+        body,
+        stage_info={"method": sm.method, "density": sm.density},
+    )

@@ -31,8 +31,16 @@ from prunelab.models import build_model, prunable_from_spec
 from prunelab.pruning.api import LEVEL_STRATEGIES, prune_level, required_scope
 from prunelab.pruning.base import get_strategy
 from prunelab.pruning.selection import match_patterns, prune_fraction
-from prunelab.specs import (DatasetSpec, ExperimentSpec, ModelSpec, PruningSpec, SpecError, TrainingSpec, from_dict,
-                            to_dict)
+from prunelab.specs import (
+    DatasetSpec,
+    ExperimentSpec,
+    ModelSpec,
+    PruningSpec,
+    SpecError,
+    TrainingSpec,
+    from_dict,
+    to_dict,
+)
 from prunelab.steps import StepError, to_iterations
 from prunelab.store import RunStore
 from prunelab.training.loop import TrainingPlan
@@ -46,8 +54,9 @@ def _prune_key(spec: ExperimentSpec) -> str:
 
 
 def _with_prune(dataset: DatasetSpec, model: ModelSpec, train: TrainingSpec, prune: str) -> ExperimentSpec:
-    return ExperimentSpec(dataset=dataset, model=model, train=train,
-                          prune=from_dict(PruningSpec, json.loads(prune), where="prune"))
+    return ExperimentSpec(
+        dataset=dataset, model=model, train=train, prune=from_dict(PruningSpec, json.loads(prune), where="prune")
+    )
 
 
 # the facts ------------------------------------------------------------------------------------------
@@ -83,7 +92,8 @@ def _step_within(step: str, flag: str, plan: TrainingPlan, spec: ExperimentSpec)
         raise StepError(
             f"{flag} {step} is iteration {iterations}, after the end of training ({plan.total} iterations = "
             f"train.steps {spec.train.steps}, {plan.iterations_per_epoch} iterations per epoch); give a step up to "
-            f"{spec.train.steps}, or train longer")
+            f"{spec.train.steps}, or train longer"
+        )
     return iterations
 
 
@@ -119,24 +129,48 @@ def _check_lottery(dataset: DatasetSpec, model: ModelSpec, train: TrainingSpec, 
     weights = {name: torch.rand(shape, generator=generator) for name, shape in prunable_shapes(spec).items()}
     mask = Mask.ones_like(weights)
     if prune.strategy in LEVEL_STRATEGIES:
-        prune_level(weights, mask, prune.strategy, prune.fraction, scope=prune.scope, rates=prune.rates,
-                    ignore=prune.ignore, generator=generator, count_rule=prune.count_rule)
+        prune_level(
+            weights,
+            mask,
+            prune.strategy,
+            prune.fraction,
+            scope=prune.scope,
+            rates=prune.rates,
+            ignore=prune.ignore,
+            generator=generator,
+            count_rule=prune.count_rule,
+        )
     else:  # a registered data-free score function: its selection is prune_fraction's
         get_strategy(prune.strategy).check_options(dict(prune.options))
-        prune_fraction(weights, mask, prune.fraction, scope=prune.scope, rates=prune.rates, ignore=prune.ignore,
-                       generator=generator, count_rule=prune.count_rule)
+        prune_fraction(
+            weights,
+            mask,
+            prune.fraction,
+            scope=prune.scope,
+            rates=prune.rates,
+            ignore=prune.ignore,
+            generator=generator,
+            count_rule=prune.count_rule,
+        )
 
 
-def check_prune(spec: ExperimentSpec, *, experiment: str = "singleshot", rounds: int | None = None,
-                round_steps: str | None = None) -> None:
+def check_prune(
+    spec: ExperimentSpec, *, experiment: str = "singleshot", rounds: int | None = None, round_steps: str | None = None
+) -> None:
     """Pruning at initialisation: the training, the strategy's options and scope, the ignore patterns,
     and a multishot schedule's round length (within training)."""
     _check_prune(spec.dataset, spec.model, spec.train, _prune_key(spec), experiment, round_steps)
 
 
 @functools.lru_cache(maxsize=32)
-def _check_prune(dataset: DatasetSpec, model: ModelSpec, train: TrainingSpec, prune_key: str, experiment: str,
-                 round_steps: str | None) -> None:
+def _check_prune(
+    dataset: DatasetSpec,
+    model: ModelSpec,
+    train: TrainingSpec,
+    prune_key: str,
+    experiment: str,
+    round_steps: str | None,
+) -> None:
     spec = _with_prune(dataset, model, train, prune_key)
     plan = check_training(spec)
     _check_selection(spec.prune.strategy, spec.prune.scope, spec.prune.ignore, dict(spec.prune.options), spec)
@@ -171,8 +205,9 @@ def check_branch(spec: ExperimentSpec, branch: Any, parent: str | None, store: R
         _step_within(branch.start_step, "--start-step", plan, spec)
 
 
-def _check_selection(strategy_name: str, scope: str, ignore: Sequence[str], options: dict[str, Any],
-                     spec: ExperimentSpec) -> None:
+def _check_selection(
+    strategy_name: str, scope: str, ignore: Sequence[str], options: dict[str, Any], spec: ExperimentSpec
+) -> None:
     strategy = get_strategy(split_strategy_name(strategy_name)[0])
     strategy.check_options(options)
     required = required_scope(strategy)

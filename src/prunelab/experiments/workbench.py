@@ -18,10 +18,10 @@ from prunelab.experiments.packing import parked_worker
 from prunelab.masks import Mask
 from prunelab.models import build_model, prunable_from_spec
 from prunelab.specs import DatasetSpec, ExperimentSpec
-from prunelab.training import TrainResult, UpdateStep, resolve_device, train
-from prunelab.training.packed import Lane
 from prunelab.steps import to_iterations
 from prunelab.store import Run
+from prunelab.training import TrainResult, UpdateStep, resolve_device, train
+from prunelab.training.packed import Lane
 
 __all__ = ["Bench", "Workbench", "release_data", "train_summary"]
 
@@ -50,9 +50,18 @@ class Bench(Protocol):
 
     def to_iterations(self, step: str | int) -> int: ...
 
-    def train(self, model: nn.Module, run: Run | None, *, mask: Mask | None = None, order_seed: int | None = None,
-              start_step: int = 0, stop_step: int | None = None, save_steps: tuple[int | str, ...] = (),
-              update: UpdateStep | None = None) -> TrainResult: ...
+    def train(
+        self,
+        model: nn.Module,
+        run: Run | None,
+        *,
+        mask: Mask | None = None,
+        order_seed: int | None = None,
+        start_step: int = 0,
+        stop_step: int | None = None,
+        save_steps: tuple[int | str, ...] = (),
+        update: UpdateStep | None = None,
+    ) -> TrainResult: ...
 
 
 @dataclass
@@ -64,7 +73,7 @@ class Workbench:
     device: torch.device
 
     @classmethod
-    def from_spec(cls, spec: ExperimentSpec) -> "Workbench":
+    def from_spec(cls, spec: ExperimentSpec) -> Workbench:
         return cls(spec, _cached_splits(spec.dataset), resolve_device(spec.train.device))
 
     # data -------------------------------------------------------------------------------------
@@ -74,16 +83,26 @@ class Workbench:
             self.splits.train,
             t.batch_size,
             shuffle=True,
-            order_seed=order_seed if order_seed is not None else (t.data_order_seed if t.data_order_seed is not None else self.spec.seed),
-            augment_seed=augment_seed if augment_seed is not None else (t.augment_seed if t.augment_seed is not None else self.spec.seed),
+            order_seed=order_seed
+            if order_seed is not None
+            else (t.data_order_seed if t.data_order_seed is not None else self.spec.seed),
+            augment_seed=augment_seed
+            if augment_seed is not None
+            else (t.augment_seed if t.augment_seed is not None else self.spec.seed),
             augment=self.spec.dataset.augment,
             device=self.device,
             shard=_shard(),
         )
 
     def test_loader(self) -> BatchLoader:
-        return BatchLoader(self.splits.test, self.spec.train.eval_batch_size, shuffle=False, augment=False,
-                           device=self.device, shard=_shard())
+        return BatchLoader(
+            self.splits.test,
+            self.spec.train.eval_batch_size,
+            shuffle=False,
+            augment=False,
+            device=self.device,
+            shard=_shard(),
+        )
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -131,12 +150,26 @@ class Workbench:
         if worker is not None and update is None:
             if log is None and run is not None:  # the unit's models log together: say whose line it is
                 log = functools.partial(_tagged_log, run.run_id)
-            return worker.train(Lane(model, self.train_loader(order_seed=order_seed), self.test_loader(),
-                                     self.spec.train, out_dir=run.path if run is not None else None, mask=mask,
-                                     prunable=self.prunable(model), seed=self.spec.seed, device=self.device,
-                                     save_steps=extra, log=log, start_step=start_step, stop_step=stop_step))
-        step_args: dict[str, Any] = {"update": update} if update is not None else {
-            "mask": mask, "prunable": self.prunable(model)}
+            return worker.train(
+                Lane(
+                    model,
+                    self.train_loader(order_seed=order_seed),
+                    self.test_loader(),
+                    self.spec.train,
+                    out_dir=run.path if run is not None else None,
+                    mask=mask,
+                    prunable=self.prunable(model),
+                    seed=self.spec.seed,
+                    device=self.device,
+                    save_steps=extra,
+                    log=log,
+                    start_step=start_step,
+                    stop_step=stop_step,
+                )
+            )
+        step_args: dict[str, Any] = (
+            {"update": update} if update is not None else {"mask": mask, "prunable": self.prunable(model)}
+        )
         return train(
             model,
             self.train_loader(order_seed=order_seed),

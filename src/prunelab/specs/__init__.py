@@ -11,7 +11,22 @@ from prunelab.specs.supermask import SupermaskSpec
 from prunelab.specs.training import TrainingSpec
 
 __all__ = [
-    "DatasetSpec", "ExperimentSpec", "ModelSpec", "PruningSpec", "SpecError", "SupermaskSpec", "TrainingSpec",
-    "apply_overrides", "canonical_hash", "from_dict", "get_preset", "load_spec", "parse_override_args",
-    "preset_names", "read_spec_file", "semantic_dict", "spec_to_yaml", "to_dict",
+    "DatasetSpec",
+    "ExperimentSpec",
+    "ModelSpec",
+    "PruningSpec",
+    "SpecError",
+    "SupermaskSpec",
+    "TrainingSpec",
+    "apply_overrides",
+    "canonical_hash",
+    "from_dict",
+    "get_preset",
+    "load_spec",
+    "parse_override_args",
+    "preset_names",
+    "read_spec_file",
+    "semantic_dict",
+    "spec_to_yaml",
+    "to_dict",
 ]

@@ -13,11 +13,15 @@ NORMALIZATIONS = ("dataset", "imagenet", "custom")
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str = spec_field("digits", help=f"one of {', '.join(DATASET_NAMES)}")
-    augment: bool = spec_field(True, help="the data set's standard augmentation (crop with padding, flip) when it has one")
+    augment: bool = spec_field(
+        True, help="the data set's standard augmentation (crop with padding, flip) when it has one"
+    )
     subsample_fraction: float = spec_field(1.0, help="keep this fraction of the training set (seeded by split_seed)")
     random_labels_fraction: float = spec_field(0.0, help="replace this fraction of training labels with random ones")
     split_seed: int = spec_field(0, help="seed for train/test splits, subsampling and random labels")
-    image_size: int | None = spec_field(None, help="resize images to this side (ImageNet); None keeps the data set's size")
+    image_size: int | None = spec_field(
+        None, help="resize images to this side (ImageNet); None keeps the data set's size"
+    )
     synthetic_shape: tuple[int, ...] = spec_field((1, 28, 28), help="synthetic: image shape C,H,W")
     synthetic_classes: int = spec_field(10, help="synthetic: number of classes")
     synthetic_train_size: int = spec_field(1024, help="synthetic: training examples")

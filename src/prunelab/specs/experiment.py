@@ -12,7 +12,6 @@ from prunelab.specs.pruning import PruningSpec
 from prunelab.specs.supermask import SupermaskSpec
 from prunelab.specs.training import TrainingSpec
 
-
 #: The sections each kind of run reads. The others are reset to their defaults for the run's name
 #: and left out of its stored spec, so an option a run does not read never renames it.
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -37,19 +36,22 @@ class ExperimentSpec:
         """The hash run names are built from: the semantic fields that differ from their defaults, with
         the pruning and supermask sections' rules of resolution applied (:meth:`PruningSpec.resolved`,
         :meth:`SupermaskSpec.resolved`)."""
-        return canonical_hash(replace(self, prune=self.prune.resolved(), supermask=self.supermask.resolved()), kind=kind)
+        return canonical_hash(
+            replace(self, prune=self.prune.resolved(), supermask=self.supermask.resolved()), kind=kind
+        )
 
-    def for_kind(self, kind: str) -> "ExperimentSpec":
+    def for_kind(self, kind: str) -> ExperimentSpec:
         """This spec with the sections a ``kind`` of run does not read reset to their defaults."""
         if kind not in SECTIONS:
             raise ValueError(f"unknown run kind {kind!r}; known: {', '.join(SECTIONS)}")
         read = SECTIONS[kind]
-        defaults = {f.name: f.default_factory() for f in fields(self)  # type: ignore[misc]
-                    if f.name not in read and f.default_factory is not MISSING}
+        defaults = {
+            f.name: f.default_factory() for f in fields(self) if f.name not in read and f.default_factory is not MISSING
+        }
         return replace(self, **defaults)
 
-    def with_seed(self, seed: int) -> "ExperimentSpec":
+    def with_seed(self, seed: int) -> ExperimentSpec:
         return replace(self, seed=seed)
 
-    def updated(self, **sections: Any) -> "ExperimentSpec":
+    def updated(self, **sections: Any) -> ExperimentSpec:
         return replace(self, **sections)

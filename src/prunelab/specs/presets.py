@@ -26,7 +26,9 @@ PRESETS: dict[str, Callable[[], ExperimentSpec]] = {}
 DESCRIPTIONS: dict[str, str] = {}
 
 
-def register_preset(name: str, description: str) -> Callable[[Callable[[], ExperimentSpec]], Callable[[], ExperimentSpec]]:
+def register_preset(
+    name: str, description: str
+) -> Callable[[Callable[[], ExperimentSpec]], Callable[[], ExperimentSpec]]:
     def wrap(factory: Callable[[], ExperimentSpec]) -> Callable[[], ExperimentSpec]:
         if name in PRESETS:
             raise ValueError(f"preset {name!r} is registered twice")
@@ -51,8 +53,17 @@ def get_preset(name: str) -> ExperimentSpec:
 
 def _sgd(steps: str, milestones: tuple[str, ...], **kw: object) -> TrainingSpec:
     """OpenLTH's SGD recipe: momentum 0.9, weight decay 1e-4, lr × 0.1 at each milestone."""
-    base = dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128, steps=steps,
-                schedule="multistep", milestones=milestones, gamma=0.1)
+    base = dict(
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        batch_size=128,
+        steps=steps,
+        schedule="multistep",
+        milestones=milestones,
+        gamma=0.1,
+    )
     base.update(kw)
     return TrainingSpec(**base)  # type: ignore[arg-type]
 
@@ -71,7 +82,9 @@ def _mnist_lenet() -> ExperimentSpec:
     )
 
 
-@register_preset("mnist10k_lenet_300_100", "LeNet-300-100 on the real 10k MNIST split (8,000 train / 2,000 test), offline")
+@register_preset(
+    "mnist10k_lenet_300_100", "LeNet-300-100 on the real 10k MNIST split (8,000 train / 2,000 test), offline"
+)
 def _mnist10k_lenet() -> ExperimentSpec:
     # prunelab's own: OpenLTH's LeNet recipe on the 10k split, with the zero biases it has always had.
     return ExperimentSpec(
@@ -92,7 +105,9 @@ def _digits_lenet() -> ExperimentSpec:
     )
 
 
-@register_preset("digits_conv2", "Conv-2 on scikit-learn digits (1x8x8), offline; a conv net for CPU-sized pruning sweeps")
+@register_preset(
+    "digits_conv2", "Conv-2 on scikit-learn digits (1x8x8), offline; a conv net for CPU-sized pruning sweeps"
+)
 def _digits_conv2() -> ExperimentSpec:
     return ExperimentSpec(
         dataset=DatasetSpec(name="digits", augment=False),
@@ -115,6 +130,7 @@ def _synthetic_lenet() -> ExperimentSpec:
 _OPENLTH_CIFAR10 = DatasetSpec(name="cifar10", normalization="imagenet")
 
 for _depth in (20, 32, 44, 56, 110):
+
     def _make(depth: int = _depth) -> ExperimentSpec:
         return ExperimentSpec(
             dataset=_OPENLTH_CIFAR10,
@@ -123,11 +139,14 @@ for _depth in (20, 32, 44, 56, 110):
             prune=PruningSpec(fraction=0.2),
         )
 
-    register_preset(f"cifar_resnet_{_depth}", f"ResNet-{_depth} on CIFAR-10 (OpenLTH: SGD 0.1 mom 0.9, 160 ep, wd 1e-4)")(_make)
+    register_preset(
+        f"cifar_resnet_{_depth}", f"ResNet-{_depth} on CIFAR-10 (OpenLTH: SGD 0.1 mom 0.9, 160 ep, wd 1e-4)"
+    )(_make)
 
 
 for _dataset, _prefix in (("cifar10", "cifar"), ("cifar100", "cifar100")):
     for _depth in (11, 13, 16, 19):
+
         def _make_vgg(depth: int = _depth, dataset: str = _dataset) -> ExperimentSpec:
             return ExperimentSpec(
                 dataset=DatasetSpec(name=dataset, normalization="imagenet"),
@@ -143,10 +162,15 @@ for _dataset, _prefix in (("cifar10", "cifar"), ("cifar100", "cifar100")):
 
 
 # Frankle & Carbin 2019, Figure 2 and Appendix H: (iterations, Adam lr, conv pruning rate) per network.
-_CONV_RECIPES = {2: ("20000it", 2e-4, 0.1), 4: ("25000it", 3e-4, 0.1), 6: ("30000it", 3e-4, 0.15),
-                 8: ("35000it", 3e-4, 0.15)}  # Conv-8 is not in the paper: prunelab extends the Conv-6 row
+_CONV_RECIPES = {
+    2: ("20000it", 2e-4, 0.1),
+    4: ("25000it", 3e-4, 0.1),
+    6: ("30000it", 3e-4, 0.15),
+    8: ("35000it", 3e-4, 0.15),
+}  # Conv-8 is not in the paper: prunelab extends the Conv-6 row
 
 for _n in (2, 4, 6, 8):
+
     def _make_conv(n: int = _n) -> ExperimentSpec:
         steps, lr, conv_rate = _CONV_RECIPES[n]
         return ExperimentSpec(
@@ -169,8 +193,13 @@ def _tiny_resnet18() -> ExperimentSpec:
     # The fork's tinyimagenet_modifiedresnet_18 on its tinyimagenet2 data set (crop with 4-pixel
     # padding, flips) with the normalisation constants of its datasets/tinyimagenet.py.
     return ExperimentSpec(
-        dataset=DatasetSpec(name="tinyimagenet", crop_padding=4, normalization="custom",
-                            mean=(-0.021, -0.0354, -0.0376), std=(1.21, 1.20, 1.25)),
+        dataset=DatasetSpec(
+            name="tinyimagenet",
+            crop_padding=4,
+            normalization="custom",
+            mean=(-0.021, -0.0354, -0.0376),
+            std=(1.21, 1.20, 1.25),
+        ),
         model=ModelSpec(name="tinyimagenet_resnet_18", bn_init="uniform", bias_init=_OPENLTH_BIASES),
         train=_sgd("200ep", ("100ep", "150ep"), lr=0.2, batch_size=256, warmup="5ep"),
         prune=PruningSpec(fraction=0.2),
@@ -178,6 +207,7 @@ def _tiny_resnet18() -> ExperimentSpec:
 
 
 for _depth in (18, 34, 50, 101, 152, 200):
+
     def _make_imagenet(depth: int = _depth) -> ExperimentSpec:
         return ExperimentSpec(
             dataset=DatasetSpec(name="imagenet", image_size=224),
@@ -195,11 +225,19 @@ for _depth in (18, 34, 50, 101, 152, 200):
 # The scores' optimiser is SGD with momentum 0.9 and a cosine schedule in both papers; `model.init` is
 # the law of the frozen weights. Sources per value in docs/specs.md ("Supermask presets").
 def _cosine(steps: str, lr: float, weight_decay: float, batch_size: int = 128) -> TrainingSpec:
-    return TrainingSpec(optimizer="sgd", lr=lr, momentum=0.9, weight_decay=weight_decay, batch_size=batch_size,
-                        steps=steps, schedule="cosine")
+    return TrainingSpec(
+        optimizer="sgd",
+        lr=lr,
+        momentum=0.9,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        steps=steps,
+        schedule="cosine",
+    )
 
 
 for _n in (2, 4, 6, 8):
+
     def _make_edgepopup(n: int = _n) -> ExperimentSpec:
         # hidden-networks configs/smallscale/conv{n}/conv{n}_usc_unsigned.yml, --prune-rate 0.5 (kept)
         return ExperimentSpec(
@@ -211,11 +249,14 @@ for _n in (2, 4, 6, 8):
 
     register_preset(
         f"cifar_conv{_n}_edgepopup",
-        f"edge-popup supermask of Conv-{_n} on CIFAR-10 (hidden-networks: signed constant, 50%, SGD 0.1 cosine, 100 ep)",
+        f"edge-popup supermask of Conv-{_n} on CIFAR-10 "
+        "(hidden-networks: signed constant, 50%, SGD 0.1 cosine, 100 ep)",
     )(_make_edgepopup)
 
 
-@register_preset("cifar_conv6_iterand", "IteRand supermask of Conv-6 on CIFAR-10 (iterand Figure 1: 50%, K=300, lambda 0.1)")
+@register_preset(
+    "cifar_conv6_iterand", "IteRand supermask of Conv-6 on CIFAR-10 (iterand Figure 1: 50%, K=300, lambda 0.1)"
+)
 def _cifar_conv6_iterand() -> ExperimentSpec:
     # iterand config.yaml figure1_conv6_ku_iterand (cifar10_sgd base); ImageNet statistics as its transforms
     return ExperimentSpec(
@@ -226,8 +267,10 @@ def _cifar_conv6_iterand() -> ExperimentSpec:
     )
 
 
-@register_preset("cifar_resnet18_iterand",
-                 "IteRand supermask of ResNet-18 on CIFAR-10 (iterand cifar10_resnet18_sc_iterand: 40%, K=300, lambda 0.1)")
+@register_preset(
+    "cifar_resnet18_iterand",
+    "IteRand supermask of ResNet-18 on CIFAR-10 (iterand cifar10_resnet18_sc_iterand: 40%, K=300, lambda 0.1)",
+)
 def _cifar_resnet18_iterand() -> ExperimentSpec:
     # iterand's CIFAR ResNet-18 has a 3x3 stem and no max-pool: prunelab's tinyimagenet_resnet_18 architecture
     return ExperimentSpec(
@@ -238,8 +281,10 @@ def _cifar_resnet18_iterand() -> ExperimentSpec:
     )
 
 
-@register_preset("mnist10k_lenet_300_100_supermask",
-                 "edge-popup/IteRand supermask of LeNet-300-100 on the real 10k MNIST split, offline (minutes on a CPU)")
+@register_preset(
+    "mnist10k_lenet_300_100_supermask",
+    "edge-popup/IteRand supermask of LeNet-300-100 on the real 10k MNIST split, offline (minutes on a CPU)",
+)
 def _mnist10k_lenet_supermask() -> ExperimentSpec:
     return ExperimentSpec(
         dataset=DatasetSpec(name="mnist10k", augment=False),
@@ -250,8 +295,10 @@ def _mnist10k_lenet_supermask() -> ExperimentSpec:
     )
 
 
-@register_preset("digits_lenet_300_100_supermask",
-                 "edge-popup/IteRand supermask of LeNet-300-100 on scikit-learn digits, zero set-up, seconds on a CPU")
+@register_preset(
+    "digits_lenet_300_100_supermask",
+    "edge-popup/IteRand supermask of LeNet-300-100 on scikit-learn digits, zero set-up, seconds on a CPU",
+)
 def _digits_lenet_supermask() -> ExperimentSpec:
     return ExperimentSpec(
         dataset=DatasetSpec(name="digits", augment=False),

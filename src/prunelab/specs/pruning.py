@@ -41,17 +41,25 @@ class PruningSpec:
     rates: dict[str, float] = _mapping_field("per-layer fractions by glob pattern, e.g. {fc.weight: 0.1}")
     ignore: tuple[str, ...] = spec_field((), help="glob patterns of prunable weights never pruned")
     rewind: str = spec_field("0it", help="lottery: the step whose weights survivors are reset to")
-    ntk_rescale: bool = spec_field(False, help="lottery: rescale survivors by 1/sqrt(density) (random_global NTK control)")
+    ntk_rescale: bool = spec_field(
+        False, help="lottery: rescale survivors by 1/sqrt(density) (random_global NTK control)"
+    )
     ntk_rescale_mode: str = spec_field(
-        "auto", help="lottery: global (one factor from the considered density), per_layer, or auto (global for "
-        "random_global, else per_layer)")
+        "auto",
+        help="lottery: global (one factor from the considered density), per_layer, or auto (global for "
+        "random_global, else per_layer)",
+    )
     count_rule: str = spec_field(
-        "exact", help="lottery: weights removed per level: exact (round(f * alive)) or openlth (ceil(f * all alive) + 1)")
+        "exact",
+        help="lottery: weights removed per level: exact (round(f * alive)) or openlth (ceil(f * all alive) + 1)",
+    )
     iterations: int | None = spec_field(None, help="prune-score rounds per pruning (None: the strategy's default)")
     schedule: str = spec_field("exponential", help="density schedule over iterations: exponential or linear")
     prune_highest: bool | None = spec_field(None, help="remove the highest scores (None: the strategy's own rule)")
     examples_per_class: int = spec_field(10, help="data-dependent strategies: class-balanced examples per class")
-    options: dict[str, Any] = _mapping_field("strategy options, e.g. {temperature: 200, epsilon: 0.01, train_mode: false}")
+    options: dict[str, Any] = _mapping_field(
+        "strategy options, e.g. {temperature: 200, epsilon: 0.01, train_mode: false}"
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fraction < 1.0:
@@ -64,7 +72,8 @@ class PruningSpec:
             raise SpecError(f"prune.count_rule must be one of {', '.join(COUNT_RULES)}, got {self.count_rule!r}")
         if self.ntk_rescale_mode not in NTK_RESCALE_MODES:
             raise SpecError(
-                f"prune.ntk_rescale_mode must be one of {', '.join(NTK_RESCALE_MODES)}, got {self.ntk_rescale_mode!r}")
+                f"prune.ntk_rescale_mode must be one of {', '.join(NTK_RESCALE_MODES)}, got {self.ntk_rescale_mode!r}"
+            )
         if self.ntk_rescale_mode != "auto" and not self.ntk_rescale:
             raise SpecError(f"prune.ntk_rescale_mode={self.ntk_rescale_mode} needs prune.ntk_rescale=true")
         for pattern, rate in self.rates.items():
@@ -83,7 +92,7 @@ class PruningSpec:
             return self.ntk_rescale_mode
         return "global" if self.strategy == "random_global" else "per_layer"
 
-    def resolved(self) -> "PruningSpec":
+    def resolved(self) -> PruningSpec:
         """This spec as run names hash it: ``auto`` written out where it does not mean the per-layer rule
         that runs made before ``ntk_rescale_mode`` existed used (``random_global`` with rescaling)."""
         if self.ntk_rescale and self.ntk_rescale_mode == "auto" and self.resolved_ntk_rescale_mode != "per_layer":

@@ -30,17 +30,31 @@ ITERAND_LAMBDA = 0.1
 class SupermaskSpec:
     method: str = spec_field("edge-popup", help=f"{', '.join(METHODS)}: edge-popup is IteRand with lambda = 0")
     density: float = spec_field(0.5, help="fraction of the weights of every converted layer that is kept")
-    scope: str = spec_field("layerwise", help="layerwise (as published): each layer keeps `density`; global: one ranking")
+    scope: str = spec_field(
+        "layerwise", help="layerwise (as published): each layer keeps `density`; global: one ranking"
+    )
     ranking: str | None = spec_field(None, help="abs or raw score ranking (None: the method's reference convention)")
-    score_init: str | None = spec_field(None, help=f"{', '.join(SCORE_INITS)} (None: the method's reference convention)")
+    score_init: str | None = spec_field(
+        None, help=f"{', '.join(SCORE_INITS)} (None: the method's reference convention)"
+    )
     scale_fan: str = spec_field(
-        "none", help="scale the weight law's fan-in by the kept fraction (kept_fraction) or, as the edge-popup "
-        "code does, by the pruned fraction (pruned_fraction); none: the dense fan-in")
-    bias: bool = spec_field(False, help="learn the biases of converted layers (from zero) instead of freezing them at 0")
+        "none",
+        help="scale the weight law's fan-in by the kept fraction (kept_fraction) or, as the edge-popup "
+        "code does, by the pruned fraction (pruned_fraction); none: the dense fan-in",
+    )
+    bias: bool = spec_field(
+        False, help="learn the biases of converted layers (from zero) instead of freezing them at 0"
+    )
     bn_affine: bool = spec_field(False, help="keep batch norms' affine parameters (frozen); both papers drop them")
-    rerand_freq: str | None = spec_field(None, help=f"iterand: re-randomise every this many steps (None: {ITERAND_FREQ})")
-    rerand_lambda: float | None = spec_field(None, help=f"iterand: re-drawn fraction of the eligible weights (None: {ITERAND_LAMBDA})")
-    rerand_mode: str = spec_field("bernoulli", help="iterand: bernoulli (w <- r with probability lambda) or manual (w <- lambda w + mu r)")
+    rerand_freq: str | None = spec_field(
+        None, help=f"iterand: re-randomise every this many steps (None: {ITERAND_FREQ})"
+    )
+    rerand_lambda: float | None = spec_field(
+        None, help=f"iterand: re-drawn fraction of the eligible weights (None: {ITERAND_LAMBDA})"
+    )
+    rerand_mode: str = spec_field(
+        "bernoulli", help="iterand: bernoulli (w <- r with probability lambda) or manual (w <- lambda w + mu r)"
+    )
     rerand_mu: float | None = spec_field(None, help="iterand, manual mode: the weight of the fresh draw")
     rerand_rate: float = spec_field(1.0, help="iterand: fraction of the pruned weights eligible, lowest ranked first")
 
@@ -62,21 +76,26 @@ class SupermaskSpec:
         if self.rerand_lambda is not None and not self.rerand_lambda >= 0:
             raise SpecError(f"supermask.rerand_lambda must be >= 0, got {self.rerand_lambda}")
         if self.rerand_mode == "bernoulli" and (self.rerand_lambda or 0.0) > 1.0:
-            raise SpecError(f"supermask.rerand_lambda is a probability in bernoulli mode, in [0, 1]; got {self.rerand_lambda}")
+            raise SpecError(
+                f"supermask.rerand_lambda is a probability in bernoulli mode, in [0, 1]; got {self.rerand_lambda}"
+            )
         if (self.rerand_mode == "manual") != (self.rerand_mu is not None):
-            raise SpecError("supermask.rerand_mu goes with supermask.rerand_mode=manual (w <- lambda w + mu r), and only with it")
+            raise SpecError(
+                "supermask.rerand_mu goes with supermask.rerand_mode=manual (w <- lambda w + mu r), and only with it"
+            )
         if self.method == "edge-popup" and (self.rerand_lambda or self.rerand_mu is not None):
             raise SpecError(
                 "edge-popup does not re-randomise (it is IteRand with lambda = 0), but supermask.rerand_lambda or "
                 "rerand_mu is set; use --method iterand"
             )
 
-    def resolved(self) -> "SupermaskSpec":
+    def resolved(self) -> SupermaskSpec:
         """This spec as run names hash it: edge-popup never re-randomises, so the re-randomisation period,
         mode and rate it carries (e.g. from a preset meant for both methods) do not rename its runs."""
         if self.method == "edge-popup":
-            return dataclasses.replace(self, rerand_freq=None, rerand_lambda=None, rerand_mode="bernoulli",
-                                       rerand_mu=None, rerand_rate=1.0)
+            return dataclasses.replace(
+                self, rerand_freq=None, rerand_lambda=None, rerand_mode="bernoulli", rerand_mu=None, rerand_rate=1.0
+            )
         return self
 
     @property

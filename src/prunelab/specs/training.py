@@ -29,8 +29,12 @@ class TrainingSpec:
     data_order_seed: int | None = spec_field(None, help="seed of the data order (default: the experiment seed)")
     augment_seed: int | None = spec_field(None, help="seed of the augmentation (default: the experiment seed)")
     bf16: bool = spec_field(False, help="bfloat16 autocast for forward and loss")
-    save_steps: tuple[str, ...] = spec_field((), semantic=False, help="extra steps whose weights are saved (for branching; not in the run name)")
-    eval_every: str | None = spec_field("1ep", semantic=False, help="evaluate every this many steps (None: only at the end)")
+    save_steps: tuple[str, ...] = spec_field(
+        (), semantic=False, help="extra steps whose weights are saved (for branching; not in the run name)"
+    )
+    eval_every: str | None = spec_field(
+        "1ep", semantic=False, help="evaluate every this many steps (None: only at the end)"
+    )
     checkpoint_every: str = spec_field("1ep", semantic=False, help="resume checkpoint interval")
     eval_batch_size: int = spec_field(1000, semantic=False, help="batch size for evaluation")
     device: str = spec_field("auto", semantic=False, help="auto, cpu, cuda or cuda:N")

@@ -28,8 +28,17 @@ from prunelab.store.layout import RunLayout
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DamagedFile", "INTEGRITY_KEY", "DIGEST_KEY", "SCHEME", "tensor_digest", "seal", "check_digest",
-           "owning_run", "recovery_advice"]
+__all__ = [
+    "DamagedFile",
+    "INTEGRITY_KEY",
+    "DIGEST_KEY",
+    "SCHEME",
+    "tensor_digest",
+    "seal",
+    "check_digest",
+    "owning_run",
+    "recovery_advice",
+]
 
 INTEGRITY_KEY = "prunelab.integrity"
 DIGEST_KEY = "prunelab.sha256"
@@ -107,6 +116,7 @@ def check_digest(path: Path, metadata: Mapping[str, str], computed: str | None) 
 
 # which run a file belongs to, and how to recover it ----------------------------------------------
 
+
 def owning_run(path: str | Path) -> tuple[Path, str] | None:
     """``(store root, run id)`` of the run directory holding ``path``, or None outside any run.
 
@@ -145,11 +155,19 @@ def recovery_advice(path: Path) -> str:
     path = Path(path).absolute()
     if run.checkpoints_dir in path.parents:
         if run.summary_path.is_file():
-            return f"It is a crash-resume checkpoint of run {run_id}, which has finished and does not need it: delete it"
-        return (f"It is a crash-resume checkpoint of run {run_id}: re-running the run's command skips it and "
-                "resumes from the previous checkpoint, or from the start")
+            return (
+                f"It is a crash-resume checkpoint of run {run_id}, which has finished and does not need it: delete it"
+            )
+        return (
+            f"It is a crash-resume checkpoint of run {run_id}: re-running the run's command skips it and "
+            "resumes from the previous checkpoint, or from the start"
+        )
     if path == run.summary_path and run.stage_dirs():
-        return (f"Delete it and re-run the command of run {run_id}: the summary is rebuilt from the run's finished "
-                "stages without training them again")
-    return (f"It belongs to run {run_id}: remove the run with `prunelab rm {run_id}{home}` (`prunelab show "
-            f"{run_id}{home}` prints its spec first) and re-run the command that created it, which computes it again")
+        return (
+            f"Delete it and re-run the command of run {run_id}: the summary is rebuilt from the run's finished "
+            "stages without training them again"
+        )
+    return (
+        f"It belongs to run {run_id}: remove the run with `prunelab rm {run_id}{home}` (`prunelab show "
+        f"{run_id}{home}` prints its spec first) and re-run the command that created it, which computes it again"
+    )

@@ -111,8 +111,14 @@ class RunLayout:
     def own_dirs(self) -> tuple[Path, ...]:
         """The directories whose files belong to this run alone (stages inside it are runs of their own)."""
         scratch = RunLayout(self.more_steps_dir)
-        return (self.path, self.weights_dir, self.checkpoints_dir, scratch.path, scratch.weights_dir,
-                scratch.checkpoints_dir)
+        return (
+            self.path,
+            self.weights_dir,
+            self.checkpoints_dir,
+            scratch.path,
+            scratch.weights_dir,
+            scratch.checkpoints_dir,
+        )
 
     def tensor_files(self) -> list[Path]:
         """Every tensor file the run holds: mask, saved weights, checkpoints."""

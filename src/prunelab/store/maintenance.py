@@ -25,8 +25,16 @@ from prunelab.store.atomic import verify_tensor_file
 from prunelab.store.integrity import DamagedFile
 from prunelab.store.runs import Run, RunBusy, RunStore, _release_removing
 
-__all__ = ["Problem", "VerifyReport", "verify_runs", "check_run", "remove_runs", "Removal", "collect_garbage",
-           "TRASH_PREFIX"]
+__all__ = [
+    "Problem",
+    "VerifyReport",
+    "verify_runs",
+    "check_run",
+    "remove_runs",
+    "Removal",
+    "collect_garbage",
+    "TRASH_PREFIX",
+]
 
 TRASH_PREFIX = ".trash-"
 LOCK_GLOB = ".*.lock"
@@ -201,8 +209,9 @@ def _last_change(run: Run) -> float:
     return max(stamps)
 
 
-def collect_garbage(store: RunStore, *, older_than: float, dry_run: bool = False,
-                    now: float | None = None) -> tuple[list[Removal], list[str]]:
+def collect_garbage(
+    store: RunStore, *, older_than: float, dry_run: bool = False, now: float | None = None
+) -> tuple[list[Removal], list[str]]:
     """Remove what no run needs: leftovers of interrupted removals, lock files nobody holds, temporary
     files of interrupted writes (in runs nobody holds), and unfinished runs that no process holds, that
     have not changed for ``older_than`` seconds and hold no finished stage. Returns the removals (done,
@@ -243,8 +252,14 @@ def collect_garbage(store: RunStore, *, older_than: float, dry_run: bool = False
             existed = store.lock_path(run.run_id).exists()
             with _try_lock_file(store.lock_path(run.run_id), remove=not (dry_run and existed)) as free:
                 if free:  # a killed recomputation of steps the run did not save: asking again redoes it
-                    removals.append(Removal("interrupted recomputation", run.more_steps_dir,
-                                            f"of run {run.run_id}", _size(run.more_steps_dir)))
+                    removals.append(
+                        Removal(
+                            "interrupted recomputation",
+                            run.more_steps_dir,
+                            f"of run {run.run_id}",
+                            _size(run.more_steps_dir),
+                        )
+                    )
                     if not dry_run:
                         shutil.rmtree(run.more_steps_dir, ignore_errors=True)
                 else:

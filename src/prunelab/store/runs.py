@@ -267,7 +267,6 @@ class RunStore:
         names = ", ".join(r.run_id for r in matches[:6])
         raise RunNotFound(f"{ref!r} matches several runs ({names}); give more characters")
 
-
     def linked(self, run: Run) -> list[Run]:
         """The runs that ``run`` uses as its stages but that live elsewhere (a lottery's level 0: its spec's
         train run, shared with others); they are not part of ``run``, so removing ``run`` keeps them."""

@@ -57,7 +57,7 @@ def _schema() -> type[BaseModel]:
         levels: list[_Level] | None = None
 
         @pydantic.model_validator(mode="after")
-        def _kind_fields(self) -> "_Summary":
+        def _kind_fields(self) -> _Summary:
             if self.kind == "lottery" and "/" not in self.run_id and self.levels is None:  # not one of its stages
                 raise ValueError("a lottery summary needs 'levels'")
             return self
@@ -65,7 +65,14 @@ def _schema() -> type[BaseModel]:
     return _Summary
 
 
-_JSON_TYPES = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
+_JSON_TYPES = {
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
 
 
 def summary_problems(summary: Any) -> list[str]:
@@ -89,8 +96,11 @@ def summary_problems(summary: Any) -> list[str]:
                 problems.append(message)
                 continue
             value = item.get("input")
-            shown = repr(value) if value is None or isinstance(value, (str, int, float, bool)) else _JSON_TYPES.get(
-                type(value), type(value).__name__)
+            shown = (
+                repr(value)
+                if value is None or isinstance(value, (str, int, float, bool))
+                else _JSON_TYPES.get(type(value), type(value).__name__)
+            )
             problems.append(f"{where}: {message} (got {shown})")
         return problems
     return []
