@@ -26,13 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "mnist10k_study.yaml"
 
 
-def run_study(workers: int, experiment: str) -> float:
+def run_study(workers: int, experiment: str, steps: str | None) -> float:
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env.setdefault("PRUNELAB_DATA", str(ROOT.parent / "shared" / "data"))
     with tempfile.TemporaryDirectory() as home:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "prunelab", "run", str(CONFIG), experiment, "--workers", str(workers),
-                        "--home", home, "--no-progress", "--json"], env=env, check=True, stdout=subprocess.DEVNULL,
+                        "--home", home, "--no-progress", "--json",
+                        # packing off on both sides: the figure is the executor's parallelism alone
+                        "--pack", "1", *([f"--train.steps={steps}"] if steps else [])], env=env, check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
         return time.perf_counter() - started
 
@@ -42,18 +44,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="pairs of runs (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the parallel side (default 2)")
     parser.add_argument("--experiment", default="pai", help="experiment of configs/mnist10k_study.yaml (default pai)")
+    parser.add_argument("--steps", help="training length of each trial (default: the experiment's, 2ep)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     pairs = []
     for _ in range(args.repeats):
-        parallel = run_study(args.workers, args.experiment)
-        serial = run_study(1, args.experiment)
+        parallel = run_study(args.workers, args.experiment, args.steps)
+        serial = run_study(1, args.experiment, args.steps)
         pairs.append((parallel, serial))
         if not args.json:
             print(f"{args.workers} workers {parallel:7.1f} s   1 worker {serial:7.1f} s   ratio {parallel / serial:.3f}",
                   flush=True)
     ratios = [p / s for p, s in pairs]
-    result = {"experiment": args.experiment, "workers": args.workers, "pairs": pairs,
+    result = {"experiment": args.experiment, "workers": args.workers, "steps": args.steps, "pairs": pairs,
               "median_parallel_s": statistics.median(p for p, _ in pairs),
               "median_serial_s": statistics.median(s for _, s in pairs),
               "median_ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios),
