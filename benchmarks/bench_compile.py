@@ -35,9 +35,19 @@ CASES = {
 
 
 def run(model, loader, steps: int, mask: Mask, compiled: bool) -> float:
-    spec = TrainingSpec(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=loader.batch_size, steps=f"{steps}it",
-                        schedule="constant", eval_every=None, checkpoint_every="1000000it", progress=False,
-                        device="cpu", compile=compiled)
+    spec = TrainingSpec(
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        batch_size=loader.batch_size,
+        steps=f"{steps}it",
+        schedule="constant",
+        eval_every=None,
+        checkpoint_every="1000000it",
+        progress=False,
+        device="cpu",
+        compile=compiled,
+    )
     started = time.perf_counter()
     train(model, loader, None, spec, out_dir=None, mask=mask, prunable=prunable_parameters(model), log=lambda _: None)
     return time.perf_counter() - started
@@ -46,8 +56,9 @@ def run(model, loader, steps: int, mask: Mask, compiled: bool) -> float:
 def bench(name: str, pairs: int, steps: int | None, warmup: int) -> dict:
     shape, model_name, batch, default_steps = CASES[name]
     steps = steps or default_steps
-    data = load_dataset(DatasetSpec(name="synthetic", synthetic_shape=shape, synthetic_train_size=batch * 50,
-                                    augment=False))
+    data = load_dataset(
+        DatasetSpec(name="synthetic", synthetic_shape=shape, synthetic_train_size=batch * 50, augment=False)
+    )
     loader = BatchLoader(data.train, batch, shuffle=True, order_seed=0, augment=False)
 
     def fresh() -> tuple[torch.nn.Module, Mask]:
@@ -71,9 +82,14 @@ def bench(name: str, pairs: int, steps: int | None, warmup: int) -> dict:
     compile_seconds = max(0.0, first - warmup * compiled_step)
     saving = eager_step - compiled_step
     return {
-        "model": name, "steps": steps, "batch": batch, "pairs": pairs,
-        "eager_ms_per_step": 1e3 * eager_step, "compiled_ms_per_step": 1e3 * compiled_step,
-        "ratio_median": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)],
+        "model": name,
+        "steps": steps,
+        "batch": batch,
+        "pairs": pairs,
+        "eager_ms_per_step": 1e3 * eager_step,
+        "compiled_ms_per_step": 1e3 * compiled_step,
+        "ratio_median": statistics.median(ratios),
+        "ratio_range": [min(ratios), max(ratios)],
         "compile_seconds": compile_seconds,
         "break_even_steps": round(compile_seconds / saving) if saving > 0 else None,
     }
@@ -97,9 +113,11 @@ def main() -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     for r in rows:
         even = f"{r['break_even_steps']} steps" if r["break_even_steps"] is not None else "never"
-        print(f"{r['model']:>6}: eager {r['eager_ms_per_step']:.2f} ms/step, compiled {r['compiled_ms_per_step']:.2f} "
-              f"ms/step, ratio {r['ratio_median']:.3f} ({r['ratio_range'][0]:.3f}-{r['ratio_range'][1]:.3f}); "
-              f"compilation {r['compile_seconds']:.1f} s, pays for itself after {even}")
+        print(
+            f"{r['model']:>6}: eager {r['eager_ms_per_step']:.2f} ms/step, compiled {r['compiled_ms_per_step']:.2f} "
+            f"ms/step, ratio {r['ratio_median']:.3f} ({r['ratio_range'][0]:.3f}-{r['ratio_range'][1]:.3f}); "
+            f"compilation {r['compile_seconds']:.1f} s, pays for itself after {even}"
+        )
     return 0
 
 

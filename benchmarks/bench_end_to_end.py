@@ -37,7 +37,7 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall-clock and CPU seconds (user + system) of running ``argv`` to completion."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -50,8 +50,12 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=5, help="timed pairs after the warm-up pair (default 5)")
     parser.add_argument("--steps", type=int, default=400, help="training iterations (default 400)")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of both sides (default: inherited)")
-    parser.add_argument("--startup-repeats", type=int, default=5, help="runs of `prunelab --help` and `runs` (default 5)")
-    parser.add_argument("--prunelab-args", default="", help="extra arguments of `prunelab train`, e.g. --train.compile=true")
+    parser.add_argument(
+        "--startup-repeats", type=int, default=5, help="runs of `prunelab --help` and `runs` (default 5)"
+    )
+    parser.add_argument(
+        "--prunelab-args", default="", help="extra arguments of `prunelab train`, e.g. --train.compile=true"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if not os.environ.get("PRUNELAB_DATA"):
@@ -64,10 +68,23 @@ def main() -> int:
     standalone = [sys.executable, str(STANDALONE), "--steps", str(args.steps)]
 
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as scratch:
+
         def run_prunelab() -> tuple[float, float]:
             home = tempfile.mkdtemp(dir=scratch)  # an empty store: the run is trained, not reused
-            return timed([*prunelab, "train", "--preset", PRESET, f"--train.steps={args.steps}it", "--no-progress",
-                          "--home", home, *args.prunelab_args.split()], env)
+            return timed(
+                [
+                    *prunelab,
+                    "train",
+                    "--preset",
+                    PRESET,
+                    f"--train.steps={args.steps}it",
+                    "--no-progress",
+                    "--home",
+                    home,
+                    *args.prunelab_args.split(),
+                ],
+                env,
+            )
 
         def run_standalone() -> tuple[float, float]:
             return timed([*standalone, "--out", tempfile.mkdtemp(dir=scratch)], env)
@@ -80,8 +97,11 @@ def main() -> int:
             else:
                 theirs, ours = run_standalone(), run_prunelab()
             pairs.append({"prunelab": ours, "standalone": theirs})
-            print(f"pair {index + 1}: prunelab {ours[0]:.2f} s ({ours[1]:.2f} s CPU), standalone {theirs[0]:.2f} s "
-                  f"({theirs[1]:.2f} s CPU): {ours[0] / theirs[0]:.3f}", file=sys.stderr)
+            print(
+                f"pair {index + 1}: prunelab {ours[0]:.2f} s ({ours[1]:.2f} s CPU), standalone {theirs[0]:.2f} s "
+                f"({theirs[1]:.2f} s CPU): {ours[0] / theirs[0]:.3f}",
+                file=sys.stderr,
+            )
 
         home = tempfile.mkdtemp(dir=scratch)
         timed([*prunelab, "train", "--preset", PRESET, "--train.steps=2it", "--no-progress", "--home", home], env)
@@ -110,13 +130,19 @@ def main() -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{result['machine']}, OMP_NUM_THREADS={result['threads']}, {len(pairs)} pairs")
-    print(f"prunelab train (fresh process, {args.steps} it): {result['prunelab_wall_median']:.2f} s median; "
-          f"standalone: {result['standalone_wall_median']:.2f} s")
-    print(f"ratio prunelab / standalone: wall {result['wall_ratio_median']:.3f} "
-          f"(range {min(wall_ratios):.3f}-{max(wall_ratios):.3f}), CPU {result['cpu_ratio_median']:.3f}  (target <= 1.3)")
-    print(f"prunelab --help: {result['help_seconds_median']:.3f} s ({result['help_cpu_seconds_median']:.3f} s CPU); "
-          f"prunelab runs: {result['runs_seconds_median']:.3f} s ({result['runs_cpu_seconds_median']:.3f} s CPU)  "
-          "(target for --help < 0.5 s)")
+    print(
+        f"prunelab train (fresh process, {args.steps} it): {result['prunelab_wall_median']:.2f} s median; "
+        f"standalone: {result['standalone_wall_median']:.2f} s"
+    )
+    print(
+        f"ratio prunelab / standalone: wall {result['wall_ratio_median']:.3f} "
+        f"(range {min(wall_ratios):.3f}-{max(wall_ratios):.3f}), CPU {result['cpu_ratio_median']:.3f}  (target <= 1.3)"
+    )
+    print(
+        f"prunelab --help: {result['help_seconds_median']:.3f} s ({result['help_cpu_seconds_median']:.3f} s CPU); "
+        f"prunelab runs: {result['runs_seconds_median']:.3f} s ({result['runs_cpu_seconds_median']:.3f} s CPU)  "
+        "(target for --help < 0.5 s)"
+    )
     return 0
 
 

@@ -66,21 +66,30 @@ def main() -> int:
             size = sum(t.numel() * t.element_size() for t in tensors.values())
             save_pairs, load_pairs, digests = [], [], []
             for _ in range(args.repeats + 1):  # the first pair warms the caches and is dropped
-                save_pairs.append((timed(lambda: atomic_save_tensors(sealed, tensors)),
-                                   timed(lambda: atomic_write(plain, lambda tmp: save_file(tensors, str(tmp))))))
-                load_pairs.append((timed(lambda: used(load_tensors(sealed))), timed(lambda: used(load_file(str(plain))))))
+                save_pairs.append(
+                    (
+                        timed(lambda: atomic_save_tensors(sealed, tensors)),
+                        timed(lambda: atomic_write(plain, lambda tmp: save_file(tensors, str(tmp)))),
+                    )
+                )
+                load_pairs.append(
+                    (timed(lambda: used(load_tensors(sealed))), timed(lambda: used(load_file(str(plain)))))
+                )
                 digests.append(timed(lambda: tensor_digest(tensors, {})))
             save_pairs, load_pairs, digests = save_pairs[1:], load_pairs[1:], digests[1:]
-            rows.append({
-                "case": name, "megabytes": round(size / 1e6, 2),
-                "save_ms": round(1e3 * statistics.median(a for a, _ in save_pairs), 2),
-                "plain_save_ms": round(1e3 * statistics.median(b for _, b in save_pairs), 2),
-                "load_ms": round(1e3 * statistics.median(a for a, _ in load_pairs), 2),
-                "plain_load_ms": round(1e3 * statistics.median(b for _, b in load_pairs), 2),
-                "load_ratio": round(statistics.median(a / b for a, b in load_pairs), 2),
-                "digest_ms": round(1e3 * statistics.median(digests), 2),
-                "digest_mb_per_s": round(size / 1e6 / statistics.median(digests)),
-            })
+            rows.append(
+                {
+                    "case": name,
+                    "megabytes": round(size / 1e6, 2),
+                    "save_ms": round(1e3 * statistics.median(a for a, _ in save_pairs), 2),
+                    "plain_save_ms": round(1e3 * statistics.median(b for _, b in save_pairs), 2),
+                    "load_ms": round(1e3 * statistics.median(a for a, _ in load_pairs), 2),
+                    "plain_load_ms": round(1e3 * statistics.median(b for _, b in load_pairs), 2),
+                    "load_ratio": round(statistics.median(a / b for a, b in load_pairs), 2),
+                    "digest_ms": round(1e3 * statistics.median(digests), 2),
+                    "digest_mb_per_s": round(size / 1e6 / statistics.median(digests)),
+                }
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

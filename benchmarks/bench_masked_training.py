@@ -28,10 +28,18 @@ from prunelab.training import train
 
 CASES = {
     # name: (dataset spec, model, batch size, steps)
-    "lenet": (DatasetSpec(name="synthetic", synthetic_shape=(1, 28, 28), synthetic_train_size=8000, augment=False),
-              "lenet_300_100", 128, 1500),
-    "resnet20": (DatasetSpec(name="synthetic", synthetic_shape=(3, 32, 32), synthetic_train_size=2048, augment=False),
-                 "cifar_resnet_20", 64, 60),
+    "lenet": (
+        DatasetSpec(name="synthetic", synthetic_shape=(1, 28, 28), synthetic_train_size=8000, augment=False),
+        "lenet_300_100",
+        128,
+        1500,
+    ),
+    "resnet20": (
+        DatasetSpec(name="synthetic", synthetic_shape=(3, 32, 32), synthetic_train_size=2048, augment=False),
+        "cifar_resnet_20",
+        64,
+        60,
+    ),
 }
 
 
@@ -63,9 +71,19 @@ def plain_loop(model, loader, test_loader, steps: int, lr: float) -> float:
 
 
 def prunelab_loop(model, loader, test_loader, steps: int, lr: float, mask: Mask) -> float:
-    spec = TrainingSpec(optimizer="sgd", lr=lr, momentum=0.9, weight_decay=1e-4, batch_size=loader.batch_size,
-                        steps=f"{steps}it", schedule="constant", eval_every=None, checkpoint_every="1000000it",
-                        progress=False, device="cpu")
+    spec = TrainingSpec(
+        optimizer="sgd",
+        lr=lr,
+        momentum=0.9,
+        weight_decay=1e-4,
+        batch_size=loader.batch_size,
+        steps=f"{steps}it",
+        schedule="constant",
+        eval_every=None,
+        checkpoint_every="1000000it",
+        progress=False,
+        device="cpu",
+    )
     started = time.perf_counter()
     train(model, loader, test_loader, spec, out_dir=None, mask=mask, prunable=prunable_parameters(model))
     return time.perf_counter() - started
@@ -90,12 +108,18 @@ def bench(name: str, repeats: int) -> dict:
         masked_times.append(t_masked)
         ratios.append(t_masked / t_plain)
     return {
-        "case": name, "model": model_name, "batch_size": batch, "steps": steps, "repeats": repeats,
+        "case": name,
+        "model": model_name,
+        "batch_size": batch,
+        "steps": steps,
+        "repeats": repeats,
         "plain_seconds_median": round(statistics.median(plain_times), 3),
         "prunelab_masked_seconds_median": round(statistics.median(masked_times), 3),
         "ratio_median": round(statistics.median(ratios), 3),
-        "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "ratio_min": round(min(ratios), 3),
+        "ratio_max": round(max(ratios), 3),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -103,8 +127,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", default="lenet,resnet20")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads for both sides (1 keeps a shared 2-core machine's noise down)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for both sides (1 keeps a shared 2-core machine's noise down)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -113,9 +141,11 @@ def main() -> int:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
-            print(f"{r['case']:>9}: plain {r['plain_seconds_median']:.3f}s  prunelab(90% sparse) "
-                  f"{r['prunelab_masked_seconds_median']:.3f}s  ratio {r['ratio_median']:.3f} "
-                  f"(min {r['ratio_min']:.3f}, max {r['ratio_max']:.3f}, {r['repeats']} pairs)")
+            print(
+                f"{r['case']:>9}: plain {r['plain_seconds_median']:.3f}s  prunelab(90% sparse) "
+                f"{r['prunelab_masked_seconds_median']:.3f}s  ratio {r['ratio_median']:.3f} "
+                f"(min {r['ratio_min']:.3f}, max {r['ratio_max']:.3f}, {r['repeats']} pairs)"
+            )
     return 0
 
 

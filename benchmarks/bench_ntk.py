@@ -48,7 +48,7 @@ def _model(name: str) -> torch.nn.Module:
     from prunelab.specs import ModelSpec
 
     if name == "mlp_4096":
-        from prunelab.experiments.ntk_width import WidthMLP, WidthStudy, _network
+        from prunelab.experiments.ntk_width import WidthStudy, _network
 
         return _network(WidthStudy(), 4096, torch.Generator().manual_seed(0))
     return build_model(ModelSpec(name=name), input_shape=MODELS[name], num_classes=10, seed=0)
@@ -97,8 +97,12 @@ def child(name: str, method: str, n: int, threads: int) -> dict[str, float]:
 
 
 def _spawn(name: str, method: str, n: int, threads: int) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--child", name, method, str(n), str(threads)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", name, method, str(n), str(threads)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -106,9 +110,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="alternating pairs per model (default 3)")
     parser.add_argument("--examples", type=int, default=256, help="kernel size for the kernel table (default 256)")
-    parser.add_argument("--method-examples", type=int, default=32, help="kernel size for the methods table (default 32)")
+    parser.add_argument(
+        "--method-examples", type=int, default=32, help="kernel size for the methods table (default 32)"
+    )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--models", default=",".join(MODELS), help=f"models of the kernel table (default {','.join(MODELS)})")
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help=f"models of the kernel table (default {','.join(MODELS)})"
+    )
     parser.add_argument("--skip-kernel", action="store_true", help="only the methods table")
     parser.add_argument("--skip-methods", action="store_true", help="only the kernel table")
     parser.add_argument("--json", action="store_true")
@@ -130,20 +138,26 @@ def main() -> int:
             if abs(naive["trace"] - ours["trace"]) > 1e-3 * abs(naive["trace"]):
                 raise SystemExit(f"{name}: kernels disagree (trace {naive['trace']} vs {ours['trace']})")
             pairs.append((naive, ours))
-        row = {"model": name, "examples": args.examples,
-               "naive_seconds": statistics.median(p[0]["seconds"] for p in pairs),
-               "prunelab_seconds": statistics.median(p[1]["seconds"] for p in pairs),
-               "ratio_median": statistics.median(p[0]["seconds"] / p[1]["seconds"] for p in pairs),
-               "ratio_min": min(p[0]["seconds"] / p[1]["seconds"] for p in pairs),
-               "ratio_max": max(p[0]["seconds"] / p[1]["seconds"] for p in pairs),
-               "naive_peak_mib": max(p[0]["peak_mib"] for p in pairs),
-               "prunelab_peak_mib": max(p[1]["peak_mib"] for p in pairs)}
+        row = {
+            "model": name,
+            "examples": args.examples,
+            "naive_seconds": statistics.median(p[0]["seconds"] for p in pairs),
+            "prunelab_seconds": statistics.median(p[1]["seconds"] for p in pairs),
+            "ratio_median": statistics.median(p[0]["seconds"] / p[1]["seconds"] for p in pairs),
+            "ratio_min": min(p[0]["seconds"] / p[1]["seconds"] for p in pairs),
+            "ratio_max": max(p[0]["seconds"] / p[1]["seconds"] for p in pairs),
+            "naive_peak_mib": max(p[0]["peak_mib"] for p in pairs),
+            "prunelab_peak_mib": max(p[1]["peak_mib"] for p in pairs),
+        }
         kernel_rows.append(row)
         if not args.json:
-            print(f"{name:>16} {args.examples}x{args.examples}: naive {row['naive_seconds']:7.2f} s "
-                  f"({row['naive_peak_mib']:6.0f} MiB)  prunelab {row['prunelab_seconds']:7.2f} s "
-                  f"({row['prunelab_peak_mib']:6.0f} MiB)  ratio {row['ratio_median']:.1f} "
-                  f"[{row['ratio_min']:.1f}-{row['ratio_max']:.1f}]", flush=True)
+            print(
+                f"{name:>16} {args.examples}x{args.examples}: naive {row['naive_seconds']:7.2f} s "
+                f"({row['naive_peak_mib']:6.0f} MiB)  prunelab {row['prunelab_seconds']:7.2f} s "
+                f"({row['prunelab_peak_mib']:6.0f} MiB)  ratio {row['ratio_median']:.1f} "
+                f"[{row['ratio_min']:.1f}-{row['ratio_max']:.1f}]",
+                flush=True,
+            )
     method_rows = []
     if not args.skip_methods:
         for name in (*MODELS, "mlp_4096"):
@@ -153,11 +167,18 @@ def main() -> int:
                 result = _spawn(name, method, args.method_examples, args.threads)
                 method_rows.append({"model": name, "method": method, "examples": args.method_examples, **result})
                 if not args.json:
-                    print(f"{name:>16} {args.method_examples}x{args.method_examples} {method:>8}: "
-                          f"{result['seconds']:7.2f} s  {result['peak_mib']:6.0f} MiB", flush=True)
+                    print(
+                        f"{name:>16} {args.method_examples}x{args.method_examples} {method:>8}: "
+                        f"{result['seconds']:7.2f} s  {result['peak_mib']:6.0f} MiB",
+                        flush=True,
+                    )
     if args.json:
-        print(json.dumps({"threads": args.threads, "torch": torch.__version__, "kernel": kernel_rows,
-                          "methods": method_rows}, indent=2))
+        print(
+            json.dumps(
+                {"threads": args.threads, "torch": torch.__version__, "kernel": kernel_rows, "methods": method_rows},
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -2,7 +2,8 @@
 
 For each model and K, both sides train K models — each with its own seed, 50%-density mask and data
 order — for the same number of steps with masked SGD (momentum 0.9, weight decay 1e-4), then evaluate
-once (and every ``--eval-every`` steps, on ``--test-size`` examples): the sequential side calls ``prunelab.training.train`` K times, the packed side calls
+once (and every ``--eval-every`` steps, on ``--test-size`` examples): the sequential side calls
+``prunelab.training.train`` K times, the packed side calls
 ``train_packed`` once with K lanes. Runs alternate (sequential, packed, sequential, ...) so machine
 noise hits both; the figure is the median over the pairs of ``sequential time / packed time`` (the
 speed-up; above 1 the packed trainer is faster).
@@ -43,18 +44,40 @@ def _mask(model: torch.nn.Module, seed: int) -> Mask:
     return Mask({n: torch.rand(p.shape, generator=generator) < 0.5 for n, p in prunable_parameters(model).items()})
 
 
-def _lanes(case: str, lanes: int, steps: int, device: torch.device, splits, eval_every: int | None = None) -> list[Lane]:
+def _lanes(
+    case: str, lanes: int, steps: int, device: torch.device, splits, eval_every: int | None = None
+) -> list[Lane]:
     shape, name, batch, _, _ = CASES[case]
-    spec = TrainingSpec(lr=0.01, momentum=0.9, weight_decay=1e-4, batch_size=batch, steps=f"{steps}it",
-                        schedule="constant", eval_every=f"{eval_every}it" if eval_every else None,
-                        checkpoint_every="0it", progress=False, device=str(device))
+    spec = TrainingSpec(
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=1e-4,
+        batch_size=batch,
+        steps=f"{steps}it",
+        schedule="constant",
+        eval_every=f"{eval_every}it" if eval_every else None,
+        checkpoint_every="0it",
+        progress=False,
+        device=str(device),
+    )
     test = BatchLoader.evaluation(splits.test, 256, device=device)
     out = []
     for k in range(lanes):
         model = build_model(ModelSpec(name=name), input_shape=shape, num_classes=10, seed=k).to(device)
         prunable = prunable_parameters(model)
-        out.append(Lane(model, BatchLoader(splits.train, batch, order_seed=k, augment=False, device=device), test,
-                        spec, mask=_mask(model, k), prunable=prunable, seed=k, device=device, log=lambda _: None))
+        out.append(
+            Lane(
+                model,
+                BatchLoader(splits.train, batch, order_seed=k, augment=False, device=device),
+                test,
+                spec,
+                mask=_mask(model, k),
+                prunable=prunable,
+                seed=k,
+                device=device,
+                log=lambda _: None,
+            )
+        )
     return out
 
 
@@ -66,8 +89,18 @@ def _sync(device: torch.device) -> None:
 def _sequential(lanes: list[Lane], device: torch.device) -> float:
     started = time.perf_counter()
     for lane in lanes:
-        train(lane.model, lane.train_loader, lane.test_loader, lane.spec, out_dir=None, mask=lane.mask,
-              prunable=lane.prunable, seed=lane.seed, device=device, log=lane.log)
+        train(
+            lane.model,
+            lane.train_loader,
+            lane.test_loader,
+            lane.spec,
+            out_dir=None,
+            mask=lane.mask,
+            prunable=lane.prunable,
+            seed=lane.seed,
+            device=device,
+            log=lane.log,
+        )
     _sync(device)
     return time.perf_counter() - started
 
@@ -81,11 +114,26 @@ def _packed(lanes: list[Lane], device: torch.device) -> float:
     return time.perf_counter() - started
 
 
-def measure(case: str, lanes: int, steps: int, repeats: int, device: torch.device, *, eval_every: int | None = None,
-            test_size: int = 256) -> dict:
+def measure(
+    case: str,
+    lanes: int,
+    steps: int,
+    repeats: int,
+    device: torch.device,
+    *,
+    eval_every: int | None = None,
+    test_size: int = 256,
+) -> dict:
     shape = CASES[case][0]
-    splits = load_dataset(DatasetSpec(name="synthetic", synthetic_shape=shape, synthetic_train_size=2048,
-                                      synthetic_test_size=test_size, augment=False))
+    splits = load_dataset(
+        DatasetSpec(
+            name="synthetic",
+            synthetic_shape=shape,
+            synthetic_train_size=2048,
+            synthetic_test_size=test_size,
+            augment=False,
+        )
+    )
     _packed(_lanes(case, lanes, 2, device, splits), device)  # warm-up (vmap tracing, allocator)
     sequential, packed, ratios = [], [], []
     for _ in range(repeats):
@@ -94,14 +142,23 @@ def measure(case: str, lanes: int, steps: int, repeats: int, device: torch.devic
         sequential.append(s)
         packed.append(p)
         ratios.append(s / p)
-    return {"case": case, "K": lanes, "steps": steps, "sequential_s": round(statistics.median(sequential), 3),
-            "packed_s": round(statistics.median(packed), 3), "speedup": round(statistics.median(ratios), 3),
-            "speedup_min": round(min(ratios), 3), "speedup_max": round(max(ratios), 3)}
+    return {
+        "case": case,
+        "K": lanes,
+        "steps": steps,
+        "sequential_s": round(statistics.median(sequential), 3),
+        "packed_s": round(statistics.median(packed), 3),
+        "speedup": round(statistics.median(ratios), 3),
+        "speedup_min": round(min(ratios), 3),
+        "speedup_max": round(max(ratios), 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="lenet,lenet-digits,conv6,resnet20", help=f"comma-separated: {', '.join(CASES)}")
+    parser.add_argument(
+        "--models", default="lenet,lenet-digits,conv6,resnet20", help=f"comma-separated: {', '.join(CASES)}"
+    )
     parser.add_argument("--lanes", help="comma-separated K (default 1,2,4,8,16; --quick: 1,2,4,8)")
     parser.add_argument("--steps", type=int, help="training steps per model (default: per model)")
     parser.add_argument("--repeats", type=int, help="alternating pairs per figure (default 3; --quick: 1)")
@@ -126,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
             row = measure(case, k, steps, repeats, device, eval_every=args.eval_every, test_size=args.test_size)
             rows.append(row)
             if not args.json:
-                print(f"{case:9s} K={k:<3d} {steps:4d} steps  sequential {row['sequential_s']:8.3f} s  packed "
-                      f"{row['packed_s']:8.3f} s  speed-up {row['speedup']:6.2f}x ({row['speedup_min']:.2f}-"
-                      f"{row['speedup_max']:.2f})", flush=True)
+                print(
+                    f"{case:9s} K={k:<3d} {steps:4d} steps  sequential {row['sequential_s']:8.3f} s  packed "
+                    f"{row['packed_s']:8.3f} s  speed-up {row['speedup']:6.2f}x ({row['speedup_min']:.2f}-"
+                    f"{row['speedup_max']:.2f})",
+                    flush=True,
+                )
     if args.json:
         print(json.dumps(rows, indent=2))
     return 0

@@ -69,8 +69,16 @@ class _MaskedBatchNorm2d(nn.BatchNorm2d):
         factor = self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked = self.num_batches_tracked + 1
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight_mask * self.weight,
-                            self.bias_mask * self.bias, self.training or not self.track_running_stats, factor, self.eps)
+        return F.batch_norm(
+            x,
+            self.running_mean,
+            self.running_var,
+            self.weight_mask * self.weight,
+            self.bias_mask * self.bias,
+            self.training or not self.track_running_stats,
+            factor,
+            self.eps,
+        )
 
 
 def reference_network(model: nn.Module) -> tuple[nn.Module, list[tuple[torch.Tensor, nn.Parameter]]]:
@@ -78,7 +86,9 @@ def reference_network(model: nn.Module) -> tuple[nn.Module, list[tuple[torch.Ten
     net = copy.deepcopy(model)
     pairs = []
     for module in net.modules():
-        swap = {nn.Conv2d: _MaskedConv2d, nn.Linear: _MaskedLinear, nn.BatchNorm2d: _MaskedBatchNorm2d}.get(type(module))
+        swap = {nn.Conv2d: _MaskedConv2d, nn.Linear: _MaskedLinear, nn.BatchNorm2d: _MaskedBatchNorm2d}.get(
+            type(module)
+        )
         if swap is None:
             continue
         module.__class__ = swap
@@ -265,8 +275,10 @@ def measure(name: str, iterations: int, repeats: int, batches: list, device: tor
     params = prunable_parameters(model)
 
     def ours(n: int, calls: int) -> Callable[[], object]:
-        return lambda: [prune(model, name, DENSITY, data, iterations=n, params=params, device=device, **options)
-                        for _ in range(calls)]
+        return lambda: [
+            prune(model, name, DENSITY, data, iterations=n, params=params, device=device, **options)
+            for _ in range(calls)
+        ]
 
     def reference(n: int, calls: int) -> Callable[[], object]:
         torch.manual_seed(0)
@@ -283,15 +295,28 @@ def measure(name: str, iterations: int, repeats: int, batches: list, device: tor
             run = reference(iterations, calls) if side == "reference" else ours(iterations, calls)
             times[side].append(_timed(run, device) / calls)
     ratios = [o / ref for o, ref in zip(times["prunelab"], times["reference"])]
-    return {"strategy": name, "iterations": iterations, "calls_per_run": calls,
-            "reference_s": round(statistics.median(times["reference"]), 4),
-            "prunelab_s": round(statistics.median(times["prunelab"]), 4), "ratio": round(statistics.median(ratios), 3),
-            "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3)}
+    return {
+        "strategy": name,
+        "iterations": iterations,
+        "calls_per_run": calls,
+        "reference_s": round(statistics.median(times["reference"]), 4),
+        "prunelab_s": round(statistics.median(times["prunelab"]), 4),
+        "ratio": round(statistics.median(ratios), 3),
+        "ratio_min": round(min(ratios), 3),
+        "ratio_max": round(max(ratios), 3),
+    }
 
 
 def pruning_batches(device: torch.device) -> list:
-    splits = load_dataset(DatasetSpec(name="synthetic", synthetic_shape=INPUT_SHAPE, synthetic_train_size=100,
-                                      synthetic_test_size=10, augment=False))
+    splits = load_dataset(
+        DatasetSpec(
+            name="synthetic",
+            synthetic_shape=INPUT_SHAPE,
+            synthetic_train_size=100,
+            synthetic_test_size=10,
+            augment=False,
+        )
+    )
     indices = splits.train.class_balanced_indices(10, 0)
     loader = BatchLoader(splits.train.subset(indices), 100, shuffle=False, augment=False)
     return [(x.to(device), y.to(device)) for x, y in loader.epoch(0)]
@@ -316,11 +341,25 @@ def main() -> int:
         r = measure(name, iterations, args.repeats, batches, device)
         results.append(r)
         if not args.json:
-            print(f"{name:>15} ({iterations:>3} it): reference {r['reference_s']:8.3f} s  prunelab {r['prunelab_s']:8.3f} s"
-                  f"  ratio {r['ratio']:.3f} ({r['ratio_min']:.3f}-{r['ratio_max']:.3f})", flush=True)
+            print(
+                f"{name:>15} ({iterations:>3} it): reference {r['reference_s']:8.3f} s  prunelab "
+                f"{r['prunelab_s']:8.3f} s"
+                f"  ratio {r['ratio']:.3f} ({r['ratio_min']:.3f}-{r['ratio_max']:.3f})",
+                flush=True,
+            )
     if args.json:
-        print(json.dumps({"model": "cifar_resnet_20", "threads": args.threads, "device": str(device),
-                          "repeats": args.repeats, "results": results}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": "cifar_resnet_20",
+                    "threads": args.threads,
+                    "device": str(device),
+                    "repeats": args.repeats,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -31,11 +31,30 @@ def run_study(workers: int, experiment: str, steps: str | None) -> float:
     env.setdefault("PRUNELAB_DATA", str(ROOT.parent / "shared" / "data"))
     with tempfile.TemporaryDirectory() as home:
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "prunelab", "run", str(CONFIG), experiment, "--workers", str(workers),
-                        "--home", home, "--no-progress", "--json",
-                        # packing off on both sides: the figure is the executor's parallelism alone
-                        "--pack", "1", *([f"--train.steps={steps}"] if steps else [])], env=env, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "prunelab",
+                "run",
+                str(CONFIG),
+                experiment,
+                "--workers",
+                str(workers),
+                "--home",
+                home,
+                "--no-progress",
+                "--json",
+                # packing off on both sides: the figure is the executor's parallelism alone
+                "--pack",
+                "1",
+                *([f"--train.steps={steps}"] if steps else []),
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return time.perf_counter() - started
 
 
@@ -53,19 +72,32 @@ def main() -> None:
         serial = run_study(1, args.experiment, args.steps)
         pairs.append((parallel, serial))
         if not args.json:
-            print(f"{args.workers} workers {parallel:7.1f} s   1 worker {serial:7.1f} s   ratio {parallel / serial:.3f}",
-                  flush=True)
+            print(
+                f"{args.workers} workers {parallel:7.1f} s   1 worker {serial:7.1f} s   ratio {parallel / serial:.3f}",
+                flush=True,
+            )
     ratios = [p / s for p, s in pairs]
-    result = {"experiment": args.experiment, "workers": args.workers, "steps": args.steps, "pairs": pairs,
-              "median_parallel_s": statistics.median(p for p, _ in pairs),
-              "median_serial_s": statistics.median(s for _, s in pairs),
-              "median_ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios),
-              "cores": os.cpu_count(), "load_average": os.getloadavg()}
+    result = {
+        "experiment": args.experiment,
+        "workers": args.workers,
+        "steps": args.steps,
+        "pairs": pairs,
+        "median_parallel_s": statistics.median(p for p, _ in pairs),
+        "median_serial_s": statistics.median(s for _, s in pairs),
+        "median_ratio": statistics.median(ratios),
+        "min_ratio": min(ratios),
+        "max_ratio": max(ratios),
+        "cores": os.cpu_count(),
+        "load_average": os.getloadavg(),
+    }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"median ratio {result['median_ratio']:.3f} (min {result['min_ratio']:.3f}, max {result['max_ratio']:.3f}); "
-              f"load average {' '.join(f'{x:.2f}' for x in result['load_average'])} on {result['cores']} cores")
+        print(
+            f"median ratio {result['median_ratio']:.3f} (min {result['min_ratio']:.3f}, max "
+            f"{result['max_ratio']:.3f}); "
+            f"load average {' '.join(f'{x:.2f}' for x in result['load_average'])} on {result['cores']} cores"
+        )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ CASES = {
 
 def _batches(shape: tuple[int, ...], batch: int, count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn((batch, *shape), generator=g), torch.randint(0, 10, (batch,), generator=g))
-            for _ in range(count)]
+    return [
+        (torch.randn((batch, *shape), generator=g), torch.randint(0, 10, (batch,), generator=g)) for _ in range(count)
+    ]
 
 
 def masked_iterations(model: torch.nn.Module, batches: list, density: float) -> float:
@@ -62,8 +63,9 @@ def masked_iterations(model: torch.nn.Module, batches: list, density: float) -> 
 
 def supermask_iterations(model: torch.nn.Module, batches: list, density: float) -> float:
     net = to_supermask(model, density, generator=torch.Generator().manual_seed(1))
-    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1, momentum=0.9,
-                          weight_decay=1e-4, foreach=True)
+    opt = torch.optim.SGD(
+        [p for p in net.parameters() if p.requires_grad], lr=0.1, momentum=0.9, weight_decay=1e-4, foreach=True
+    )
     net.train()
     started = time.perf_counter()
     for x, y in batches:
@@ -89,8 +91,9 @@ def bench(name: str, repeats: int, density: float) -> dict:
     model_name, shape, batch, iterations = CASES[name]
     model = build_model(ModelSpec(name=model_name), input_shape=shape, num_classes=10, seed=0)
     batches = _batches(shape, batch, iterations, seed=0)
-    masked_iterations(build_model(ModelSpec(name=model_name), input_shape=shape, num_classes=10, seed=0),
-                      batches[:3], density)  # warm-up
+    masked_iterations(
+        build_model(ModelSpec(name=model_name), input_shape=shape, num_classes=10, seed=0), batches[:3], density
+    )  # warm-up
     supermask_iterations(model, batches[:3], density)
     ratios, masked_times, supermask_times = [], [], []
     for _ in range(repeats):
@@ -101,11 +104,17 @@ def bench(name: str, repeats: int, density: float) -> dict:
         supermask_times.append(supermask)
         ratios.append(supermask / masked)
     return {
-        "case": name, "model": model_name, "batch": batch, "iterations": iterations, "density": density,
+        "case": name,
+        "model": model_name,
+        "batch": batch,
+        "iterations": iterations,
+        "density": density,
         "masked_ms_per_it": statistics.median(masked_times) / iterations * 1e3,
         "supermask_ms_per_it": statistics.median(supermask_times) / iterations * 1e3,
         "mask_ms": mask_milliseconds(model, density),
-        "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
     }
 
 
@@ -123,9 +132,11 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         return
     for r in results:
-        print(f"{r['case']:>9}: masked {r['masked_ms_per_it']:.2f} ms/it, "
-              f"supermask {r['supermask_ms_per_it']:.2f} ms/it (masks {r['mask_ms']:.2f} ms), "
-              f"ratio {r['ratio_median']:.3f} ({r['ratio_min']:.3f}–{r['ratio_max']:.3f})")
+        print(
+            f"{r['case']:>9}: masked {r['masked_ms_per_it']:.2f} ms/it, "
+            f"supermask {r['supermask_ms_per_it']:.2f} ms/it (masks {r['mask_ms']:.2f} ms), "
+            f"ratio {r['ratio_median']:.3f} ({r['ratio_min']:.3f}–{r['ratio_max']:.3f})"
+        )
 
 
 if __name__ == "__main__":

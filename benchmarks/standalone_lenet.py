@@ -30,7 +30,7 @@ from torch import nn
 
 def read_idx(path: Path, header_ints: int) -> torch.Tensor:
     data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    return torch.frombuffer(bytearray(data[4 * header_ints:]), dtype=torch.uint8)
+    return torch.frombuffer(bytearray(data[4 * header_ints :]), dtype=torch.uint8)
 
 
 class LeNet(nn.Module):
@@ -85,7 +85,7 @@ def main() -> int:
     while step < args.steps:
         order = torch.randperm(8000, generator=torch.Generator().manual_seed(epoch))
         for batch in range(per_epoch):
-            index = order[batch * batch_size:(batch + 1) * batch_size]
+            index = order[batch * batch_size : (batch + 1) * batch_size]
             x, y = normalise(train_x.index_select(0, index)), train_y.index_select(0, index)
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(model(x), y).backward()

@@ -31,6 +31,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # --- MNIST IDX ------------------------------------------------------------------------------------
 
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """An IDX file: magic 0x0000 0x08 <ndim>, big-endian uint32 dimensions, uint8 values."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
@@ -60,12 +61,15 @@ def write_mnist_split(directory: Path, prefix: str, n: int, *, gz: bool, seed: i
 
 # --- CIFAR pickles --------------------------------------------------------------------------------
 
+
 def cifar_arrays(n: int, num_classes: int, seed: int) -> tuple[np.ndarray, list[int]]:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (n, 3072), dtype=np.uint8), [int(v) for v in rng.integers(0, num_classes, n)]
 
 
-def write_cifar_batch(path: Path, data: np.ndarray, labels: list[int], *, label_key: bytes = b"labels", protocol: int = 2) -> None:
+def write_cifar_batch(
+    path: Path, data: np.ndarray, labels: list[int], *, label_key: bytes = b"labels", protocol: int = 2
+) -> None:
     """A batch laid out like the originals: a dict with bytes keys, ``b'data'`` a uint8 N×3072 array
     (red plane, green plane, blue plane), labels a list of ints, file names a list of bytes."""
     batch = {
@@ -98,6 +102,7 @@ def write_cifar100(root: Path, n_train: int = 12, n_test: int = 5) -> dict[str, 
 
 
 # --- image folders --------------------------------------------------------------------------------
+
 
 def write_image(path: Path, width: int, height: int, seed: int, *, mode: str = "RGB") -> Path:
     rng = np.random.default_rng(seed)
@@ -145,6 +150,7 @@ def write_imagenet(root: Path, classes: tuple[str, ...] = ("n01440764", "n014435
 
 
 # --- loopback HTTP server -------------------------------------------------------------------------
+
 
 def md5_of(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()

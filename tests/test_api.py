@@ -4,15 +4,14 @@ resumable stages in a store directory."""
 
 from __future__ import annotations
 
-
 import pytest
-from conftest import round_half_up as rhu
 import torch
 from safetensors.torch import load_file
 from sklearn.datasets import load_digits
 from torch import nn
 
 import prunelab.experiments.module_bench as module_bench
+from conftest import round_half_up as rhu
 from prunelab import api
 
 N_WEIGHTS = 64 * 24 + 24 * 10  # 1776 prunable weights (the two Linear weights)
@@ -117,8 +116,15 @@ def test_custom_score_function_is_used_as_the_level_strategy(data, magnitude):
 
 
 def test_custom_score_function_removes_what_it_ranks_lowest(data, tmp_path):
-    result = api.lottery(new_model(), data, train=TRAIN, levels=1, strategy=smallest_first, store=tmp_path / "store",
-                         run_name="lottery-smallest")
+    result = api.lottery(
+        new_model(),
+        data,
+        train=TRAIN,
+        levels=1,
+        strategy=smallest_first,
+        store=tmp_path / "store",
+        run_name="lottery-smallest",
+    )
     trained = load_file(str(tmp_path / "store" / "lottery-smallest" / "level_0" / "weights" / "step_30.safetensors"))
     mask = result.masks[1]
     kept = torch.cat([trained[n].abs()[mask[n]] for n in mask])

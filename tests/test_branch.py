@@ -7,10 +7,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from conftest import round_half_up as rhu
 import torch
 from safetensors.torch import load_file
 
+from conftest import round_half_up as rhu
 from prunelab.experiments.branch import OneShotBranch, run_oneshot_branch
 from prunelab.experiments.scoring import split_strategy_name
 from prunelab.experiments.train import run_train
@@ -39,24 +39,36 @@ def top_magnitude(state, names, keep):
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("branch") / "store")
-    summary = run_train(load_spec("digits_lenet_300_100", overrides={**BASE, "train.save_steps": ["10it"]}), store=store)
+    summary = run_train(
+        load_spec("digits_lenet_300_100", overrides={**BASE, "train.save_steps": ["10it"]}), store=store
+    )
     run = store.run(summary["run_id"])
     assert run.saved_steps() == [0, 10, 30]
-    return SimpleNamespace(store=store, run=run, id=summary["run_id"],
-                           weights={s: load_file(str(run.weights_path(s))) for s in (0, 10, 30)})
+    return SimpleNamespace(
+        store=store,
+        run=run,
+        id=summary["run_id"],
+        weights={s: load_file(str(run.weights_path(s))) for s in (0, 10, 30)},
+    )
 
 
 @pytest.fixture(scope="module")
 def plain(parent):
     """Lottery-style branch: score the final weights, start from step 0, remove 90%."""
-    summary = run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it"), store=parent.store)
+    summary = run_oneshot_branch(
+        parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it"), store=parent.store
+    )
     return branch_view(parent, summary)
 
 
 def branch_view(parent, summary):
     run = parent.store.run(summary["run_id"])
-    return SimpleNamespace(summary=summary, run=run, mask=Mask.load(run.path / "mask.safetensors"),
-                           weights=lambda step: load_file(str(run.weights_path(step))))
+    return SimpleNamespace(
+        summary=summary,
+        run=run,
+        mask=Mask.load(run.path / "mask.safetensors"),
+        weights=lambda step: load_file(str(run.weights_path(step))),
+    )
 
 
 def test_density_is_one_minus_prune_fraction_with_the_round_rule(parent, plain):
@@ -89,8 +101,11 @@ def test_plain_branch_scores_prune_step_and_starts_from_state_step(parent, plain
 
 
 def test_branch_at_a_saved_intermediate_step(parent):
-    summary = run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, prune_step="10it", state_step="10it"),
-                                 store=parent.store)
+    summary = run_oneshot_branch(
+        parent.id,
+        OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, prune_step="10it", state_step="10it"),
+        store=parent.store,
+    )
     view = branch_view(parent, summary)
     expected = top_magnitude(parent.weights[10], HIDDEN, 1418)
     for name in HIDDEN:
@@ -107,8 +122,14 @@ def test_start_step_zero_trains_the_full_schedule_from_the_weights_of_the_state_
     --start-step (its default 0). Here: weights of step 10, 30 steps from step 0."""
     branch = OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, prune_step="10it", state_step="10it", start_step="0it")
     view = branch_view(parent, run_oneshot_branch(parent.id, branch, store=parent.store))
-    rewound = branch_view(parent, run_oneshot_branch(
-        parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, prune_step="10it", state_step="10it"), store=parent.store))
+    rewound = branch_view(
+        parent,
+        run_oneshot_branch(
+            parent.id,
+            OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, prune_step="10it", state_step="10it"),
+            store=parent.store,
+        ),
+    )
     assert view.mask == rewound.mask  # the same scoring; only where training starts differs
     assert view.run.saved_steps() == [0, 10, 30] and rewound.run.saved_steps() == [10, 30]  # the parent saves 10it
     start = view.weights(0)
@@ -130,8 +151,11 @@ def test_new_branch_options_keep_existing_branch_ids(parent, plain):
 
 
 def test_randomize_global_keeps_the_total_count_not_the_layer_counts(parent, plain):
-    summary = run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it",
-                                                          randomize_global=True), store=parent.store)
+    summary = run_oneshot_branch(
+        parent.id,
+        OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it", randomize_global=True),
+        store=parent.store,
+    )
     view = branch_view(parent, summary)
     assert sum(counts(view.mask)[n] for n in HIDDEN) == 284 and bool(view.mask[OUTPUT].all())
     assert counts(view.mask) != counts(plain.mask)  # magnitude's layer counts are not kept
@@ -151,21 +175,64 @@ def test_cli_start_step_and_randomize_global_flags(parent, capsys):
 
     from prunelab.cli.main import main
 
-    argv = ["branch", parent.id, "oneshot", "--prune-fraction", "0.9", "--prune-step", "30it", "--ignore", OUTPUT,
-            "--randomize-global", "--home", str(parent.store.root), "--json"]
+    argv = [
+        "branch",
+        parent.id,
+        "oneshot",
+        "--prune-fraction",
+        "0.9",
+        "--prune-step",
+        "30it",
+        "--ignore",
+        OUTPUT,
+        "--randomize-global",
+        "--home",
+        str(parent.store.root),
+        "--json",
+    ]
     assert main(argv) == 0  # the API branch of the test above: reused, not retrained
     summary = json.loads(capsys.readouterr().out)
-    assert summary["args"] == {"prune_fraction": 0.9, "prune_step": "30it", "ignore": [OUTPUT], "randomize_global": True}
-    assert main(["branch", parent.id, "oneshot", "--prune-fraction", "0.5", "--prune-step", "10it", "--state-step", "10it",
-                 "--start-step", "0it", "--ignore", OUTPUT, "--home", str(parent.store.root), "--json"]) == 0
+    assert summary["args"] == {
+        "prune_fraction": 0.9,
+        "prune_step": "30it",
+        "ignore": [OUTPUT],
+        "randomize_global": True,
+    }
+    assert (
+        main(
+            [
+                "branch",
+                parent.id,
+                "oneshot",
+                "--prune-fraction",
+                "0.5",
+                "--prune-step",
+                "10it",
+                "--state-step",
+                "10it",
+                "--start-step",
+                "0it",
+                "--ignore",
+                OUTPUT,
+                "--home",
+                str(parent.store.root),
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["args"]["start_step"] == "0it"
 
 
 def test_missing_step_error_lists_the_saved_steps(parent):
     with pytest.raises(SpecError, match=r"--prune-step.*step 7 \(saved: 0it, 10it, 30it\)"):
-        run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, prune_step="7it"), store=parent.store)
+        run_oneshot_branch(
+            parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, prune_step="7it"), store=parent.store
+        )
     with pytest.raises(SpecError, match=r"--state-step.*saved: 0it, 10it, 30it"):
-        run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, state_step="20it"), store=parent.store)
+        run_oneshot_branch(
+            parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5, state_step="20it"), store=parent.store
+        )
 
 
 def test_argument_validation():
@@ -179,8 +246,11 @@ def test_argument_validation():
 
 
 def test_randomize_layerwise_keeps_per_layer_counts(parent, plain):
-    summary = run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it", randomize_layerwise=True),
-                                 store=parent.store)
+    summary = run_oneshot_branch(
+        parent.id,
+        OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it", randomize_layerwise=True),
+        store=parent.store,
+    )
     view = branch_view(parent, summary)
     assert counts(view.mask) == counts(plain.mask)
     for name in HIDDEN:
@@ -192,7 +262,9 @@ def test_randomize_layerwise_keeps_per_layer_counts(parent, plain):
 
 @pytest.mark.parametrize("model_init", [None, "standard_normal"])
 def test_reinitialize_changes_the_starting_weights(parent, plain, model_init):
-    branch = OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it", reinitialize=True, model_init=model_init)
+    branch = OneShotBranch(
+        ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it", reinitialize=True, model_init=model_init
+    )
     view = branch_view(parent, run_oneshot_branch(parent.id, branch, store=parent.store))
     assert view.mask == plain.mask  # scoring is unchanged; only the starting weights differ
     start = view.weights(0)
@@ -216,8 +288,10 @@ def test_snip_branch(parent, spelling):
         assert split_strategy_name("snip5") == ("snip", 5)
         assert split_strategy_name("graspabs32") == ("grasp_abs", 32)
         assert split_strategy_name("synflow") == ("synflow", None)
-        branches = [OneShotBranch(ignore=(OUTPUT,), strategy="snip5", prune_fraction=0.5),
-                    OneShotBranch(ignore=(OUTPUT,), strategy="snip", prune_fraction=0.5, examples_per_class=5)]
+        branches = [
+            OneShotBranch(ignore=(OUTPUT,), strategy="snip5", prune_fraction=0.5),
+            OneShotBranch(ignore=(OUTPUT,), strategy="snip", prune_fraction=0.5, examples_per_class=5),
+        ]
     else:
         branches = [OneShotBranch(ignore=(OUTPUT,), strategy="snip", prune_fraction=0.5)]
     views = [branch_view(parent, run_oneshot_branch(parent.id, b, store=parent.store)) for b in branches]
@@ -227,17 +301,28 @@ def test_snip_branch(parent, spelling):
         assert 0.0 <= view.summary["test_accuracy"] <= 1.0
     if spelling == "snip5":  # the suffix means 5 examples per class, exactly like the explicit option
         assert views[0].mask == views[1].mask
-        ten = branch_view(parent, run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), strategy="snip", prune_fraction=0.5),
-                                                     store=parent.store))
+        ten = branch_view(
+            parent,
+            run_oneshot_branch(
+                parent.id, OneShotBranch(ignore=(OUTPUT,), strategy="snip", prune_fraction=0.5), store=parent.store
+            ),
+        )
         assert ten.mask != views[0].mask
         # and it is not magnitude pruning
-        assert views[0].mask != branch_view(parent, run_oneshot_branch(
-            parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5), store=parent.store)).mask
+        assert (
+            views[0].mask
+            != branch_view(
+                parent,
+                run_oneshot_branch(parent.id, OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.5), store=parent.store),
+            ).mask
+        )
 
 
 def test_finished_branch_is_reused(parent, plain, monkeypatch):
     import prunelab.experiments.branch as branch_module
 
     monkeypatch.setattr(branch_module.Workbench, "from_spec", lambda spec: pytest.fail("retrained a finished branch"))
-    again = run_oneshot_branch(parent.id[:12], OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it"), store=parent.store)
+    again = run_oneshot_branch(
+        parent.id[:12], OneShotBranch(ignore=(OUTPUT,), prune_fraction=0.9, prune_step="30it"), store=parent.store
+    )
     assert again == plain.summary

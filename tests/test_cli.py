@@ -16,10 +16,25 @@ import yaml
 from prunelab.cli.main import main
 from prunelab.specs import get_preset, to_dict
 
-TINY = ["--preset", "digits_lenet_300_100", "--model.name=lenet_32_16", "--train.steps=20it",
-        "--train.eval_every=none", "--no-progress"]
-REQUIRED_PRESETS = ("digits_lenet_300_100", "synthetic_lenet_300_100", "mnist_lenet_300_100", "mnist10k_lenet_300_100",
-                    "cifar_resnet_20", "cifar_vgg_16", "cifar_conv2", "tinyimagenet_resnet_18", "imagenet_resnet_50")
+TINY = [
+    "--preset",
+    "digits_lenet_300_100",
+    "--model.name=lenet_32_16",
+    "--train.steps=20it",
+    "--train.eval_every=none",
+    "--no-progress",
+]
+REQUIRED_PRESETS = (
+    "digits_lenet_300_100",
+    "synthetic_lenet_300_100",
+    "mnist_lenet_300_100",
+    "mnist10k_lenet_300_100",
+    "cifar_resnet_20",
+    "cifar_vgg_16",
+    "cifar_conv2",
+    "tinyimagenet_resnet_18",
+    "imagenet_resnet_50",
+)
 SUMMARY_KEYS = ("run_id", "kind", "test_accuracy", "test_loss", "density", "wall_seconds")
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -136,24 +151,44 @@ def test_lottery_json(capsys):
 
 def test_branch_json(capsys):
     parent = train_tiny(capsys)
-    summary, _ = run_json(capsys, "branch", parent["run_id"], "oneshot", "--prune-fraction", "0.5", "--ignore", "fc.weight")
+    summary, _ = run_json(
+        capsys, "branch", parent["run_id"], "oneshot", "--prune-fraction", "0.5", "--ignore", "fc.weight"
+    )
     assert summary["kind"] == "branch" and summary["parent"] == parent["run_id"]
     assert summary["args"] == {"prune_fraction": 0.5, "ignore": ["fc.weight"]}
     # --ignore keeps fc.weight (160 weights) dense; the other 2,560 keep exactly half
     assert summary["kept_weights"] == 1280 + 160 and summary["density"] == (1280 + 160) / (2560 + 160)
-    code, _, err = run_cli(capsys, "branch", parent["run_id"], "oneshot", "--prune-fraction", "0.5", "--prune-step", "3it")
+    code, _, err = run_cli(
+        capsys, "branch", parent["run_id"], "oneshot", "--prune-fraction", "0.5", "--prune-step", "3it"
+    )
     assert code == 2 and "saved: 0it, 20it" in err
-    code, _, err = run_cli(capsys, "branch", parent["run_id"], "oneshot", "--prune-fraction", "0.5",
-                           "--model-init", "standard_normal")
+    code, _, err = run_cli(
+        capsys, "branch", parent["run_id"], "oneshot", "--prune-fraction", "0.5", "--model-init", "standard_normal"
+    )
     assert code == 2 and "--reinitialize" in err
 
 
 def test_prune_with_plots_then_report(capsys, tmp_path):
     plots = tmp_path / "plots"
-    summaries, _ = run_json(capsys, "prune", *TINY, "--strategy", "magnitude,synflow", "--density", "0.5,0.2",
-                            "--iterations", "2", "--plot", str(plots))
+    summaries, _ = run_json(
+        capsys,
+        "prune",
+        *TINY,
+        "--strategy",
+        "magnitude,synflow",
+        "--density",
+        "0.5,0.2",
+        "--iterations",
+        "2",
+        "--plot",
+        str(plots),
+    )
     assert [(s["strategy"], s["target_density"]) for s in summaries] == [
-        ("magnitude", 0.5), ("magnitude", 0.2), ("synflow", 0.5), ("synflow", 0.2)]
+        ("magnitude", 0.5),
+        ("magnitude", 0.2),
+        ("synflow", 0.5),
+        ("synflow", 0.2),
+    ]
     assert len({s["run_id"] for s in summaries}) == 4
     for name in ("accuracy_vs_density.png", "layer_densities.png"):
         assert (plots / name).read_bytes()[:8] == PNG, name
@@ -163,7 +198,9 @@ def test_prune_with_plots_then_report(capsys, tmp_path):
     # densities are over all prunable weights: the preset's ignored fc.weight (160) stays dense
     assert [s["kept_weights"] for s in summaries[:2]] == [1280 + 160, 512 + 160]
     assert [(r["method"], r["density"], r["seeds"]) for r in report["rows"]] == [
-        ("magnitude", float(f"{1440 / 2720:.4g}"), 1), ("magnitude", float(f"{672 / 2720:.4g}"), 1)]
+        ("magnitude", float(f"{1440 / 2720:.4g}"), 1),
+        ("magnitude", float(f"{672 / 2720:.4g}"), 1),
+    ]
     assert (out_dir / "accuracy_vs_density.png").read_bytes()[:8] == PNG
     assert (out_dir / "layer_densities.png").is_file()
     code, out, _ = run_cli(capsys, "report", summaries[2]["run_id"][:12], "--out", str(tmp_path / "r2"))
@@ -179,8 +216,9 @@ def test_python_dash_m_prunelab(tmp_path):
     env = {**os.environ, "PRUNELAB_HOME": str(tmp_path / "home")}
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run([sys.executable, "-m", "prunelab", "--help"], capture_output=True, text=True, env=env,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "prunelab", "--help"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: prunelab")
     for command in ("train", "lottery", "branch", "prune", "report", "presets", "runs", "show"):
@@ -194,8 +232,18 @@ def test_report_keeps_runs_with_different_settings_apart(tmp_path, monkeypatch, 
     from prunelab.cli.main import main
 
     monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path / "home"))
-    common = ["prune", "--preset", "digits_lenet_300_100", "--strategy", "magnitude", "--density", "0.5",
-              "--train.eval_every=none", "--no-progress", "--json"]
+    common = [
+        "prune",
+        "--preset",
+        "digits_lenet_300_100",
+        "--strategy",
+        "magnitude",
+        "--density",
+        "0.5",
+        "--train.eval_every=none",
+        "--no-progress",
+        "--json",
+    ]
     assert main([*common, "--train.steps=1ep"]) == 0
     assert main([*common, "--train.steps=2ep"]) == 0
     assert main([*common, "--train.steps=2ep", "--seed=1"]) == 0

@@ -15,7 +15,6 @@ from torch import nn
 
 from prunelab.supermask import SupermaskStep, supermask_masks, to_supermask
 from prunelab.training import CompileUnavailable, train
-
 from test_training import CLASSES, IN, loaders, quiet, random_mask, spec
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -67,11 +66,31 @@ def test_other_errors_of_a_compiled_model_pass_through(monkeypatch):
 
 @pytest.mark.slow
 def test_without_a_cxx_compiler_the_command_fails_in_one_line(tmp_path):
-    env = {**os.environ, "PYTHONPATH": SRC, "PRUNELAB_HOME": str(tmp_path), "CXX": "/nonexistent/c++",
-           "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "prunelab", "train", "--preset", "digits_lenet_300_100",
-                           "--train.steps=2it", "--train.compile=true", "--no-progress"],
-                          env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "PYTHONPATH": SRC,
+        "PRUNELAB_HOME": str(tmp_path),
+        "CXX": "/nonexistent/c++",
+        "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prunelab",
+            "train",
+            "--preset",
+            "digits_lenet_300_100",
+            "--train.steps=2it",
+            "--train.compile=true",
+            "--no-progress",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("prunelab: error:")]
     assert len(errors) == 1 and "C++ compiler" in errors[0] and "Traceback" not in done.stderr
@@ -84,8 +103,9 @@ def test_a_compiled_masked_run_respects_its_mask_and_matches_the_eager_one():
     for compiled in (False, True):
         model = Plain()
         mask = random_mask(model, density=0.3)
-        results[compiled] = train(model, train_loader, test_loader, spec(steps="2ep", compile=compiled),
-                                  mask=mask, out_dir=None, log=quiet)
+        results[compiled] = train(
+            model, train_loader, test_loader, spec(steps="2ep", compile=compiled), mask=mask, out_dir=None, log=quiet
+        )
         models[compiled] = model
         for name, keep in mask.items():
             weight = dict(model.named_parameters())[name]
@@ -104,8 +124,15 @@ def test_a_compiled_supermask_run_learns_scores_like_the_eager_one():
         model = to_supermask(Plain(), 0.5, generator=torch.Generator().manual_seed(1), weight_init="kaiming_normal")
         frozen = {name: p.detach().clone() for name, p in model.named_parameters() if name.endswith("weight")}
         step = SupermaskStep()
-        results[compiled] = train(model, train_loader, test_loader, spec(steps="2ep", compile=compiled, momentum=0.9),
-                                  update=step, out_dir=None, log=quiet)
+        results[compiled] = train(
+            model,
+            train_loader,
+            test_loader,
+            spec(steps="2ep", compile=compiled, momentum=0.9),
+            update=step,
+            out_dir=None,
+            log=quiet,
+        )
         masks[compiled] = supermask_masks(model)
         for name, weight in frozen.items():  # edge-popup trains scores only
             assert torch.equal(dict(model.named_parameters())[name], weight), name

@@ -16,7 +16,9 @@ from prunelab.specs import DatasetSpec, SpecError
 def make_dataset(n: int = 30, num_classes: int = 3, shape: tuple[int, int, int] = (1, 4, 4)) -> ImageDataset:
     images = torch.arange(n * int(np.prod(shape)), dtype=torch.int64).remainder(256).to(torch.uint8).view(n, *shape)
     labels = torch.arange(n) % num_classes
-    return ImageDataset(images, labels, num_classes, (0.5,) * shape[0], (0.25,) * shape[0], Augmentation(2, True), "toy")
+    return ImageDataset(
+        images, labels, num_classes, (0.5,) * shape[0], (0.25,) * shape[0], Augmentation(2, True), "toy"
+    )
 
 
 def test_dataset_basics_and_subset() -> None:
@@ -24,7 +26,13 @@ def test_dataset_basics_and_subset() -> None:
     assert len(ds) == 30 and ds.input_shape == (1, 4, 4)
     sub = ds.subset([5, 2])
     assert torch.equal(sub.labels, ds.labels[[5, 2]]) and torch.equal(sub.images, ds.images[[5, 2]])
-    assert (sub.num_classes, sub.mean, sub.std, sub.augmentation, sub.name) == (3, (0.5,), (0.25,), Augmentation(2, True), "toy")
+    assert (sub.num_classes, sub.mean, sub.std, sub.augmentation, sub.name) == (
+        3,
+        (0.5,),
+        (0.25,),
+        Augmentation(2, True),
+        "toy",
+    )
     assert "n=30" in repr(ds)
 
 
@@ -39,7 +47,13 @@ def test_dataset_basics_and_subset() -> None:
     ],
 )
 def test_dataset_validation(change: dict, message: str) -> None:
-    fields = dict(images=torch.zeros(2, 1, 4, 4, dtype=torch.uint8), labels=torch.tensor([0, 1]), num_classes=3, mean=(0.5,), std=(0.2,))
+    fields = dict(
+        images=torch.zeros(2, 1, 4, 4, dtype=torch.uint8),
+        labels=torch.tensor([0, 1]),
+        num_classes=3,
+        mean=(0.5,),
+        std=(0.2,),
+    )
     fields.update(change)
     with pytest.raises(ValueError, match=message):
         ImageDataset(**fields)
@@ -88,7 +102,10 @@ def test_digits_split_and_pixel_values() -> None:
     source = {(row.tobytes(), int(label)) for row, label in zip(expected, bunch.target)}
     got = {(img[0].numpy().tobytes(), int(label)) for img, label in zip(splits.train.images, splits.train.labels)}
     assert got <= source
-    assert torch.bincount(torch.cat([splits.train.labels, splits.test.labels])).tolist() == np.bincount(bunch.target).tolist()
+    assert (
+        torch.bincount(torch.cat([splits.train.labels, splits.test.labels])).tolist()
+        == np.bincount(bunch.target).tolist()
+    )
     again = load_dataset(DatasetSpec(name="digits"))
     other = load_dataset(DatasetSpec(name="digits", split_seed=1))
     assert torch.equal(again.train.images, splits.train.images)
@@ -164,7 +181,13 @@ def test_normalization_replaces_statistics_of_both_splits() -> None:
 
 
 def test_synthetic_is_seeded_and_learnable() -> None:
-    spec = DatasetSpec(name="synthetic", synthetic_shape=(3, 6, 5), synthetic_classes=4, synthetic_train_size=400, synthetic_test_size=100)
+    spec = DatasetSpec(
+        name="synthetic",
+        synthetic_shape=(3, 6, 5),
+        synthetic_classes=4,
+        synthetic_train_size=400,
+        synthetic_test_size=100,
+    )
     splits = load_dataset(spec)
     assert splits.train.images.shape == (400, 3, 6, 5) and splits.test.images.shape == (100, 3, 6, 5)
     assert splits.num_classes == 4 and set(splits.train.labels.tolist()) == {0, 1, 2, 3}

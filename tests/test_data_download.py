@@ -11,10 +11,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from data_fixtures import Mirror, closed_port_url, mirror, write_cifar10, write_mnist_split, write_tinyimagenet  # noqa: F401
 
-from prunelab.data import DataError, load_dataset
-from prunelab.data import download
+from data_fixtures import Mirror, closed_port_url, mirror, write_cifar10, write_mnist_split, write_tinyimagenet  # noqa: F401
+from prunelab.data import DataError, download, load_dataset
 from prunelab.specs import DatasetSpec
 
 MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -35,7 +34,10 @@ def publish_mnist(tmp_path: Path, mirror: Mirror, *, register: bool = True) -> N
 def test_url_for_uses_the_mirror(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(download.MIRROR_ENV, raising=False)
     assert download.url_for("cifar-10-python.tar.gz") == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-    assert download.url_for("t10k-images-idx3-ubyte.gz") == "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-images-idx3-ubyte.gz"
+    assert (
+        download.url_for("t10k-images-idx3-ubyte.gz")
+        == "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-images-idx3-ubyte.gz"
+    )
     monkeypatch.setenv(download.MIRROR_ENV, "http://127.0.0.1:1/m/")
     assert download.url_for("tiny-imagenet-200.zip") == "http://127.0.0.1:1/m/tiny-imagenet-200.zip"
 
@@ -53,7 +55,10 @@ def test_mnist_downloads_and_verifies(tmp_path: Path, mirror: Mirror) -> None:
 def test_mnist10k_downloads_the_test_files(tmp_path: Path, mirror: Mirror) -> None:
     publish_mnist(tmp_path, mirror)
     load_dataset(spec("mnist10k", tmp_path / "root"))  # 3 images: split 2/1
-    assert sorted(p.name for p in (tmp_path / "root" / "mnist-10k").iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    assert sorted(p.name for p in (tmp_path / "root" / "mnist-10k").iterdir()) == [
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
 
 
 def test_checksum_mismatch_names_file_and_digests(tmp_path: Path, mirror: Mirror) -> None:

@@ -12,10 +12,14 @@ from prunelab.data.loader import crop_and_flip, random_crop_and_flip
 from prunelab.data.seeding import generator, stable_seed
 
 
-def make_dataset(n: int = 10, shape: tuple[int, int, int] = (3, 6, 5), augmentation: Augmentation | None = Augmentation(2, True)) -> ImageDataset:
+def make_dataset(
+    n: int = 10, shape: tuple[int, int, int] = (3, 6, 5), augmentation: Augmentation | None = Augmentation(2, True)
+) -> ImageDataset:
     rng = torch.Generator().manual_seed(0)
     images = torch.randint(1, 256, (n, *shape), dtype=torch.uint8, generator=rng)  # no zeros: padding is visible
-    return ImageDataset(images, torch.arange(n) % 4, 4, (0.4, 0.5, 0.6)[: shape[0]], (0.2, 0.25, 0.3)[: shape[0]], augmentation, "toy")
+    return ImageDataset(
+        images, torch.arange(n) % 4, 4, (0.4, 0.5, 0.6)[: shape[0]], (0.2, 0.25, 0.3)[: shape[0]], augmentation, "toy"
+    )
 
 
 GOLDEN = 2882598094482294195  # stable_seed("order", 0, 0); changing the mixing silently changes every seeded run

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from data_fixtures import SHARED_DATA
 
+from data_fixtures import SHARED_DATA
 from prunelab.data import BatchLoader, load_dataset
 from prunelab.specs import DatasetSpec
 

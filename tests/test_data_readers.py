@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from data_fixtures import (
     TINY_WNIDS,
     idx_bytes,
@@ -20,8 +22,6 @@ from data_fixtures import (
     write_mnist_split,
     write_tinyimagenet,
 )
-from PIL import Image
-
 from prunelab.data import Augmentation, BatchLoader, DataError, load_dataset
 from prunelab.data.readers import images as image_reader
 from prunelab.data.readers.cifar import read_cifar_batch
@@ -35,13 +35,16 @@ def spec(name: str, root: Path, **kw: object) -> DatasetSpec:
 
 # --- MNIST IDX ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("gz", [False, True])
 def test_mnist_reads_idx_files(tmp_path: Path, gz: bool) -> None:
     train_x, train_y = write_mnist_split(tmp_path / "mnist", "train", 12, gz=gz, seed=0)
     test_x, test_y = write_mnist_split(tmp_path / "mnist", "t10k", 5, gz=not gz, seed=1)  # mixed is fine
     splits = load_dataset(spec("mnist", tmp_path))
     assert splits.train.images.shape == (12, 1, 28, 28) and splits.test.images.shape == (5, 1, 28, 28)
-    assert np.array_equal(splits.train.images[:, 0].numpy(), train_x) and np.array_equal(splits.test.images[:, 0].numpy(), test_x)
+    assert np.array_equal(splits.train.images[:, 0].numpy(), train_x) and np.array_equal(
+        splits.test.images[:, 0].numpy(), test_x
+    )
     assert splits.train.labels.tolist() == train_y.tolist() and splits.test.labels.dtype == torch.int64
     assert splits.train.mean == (0.1307,) and splits.train.std == (0.3081,) and splits.train.augmentation is None
 
@@ -63,7 +66,9 @@ def test_idx_rejects_wrong_magic(tmp_path: Path) -> None:
 
 def test_idx_rejects_truncated_and_oversized_files(tmp_path: Path) -> None:
     good = idx_bytes(np.ones((3, 4, 4), np.uint8))
-    with pytest.raises(DataError, match=r"short-raw is truncated: its header promises 3×4×4 values \(48 bytes\) but only 47 follow"):
+    with pytest.raises(
+        DataError, match=r"short-raw is truncated: its header promises 3×4×4 values \(48 bytes\) but only 47 follow"
+    ):
         read_idx_images(_idx_file(tmp_path, good[:-1], "short-raw"))
     with pytest.raises(DataError, match=r"short-gz is truncated"):
         read_idx_images(_idx_file(tmp_path, gzip.compress(good[:-5]), "short-gz"))
@@ -81,7 +86,9 @@ def test_idx_rejects_bad_labels_and_count_mismatch(tmp_path: Path) -> None:
     directory = tmp_path / "mnist-10k"
     write_mnist_split(directory, "t10k", 6, gz=True, seed=0)
     (directory / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(5, np.uint8))))
-    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz holds 6 images but .*t10k-labels-idx1-ubyte.gz holds 5 labels"):
+    with pytest.raises(
+        DataError, match=r"t10k-images-idx3-ubyte.gz holds 6 images but .*t10k-labels-idx1-ubyte.gz holds 5 labels"
+    ):
         load_dataset(spec("mnist10k", tmp_path))
 
 
@@ -104,6 +111,7 @@ def test_mnist10k_fixture_split(tmp_path: Path) -> None:
 
 
 # --- CIFAR ----------------------------------------------------------------------------------------
+
 
 def test_cifar10_reads_pickle_batches(tmp_path: Path) -> None:
     batches = write_cifar10(tmp_path, per_batch=4)
@@ -193,8 +201,14 @@ def test_cifar_refuses_disallowed_globals(tmp_path: Path) -> None:
         (b"not a pickle", r"is not a readable CIFAR batch"),
         (pickle.dumps([1, 2]), r"is not a CIFAR batch: expected a dict"),
         (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8)}), r"expected a dict with keys b'data' and b'labels'"),
-        (pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}), r"must be a uint8 N×3072 array, found uint8 \(2, 100\)"),
-        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}), r"2 images but b'labels' has shape \(1,\)"),
+        (
+            pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}),
+            r"must be a uint8 N×3072 array, found uint8 \(2, 100\)",
+        ),
+        (
+            pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}),
+            r"2 images but b'labels' has shape \(1,\)",
+        ),
         (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}), r"labels must lie in 0..9"),
     ],
 )
@@ -216,6 +230,7 @@ def test_cifar_truncated_batch(tmp_path: Path) -> None:
 
 # --- image folders --------------------------------------------------------------------------------
 
+
 def pil_rgb(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
@@ -231,7 +246,9 @@ def test_tinyimagenet_reads_the_folder_layout(tmp_path: Path) -> None:
     assert np.array_equal(splits.train.images[0].permute(1, 2, 0).numpy(), pil_rgb(first))
     # val_annotations.txt lists val_0 as the last wnid of the (unsorted) wnids.txt, and so on.
     assert splits.test.labels.tolist() == [wnids.index(w) for w in reversed(TINY_WNIDS)]
-    assert np.array_equal(splits.test.images[1].permute(1, 2, 0).numpy(), pil_rgb(directory / "val" / "images" / "val_1.JPEG"))
+    assert np.array_equal(
+        splits.test.images[1].permute(1, 2, 0).numpy(), pil_rgb(directory / "val" / "images" / "val_1.JPEG")
+    )
     grey = splits.train.images[wnids.index(TINY_WNIDS[0]) * 2]
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])  # greyscale JPEG became RGB
     assert splits.train.augmentation == Augmentation(pad=8, flip=True) and splits.train.mean == (0.485, 0.456, 0.406)

@@ -22,8 +22,16 @@ from prunelab.data import Augmentation, BatchLoader, load_dataset
 from prunelab.specs import DatasetSpec
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-TRAIN = ["train", "--preset", "digits_lenet_300_100", "--train.steps=40ep", "--train.checkpoint_every=1ep",
-         "--save-steps=46it", "--no-progress", "--json"]
+TRAIN = [
+    "train",
+    "--preset",
+    "digits_lenet_300_100",
+    "--train.steps=40ep",
+    "--train.checkpoint_every=1ep",
+    "--save-steps=46it",
+    "--no-progress",
+    "--json",
+]
 FINAL = 40 * 23  # digits: 1,438 training images at batch 64
 
 
@@ -41,13 +49,26 @@ def _free_port() -> int:
 
 
 def _torchrun(args: list[str], home: Path, port: int | None = None) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-            "--master_port", str(port or _free_port()), "-m", "prunelab", *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port or _free_port()),
+        "-m",
+        "prunelab",
+        *args,
+    ]
 
 
 def _single(args: list[str], home: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prunelab", *args], env=_environment(home), capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "prunelab", *args], env=_environment(home), capture_output=True, text=True, timeout=300
+    )
 
 
 def _weights(home: Path, run_id: str, step: int) -> dict[str, torch.Tensor]:
@@ -96,19 +117,28 @@ def test_shards_of_a_batch_are_the_batch_with_its_augmentation():
     parts = [BatchLoader(train, 10, order_seed=3, augment_seed=4, shard=(r, 3)) for r in range(3)]
     for e in range(2):
         for (x, y), *shards in zip(whole.epoch(e), *(p.epoch(e) for p in parts)):
-            assert torch.equal(torch.cat([s[0] for s in shards]), x) and torch.equal(torch.cat([s[1] for s in shards]), y)
+            assert torch.equal(torch.cat([s[0] for s in shards]), x) and torch.equal(
+                torch.cat([s[1] for s in shards]), y
+            )
     assert whole.global_batch_size(3) == 7 and parts[0].iterations_per_epoch == whole.iterations_per_epoch
 
 
 def test_two_processes_train_the_single_process_weights_and_resume_exactly(tmp_path):
     single, whole, killed = tmp_path / "single", tmp_path / "whole", tmp_path / "killed"
     # side by side: one process, an uninterrupted two-process run, and one killed (a lost node) after a checkpoint
-    reference = subprocess.Popen([sys.executable, "-m", "prunelab", *TRAIN], env=_environment(single),
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ddp = subprocess.Popen(_torchrun(TRAIN, whole), env=_environment(whole), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    victim = subprocess.Popen(_torchrun(TRAIN, killed), env=_environment(killed), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
+    reference = subprocess.Popen(
+        [sys.executable, "-m", "prunelab", *TRAIN],
+        env=_environment(single),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ddp = subprocess.Popen(
+        _torchrun(TRAIN, whole), env=_environment(whole), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    victim = subprocess.Popen(
+        _torchrun(TRAIN, killed), env=_environment(killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 240
     try:
         while _checkpoint_step(killed) < 23:
@@ -137,8 +167,9 @@ def test_two_processes_train_the_single_process_weights_and_resume_exactly(tmp_p
     # resuming the killed job gives the uninterrupted two-process run bit for bit
     killed_at = _checkpoint_step(killed)
     assert 23 <= killed_at < FINAL, "the job finished before it could be killed"
-    resumed = subprocess.run(_torchrun(TRAIN, killed), env=_environment(killed), capture_output=True,
-                             text=True, timeout=300)
+    resumed = subprocess.run(
+        _torchrun(TRAIN, killed), env=_environment(killed), capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout)["resumed_from"] == killed_at
     again = _weights(killed, run_id, FINAL)
@@ -146,17 +177,33 @@ def test_two_processes_train_the_single_process_weights_and_resume_exactly(tmp_p
         assert torch.equal(again[key], ours[key]), key
     history = [json.loads(line) for line in (killed / run_id / "metrics.jsonl").read_text().splitlines()]
     assert [r["test_accuracy"] for r in history] == [
-        json.loads(line)["test_accuracy"] for line in (whole / run_id / "metrics.jsonl").read_text().splitlines()]
+        json.loads(line)["test_accuracy"] for line in (whole / run_id / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 @pytest.mark.slow
 def test_a_mask_is_computed_once_and_every_rank_trains_it(tmp_path):
-    args = ["prune", "--preset", "digits_lenet_300_100", "--train.steps=1ep", "--strategy", "snip",
-            "--density", "0.1", "--no-progress", "--json"]
+    args = [
+        "prune",
+        "--preset",
+        "digits_lenet_300_100",
+        "--train.steps=1ep",
+        "--strategy",
+        "snip",
+        "--density",
+        "0.1",
+        "--no-progress",
+        "--json",
+    ]
     reference = _single(args, tmp_path / "single")
     assert reference.returncode == 0, reference.stderr
-    ddp = subprocess.run(_torchrun(args, tmp_path / "ddp"), env=_environment(tmp_path / "ddp"),
-                         capture_output=True, text=True, timeout=300)
+    ddp = subprocess.run(
+        _torchrun(args, tmp_path / "ddp"),
+        env=_environment(tmp_path / "ddp"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     a, b = json.loads(ddp.stdout), json.loads(reference.stdout)
     assert a["run_id"] == b["run_id"] and a["kept_weights"] == b["kept_weights"]

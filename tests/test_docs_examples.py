@@ -14,8 +14,9 @@ def python_blocks(page: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(encoding="utf-8"), re.S)
 
 
-@pytest.mark.parametrize("page", ["lottery.md", "api.md", "pai.md", "models.md", "supermask.md", "ntk.md",
-                                  "studies.md"])
+@pytest.mark.parametrize(
+    "page", ["lottery.md", "api.md", "pai.md", "models.md", "supermask.md", "ntk.md", "studies.md"]
+)
 def test_guide_python_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # PRUNELAB_HOME and one torch thread come from conftest
     for table in ("_NAMED", "_OPTIONS"):  # models.md registers a model: keep it out of later tests

@@ -30,8 +30,14 @@ from prunelab.training import TrainingDiverged
 from prunelab.training.checkpoint import CheckpointError, CheckpointWriteError
 from prunelab.training.device import DeviceError
 
-DIGITS = ["--preset", "digits_lenet_300_100", "--model.name=lenet_32_16", "--train.steps=1ep",
-          "--train.eval_every=none", "--no-progress"]
+DIGITS = [
+    "--preset",
+    "digits_lenet_300_100",
+    "--model.name=lenet_32_16",
+    "--train.steps=1ep",
+    "--train.eval_every=none",
+    "--no-progress",
+]
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
@@ -54,9 +60,23 @@ def stored_runs(home: Path) -> list[str]:
 
 
 # the one base class ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("cls", [SpecError, DataError, DamagedFile, RunNotFound, RunBusy, CheckpointError,
-                                 CheckpointWriteError, MaskSelectionError, SupermaskError, TrainingDiverged,
-                                 StepError, DeviceError])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        SpecError,
+        DataError,
+        DamagedFile,
+        RunNotFound,
+        RunBusy,
+        CheckpointError,
+        CheckpointWriteError,
+        MaskSelectionError,
+        SupermaskError,
+        TrainingDiverged,
+        StepError,
+        DeviceError,
+    ],
+)
 def test_every_user_facing_error_derives_from_user_error(cls):
     assert issubclass(cls, UserError)
 
@@ -74,20 +94,27 @@ def test_os_errors_a_user_causes_are_user_errors_described_in_one_line():
 def _failing_handler(error: BaseException):
     def handler(args, rest):
         raise error
+
     return handler
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
     """A bare ValueError is a programming error, not bad input: the CLI no longer hides it."""
-    monkeypatch.setattr(cli_main.commands, "REGISTRY", [
-        lambda sub: sub.add_parser("boom").set_defaults(handler=_failing_handler(ValueError("internal")))])
+    monkeypatch.setattr(
+        cli_main.commands,
+        "REGISTRY",
+        [lambda sub: sub.add_parser("boom").set_defaults(handler=_failing_handler(ValueError("internal")))],
+    )
     with pytest.raises(ValueError, match="internal"):
         main(["boom"])
 
 
 def test_user_errors_are_one_line_and_debug_adds_the_traceback(monkeypatch, capsys):
-    monkeypatch.setattr(cli_main.commands, "REGISTRY", [
-        lambda sub: sub.add_parser("boom").set_defaults(handler=_failing_handler(SpecError("bad --thing; use 1")))])
+    monkeypatch.setattr(
+        cli_main.commands,
+        "REGISTRY",
+        [lambda sub: sub.add_parser("boom").set_defaults(handler=_failing_handler(SpecError("bad --thing; use 1")))],
+    )
     code, _, err = run_cli(capsys, "boom")
     assert code == 2 and err == "prunelab: error: bad --thing; use 1\n"
     code, _, err = run_cli(capsys, "--debug", "boom")
@@ -132,8 +159,10 @@ def test_a_diverged_lottery_or_prune_run_leaves_no_run(command, home, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-@pytest.mark.parametrize("device, message", [("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available"),
-                                             ("mps", "unknown device 'mps'")])
+@pytest.mark.parametrize(
+    "device, message",
+    [("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available"), ("mps", "unknown device 'mps'")],
+)
 def test_an_unavailable_device_is_one_line(device, message, home, capsys):
     code, _, err = run_cli(capsys, "train", *DIGITS, "--device", device)
     assert code == 2 and message in one_error_line(err)
@@ -155,8 +184,19 @@ def test_a_summary_holding_a_list_and_one_that_is_empty_are_one_line(home, capsy
 def test_sigterm_stops_training_like_ctrl_c_and_the_same_command_resumes(tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, "PRUNELAB_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONPATH": SRC}
-    command = [sys.executable, "-m", "prunelab", "train", "--preset", "digits_lenet_300_100", "--train.steps=8ep",
-               "--train.checkpoint_every=1ep", "--train.eval_every=none", "--no-progress", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "prunelab",
+        "train",
+        "--preset",
+        "digits_lenet_300_100",
+        "--train.steps=8ep",
+        "--train.checkpoint_every=1ep",
+        "--train.eval_every=none",
+        "--no-progress",
+        "--json",
+    ]
     victim = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list(home.glob("train-*/checkpoints/latest.json")):
@@ -175,25 +215,40 @@ def test_sigterm_stops_training_like_ctrl_c_and_the_same_command_resumes(tmp_pat
 
 
 # validate before work -------------------------------------------------------------------------------
-@pytest.mark.parametrize("args, message", [
-    (["lottery", "--levels", "1", "--rates", "nosuch=0.5"], "rates pattern 'nosuch' matches no prunable tensor"),
-    (["lottery", "--levels", "1", "--ignore", "nosuch*"], "ignore pattern 'nosuch*' matches no prunable tensor"),
-    (["lottery", "--levels", "1", "--scope", "layerwise", "--count-rule", "openlth"], "count_rule='openlth'"),
-    (["lottery", "--levels", "1", "--strategy", "random_global", "--scope", "layerwise"], "scope='global'"),
-    (["lottery", "--levels", "1", "--strategy", "snip"], "scores with training data"),
-    (["lottery", "--levels", "-1"], "levels must be >= 0"),
-    (["lottery", "--levels", "1", "--rewind", "100ep"], "after the end of training"),
-    (["lottery", "--levels", "1", "--controls", "reinti"], "Did you mean 'reinit'"),
-    (["lottery", "--levels", "2", "--seeds", "1,2", "--ignore", "nosuch"], "matches no prunable tensor"),
-    (["train", "--train.steps=0it"], "trains nothing"),
-    (["train", "--save-steps", "100ep"], "after the end of training"),
-    (["train", "--seeds", "1,2", "--save-steps", "100ep"], "after the end of training"),
-    (["prune", "--strategy", "snip", "--density", "0.1", "--prune.ignore=nosuch"], "ignore pattern 'nosuch'"),
-    (["prune", "--strategy", "random_global", "--density", "0.1", "--scope", "layerwise"], "scope='global'"),
-    (["prune", "--strategy", "synflow", "--density", "0.1", "--prune.options={tmeperature: 1}"], "no option"),
-    (["prune", "--strategy", "magnitude", "--density", "0.1,0.2", "--experiment", "multishot",
-      "--round-steps", "100ep"], "--round-steps 100ep"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["lottery", "--levels", "1", "--rates", "nosuch=0.5"], "rates pattern 'nosuch' matches no prunable tensor"),
+        (["lottery", "--levels", "1", "--ignore", "nosuch*"], "ignore pattern 'nosuch*' matches no prunable tensor"),
+        (["lottery", "--levels", "1", "--scope", "layerwise", "--count-rule", "openlth"], "count_rule='openlth'"),
+        (["lottery", "--levels", "1", "--strategy", "random_global", "--scope", "layerwise"], "scope='global'"),
+        (["lottery", "--levels", "1", "--strategy", "snip"], "scores with training data"),
+        (["lottery", "--levels", "-1"], "levels must be >= 0"),
+        (["lottery", "--levels", "1", "--rewind", "100ep"], "after the end of training"),
+        (["lottery", "--levels", "1", "--controls", "reinti"], "Did you mean 'reinit'"),
+        (["lottery", "--levels", "2", "--seeds", "1,2", "--ignore", "nosuch"], "matches no prunable tensor"),
+        (["train", "--train.steps=0it"], "trains nothing"),
+        (["train", "--save-steps", "100ep"], "after the end of training"),
+        (["train", "--seeds", "1,2", "--save-steps", "100ep"], "after the end of training"),
+        (["prune", "--strategy", "snip", "--density", "0.1", "--prune.ignore=nosuch"], "ignore pattern 'nosuch'"),
+        (["prune", "--strategy", "random_global", "--density", "0.1", "--scope", "layerwise"], "scope='global'"),
+        (["prune", "--strategy", "synflow", "--density", "0.1", "--prune.options={tmeperature: 1}"], "no option"),
+        (
+            [
+                "prune",
+                "--strategy",
+                "magnitude",
+                "--density",
+                "0.1,0.2",
+                "--experiment",
+                "multishot",
+                "--round-steps",
+                "100ep",
+            ],
+            "--round-steps 100ep",
+        ),
+    ],
+)
 def test_bad_input_fails_before_anything_trains_or_is_stored(args, message, home, capsys):
     command, rest = args[0], args[1:]
     steps = [a for a in DIGITS if not a.startswith("--train.steps")] if "--train.steps=0it" in rest else DIGITS
@@ -264,14 +319,17 @@ def test_report_names_its_default_directory_after_the_report(tmp_path, monkeypat
 
 def test_report_says_what_each_config_label_stands_for(tmp_path, capsys):
     for lr in ("0.05", "0.02"):
-        code, _, err = run_cli(capsys, "prune", *DIGITS, "--strategy", "magnitude", "--density", "0.5",
-                               f"--train.lr={lr}")
+        code, _, err = run_cli(
+            capsys, "prune", *DIGITS, "--strategy", "magnitude", "--density", "0.5", f"--train.lr={lr}"
+        )
         assert code == 0, err
     code, out, _ = run_cli(capsys, "report", "--out", tmp_path / "report", "--json")
     report = json.loads(out)
     assert {row["method"] for row in report["rows"]} == {"magnitude [config 1]", "magnitude [config 2]"}
     assert [(c["method"], c["settings"]) for c in report["configs"]] == [
-        ("magnitude [config 1]", {"train.lr": 0.02}), ("magnitude [config 2]", {"train.lr": 0.05})]
+        ("magnitude [config 1]", {"train.lr": 0.02}),
+        ("magnitude [config 2]", {"train.lr": 0.05}),
+    ]
     code, out, _ = run_cli(capsys, "report", "--out", tmp_path / "report")
     assert "magnitude [config 1]: train.lr=0.02 (1 run(s): prune-" in out
 
@@ -294,8 +352,11 @@ def test_a_worker_reports_whether_a_trial_failed_with_a_user_error(home):
     from prunelab.experiments.trial import Trial
     from prunelab.specs import load_spec
 
-    spec = load_spec("digits_lenet_300_100", None, {"model.name": "lenet_32_16", "train.steps": "1ep",
-                                                      "train.eval_every": "none", "train.lr": "1e9"})
+    spec = load_spec(
+        "digits_lenet_300_100",
+        None,
+        {"model.name": "lenet_32_16", "train.steps": "1ep", "train.eval_every": "none", "train.lr": "1e9"},
+    )
     [outcome] = execute_unit({"trials": [Trial("train", spec).to_data()], "store": str(home), "quiet": True})
     assert not outcome["ok"] and outcome["user_error"]
     assert outcome["error"].startswith("TrainingDiverged: ") and outcome["message"].startswith("training diverged")
@@ -304,6 +365,7 @@ def test_a_worker_reports_whether_a_trial_failed_with_a_user_error(home):
 
 def test_permission_denied_on_the_store_is_one_line(monkeypatch, home, capsys):
     """A store the user may not write (simulated: as root, chmod does not stop writes)."""
+
     def refuse(self, run_id, spec_yaml, *, extra=None):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self.root / run_id))
 

@@ -55,16 +55,31 @@ def test_a_supermask_run_exports_its_effective_weights_and_can_be_branched_from(
     assert accuracy(model, spec) == summary["test_accuracy"] == meta["test_accuracy"]
     assert exported_mask(tmp_path / "sm") == Mask.load(RunStore().run(summary["run_id"]).mask_path)
     # pruned further and trained like any other run: the branch starts from the learned mask (never revived)
-    branch = run_oneshot_branch(summary["run_id"], OneShotBranch(strategy="magnitude", prune_fraction=0.75,
-                                                                 prune_step=f"{summary['final_step']}it"))
+    branch = run_oneshot_branch(
+        summary["run_id"],
+        OneShotBranch(strategy="magnitude", prune_fraction=0.75, prune_step=f"{summary['final_step']}it"),
+    )
     branch_mask = Mask.load(RunStore().run(branch["run_id"]).mask_path)
     assert branch_mask.is_subset_of(exported_mask(tmp_path / "sm"))
     assert branch_mask.num_kept == round(0.25 * branch_mask.num_total)
 
 
 def test_lottery_levels_export_and_the_lottery_itself_says_which_to_use(tmp_path, capsys):
-    assert main(["lottery", "--preset", "digits_lenet_300_100", "--train.steps=1ep", "--levels", "1",
-                 "--no-progress", "--json"]) == 0
+    assert (
+        main(
+            [
+                "lottery",
+                "--preset",
+                "digits_lenet_300_100",
+                "--train.steps=1ep",
+                "--levels",
+                "1",
+                "--no-progress",
+                "--json",
+            ]
+        )
+        == 0
+    )
     run_id = json.loads(capsys.readouterr().out)["run_id"]
     with pytest.raises(SpecError, match="level_<L>"):
         export_run(run_id, tmp_path / "x")
@@ -96,8 +111,14 @@ def test_a_user_model_run_exports_a_state_dict(tmp_path):
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    lottery(net, "digits", train={"lr": 0.05, "batch_size": 64, "steps": "1ep", "progress": False}, levels=1,
-            store=tmp_path / "store", run_name="mine")
+    lottery(
+        net,
+        "digits",
+        train={"lr": 0.05, "batch_size": 64, "steps": "1ep", "progress": False},
+        levels=1,
+        store=tmp_path / "store",
+        run_name="mine",
+    )
     store = RunStore(tmp_path / "store")
     meta = export_run("mine/level_1", tmp_path / "u", store=store)
     state = load_exported(tmp_path / "u")

@@ -5,7 +5,8 @@ left behind: no temporary file, no lock file, no file an uninterrupted run does 
 
 Each attempt is ``prunelab.cli.main.main`` in a forked child of this process (imports and the loaded
 data set are inherited, so an attempt costs no start-up), its output in a log file; the parent kills
-it after a random delay drawn from a seeded generator. The default suite kills a small lottery 3 times; the slow one kills a 3-level
+it after a random delay drawn from a seeded generator. The default suite kills a small lottery 3 times; the slow
+one kills a 3-level
 lottery with two controls 20 times."""
 
 from __future__ import annotations
@@ -29,11 +30,37 @@ from prunelab.experiments.workbench import Workbench
 from prunelab.specs import load_spec
 
 # --workers 1: the trials run in the command's own process (the default executor would start a pool)
-SMALL = ["lottery", "--preset", "digits_lenet_300_100", "--model.name=lenet_32_16", "--train.steps=1ep",
-         "--train.checkpoint_every=4it", "--levels", "2", "--controls", "reinit", "--no-progress", "--json",
-         "--workers", "1"]
-LARGE = ["lottery", "--preset", "digits_lenet_300_100", "--train.steps=2ep", "--train.checkpoint_every=5it",
-         "--levels", "3", "--controls", "reinit,shuffle", "--no-progress", "--json", "--workers", "1"]
+SMALL = [
+    "lottery",
+    "--preset",
+    "digits_lenet_300_100",
+    "--model.name=lenet_32_16",
+    "--train.steps=1ep",
+    "--train.checkpoint_every=4it",
+    "--levels",
+    "2",
+    "--controls",
+    "reinit",
+    "--no-progress",
+    "--json",
+    "--workers",
+    "1",
+]
+LARGE = [
+    "lottery",
+    "--preset",
+    "digits_lenet_300_100",
+    "--train.steps=2ep",
+    "--train.checkpoint_every=5it",
+    "--levels",
+    "3",
+    "--controls",
+    "reinit,shuffle",
+    "--no-progress",
+    "--json",
+    "--workers",
+    "1",
+]
 VOLATILE = ("wall_seconds", "resumed_from")  # how long it took and where it resumed, not what it computed
 
 

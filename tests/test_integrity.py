@@ -17,7 +17,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from prunelab.cli.main import main
-from prunelab.masks import Mask
 from prunelab.store import (
     DamagedFile,
     RunStore,
@@ -29,8 +28,14 @@ from prunelab.store import (
 )
 from prunelab.store.integrity import DIGEST_KEY, INTEGRITY_KEY, owning_run, tensor_digest
 
-TINY = ["--preset", "digits_lenet_300_100", "--model.name=lenet_32_16", "--train.steps=20it",
-        "--train.eval_every=none", "--no-progress"]
+TINY = [
+    "--preset",
+    "digits_lenet_300_100",
+    "--model.name=lenet_32_16",
+    "--train.steps=20it",
+    "--train.eval_every=none",
+    "--no-progress",
+]
 BRANCH = ["oneshot", "--prune-fraction", "0.5", "--prune-step", "20it"]  # scores the final weights, starts from step 0
 
 
@@ -95,8 +100,13 @@ def store_copy(trained, home):
 # checksums ------------------------------------------------------------------------------------------
 def test_every_tensor_file_carries_a_checksum_of_metadata_index_and_bytes(tmp_path):
     path = tmp_path / "t.safetensors"
-    tensors = {"b": torch.tensor([True, False, True]), "a": torch.arange(6.0).view(2, 3), "h": torch.ones(2, dtype=torch.bfloat16),
-               "scalar": torch.tensor(7), "empty": torch.zeros(0, 3)}
+    tensors = {
+        "b": torch.tensor([True, False, True]),
+        "a": torch.arange(6.0).view(2, 3),
+        "h": torch.ones(2, dtype=torch.bfloat16),
+        "scalar": torch.tensor(7),
+        "empty": torch.zeros(0, 3),
+    }
     atomic_save_tensors(path, tensors, {"format": "x/1"})
     loaded, metadata = load_tensor_file(path)
     assert metadata == {"format": "x/1"}  # the integrity entries are the store's business
@@ -178,7 +188,9 @@ def test_rm_and_rerun_restores_the_exact_result(capsys, store_copy, trained):
     home, run_id = store_copy
     clean = trained[0] / run_id
     reference = cli_json(capsys, "branch", run_id, *BRANCH)
-    branch_weights = load_file(str(home / reference["run_id"] / "weights" / f"step_{reference['final_step']}.safetensors"))
+    branch_weights = load_file(
+        str(home / reference["run_id"] / "weights" / f"step_{reference['final_step']}.safetensors")
+    )
     cli(capsys, "rm", reference["run_id"])
     final = home / run_id / "weights" / "step_20.safetensors"
     flip_data_byte(final)
@@ -304,8 +316,12 @@ def test_a_final_checkpoint_save_cut_short_is_settled_on_the_next_run(capsys, mo
         main(["train", *TINY, "--train.checkpoint_every=5it"])
     monkeypatch.setattr(checkpoint_module, "atomic_write_json", real)
     checkpoints = home / run_id / "checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest.json", "latest.safetensors", "previous.json",
-                                                              "previous.safetensors"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        "latest.json",
+        "latest.safetensors",
+        "previous.json",
+        "previous.safetensors",
+    ]
     assert json.loads((checkpoints / "latest.json").read_text())["step"] == 15  # the sidecar of step 20 was lost
     summary = cli_json(capsys, "train", *TINY, "--train.checkpoint_every=5it")
     assert summary["resumed_from"] == 20
@@ -362,8 +378,11 @@ def test_summary_schema_on_write_and_read(store_copy):
     assert summary_problems({**good, "kind": "lottery", "run_id": "lottery-x/level_1"}) == []  # a stage
     assert summary_problems({**good, "future_field": {"any": "thing"}}) == []  # kinds add their own fields
     assert run.summary() == good  # nothing was written
-    for text, problem in (("[1, 2]", "holds a list, not a JSON object"), ("{}", "lacks required keys"),
-                          ('{"run_id": ', "not valid JSON")):
+    for text, problem in (
+        ("[1, 2]", "holds a list, not a JSON object"),
+        ("{}", "lacks required keys"),
+        ('{"run_id": ', "not valid JSON"),
+    ):
         run.summary_path.write_text(text)
         with pytest.raises(DamagedFile, match=problem):
             run.summary()
@@ -434,8 +453,11 @@ def test_rm_refuses_a_run_whose_lock_is_held_and_removes_a_lottery_with_its_stag
 def test_lock_files_are_removed_on_release_and_temp_files_of_a_killed_holder_swept(home):
     store = RunStore(home)
     run = store.create("train-x", "seed: 0\n")
-    litter = [run.path / ".summary.json.abc123.tmp", run.checkpoints_dir / ".latest.safetensors.def456.tmp",
-              run.checkpoints_dir / ".tmpAb3dE9"]  # the last one is safetensors' own
+    litter = [
+        run.path / ".summary.json.abc123.tmp",
+        run.checkpoints_dir / ".latest.safetensors.def456.tmp",
+        run.checkpoints_dir / ".tmpAb3dE9",
+    ]  # the last one is safetensors' own
     run.checkpoints_dir.mkdir()
     for path in litter:
         path.write_bytes(b"half a file")
@@ -507,14 +529,17 @@ def test_gc_removes_litter_stale_locks_and_old_unfinished_runs_only(capsys, stor
     before = sorted(p.relative_to(home) for p in home.rglob("*"))
     with store.lock("prune-busy"):
         code, out, _ = cli(capsys, "gc", "--older-than", "7d", "--dry-run")
-        assert code == 0 and sorted(p.relative_to(home) for p in home.rglob("*") if p.name != ".prune-busy.lock") == before
+        assert (
+            code == 0 and sorted(p.relative_to(home) for p in home.rglob("*") if p.name != ".prune-busy.lock") == before
+        )
         assert f"would remove temp file {temp}" in out and f"would remove stale lock {stale}" in out
         assert f"would remove unfinished run {old.path} (prune-old, unchanged for 10.0d)" in out
         assert f"would remove interrupted removal {trash}" in out
         assert "note: run prune-busy is unfinished but in use; left alone" in out
         code, out, _ = cli(capsys, "gc", "--older-than", "7d")
         assert code == 0 and out.splitlines()[-1].startswith(
-            "removed 1 interrupted removal, 1 stale lock, 1 unfinished run, 1 temp file under")
+            "removed 1 interrupted removal, 1 stale lock, 1 unfinished run, 1 temp file under"
+        )
     assert not temp.exists() and not stale.exists() and not trash.exists() and not old.path.exists()
     assert recent.path.is_dir() and lottery.path.is_dir() and busy.path.is_dir() and (home / run_id).is_dir()
     assert sorted(p.name for p in home.iterdir() if p.name.startswith(".")) == []

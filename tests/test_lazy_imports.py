@@ -20,11 +20,10 @@ def _imported_after(code: str, tmp_path: Path) -> dict:
     probe = (
         "import json, sys\n"
         "code = 0\n"
-        "try:\n"
-        + "".join(f"    {line}\n" for line in code.splitlines())
-        + "except SystemExit as exit:\n"
+        "try:\n" + "".join(f"    {line}\n" for line in code.splitlines()) + "except SystemExit as exit:\n"
         "    code = exit.code\n"
-        f"sys.__stdout__.write('\\n' + json.dumps({{'code': code, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
+        "sys.__stdout__.write('\\n' + "
+        f"json.dumps({{'code': code, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
     )
     env = {**os.environ, "PYTHONPATH": SRC, "PRUNELAB_HOME": str(tmp_path / "runs")}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
@@ -32,8 +31,19 @@ def _imported_after(code: str, tmp_path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["lottery", "--help"], ["prune", "--help"],
-                                  ["supermask", "--help"], ["ntk", "--help"], ["runs"], ["presets"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["train", "--help"],
+        ["lottery", "--help"],
+        ["prune", "--help"],
+        ["supermask", "--help"],
+        ["ntk", "--help"],
+        ["runs"],
+        ["presets"],
+    ],
+)
 def test_commands_that_touch_no_tensor_do_not_import_torch(argv, tmp_path):
     result = _imported_after(f"from prunelab.cli.main import main\ncode = main({argv!r})", tmp_path)
     assert result["code"] == 0
@@ -44,10 +54,22 @@ def test_listing_stored_runs_does_not_import_torch(tmp_path):
     run = tmp_path / "runs" / "train-0123456789ab"
     run.mkdir(parents=True)
     (run / "spec.yaml").write_text("model: {name: lenet_300_100}\ndataset: {name: mnist10k}\n")
-    (run / "summary.json").write_text(json.dumps({"run_id": run.name, "kind": "train", "test_accuracy": 0.9,
-                                                  "test_loss": 0.3, "density": 1.0, "wall_seconds": 2.0}))
-    code = "import io, contextlib\nfrom prunelab.cli.main import main\nout = io.StringIO()\n" \
-           "with contextlib.redirect_stdout(out):\n    code = main(['runs'])\nassert 'lenet_300_100' in out.getvalue()"
+    (run / "summary.json").write_text(
+        json.dumps(
+            {
+                "run_id": run.name,
+                "kind": "train",
+                "test_accuracy": 0.9,
+                "test_loss": 0.3,
+                "density": 1.0,
+                "wall_seconds": 2.0,
+            }
+        )
+    )
+    code = (
+        "import io, contextlib\nfrom prunelab.cli.main import main\nout = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n    code = main(['runs'])\nassert 'lenet_300_100' in out.getvalue()"
+    )
     result = _imported_after(code, tmp_path)
     assert result["code"] == 0
     assert set(result["heavy"]) <= {"pydantic"}  # the summary is checked against its schema
@@ -75,10 +97,12 @@ def test_values_that_need_coercion_are_still_coerced():
 def test_help_still_lists_the_choices(capsys):
     from prunelab.cli.main import main
 
-    for argv, names in ((["lottery", "--help"], ("reinit", "shuffle_global")),
-                        (["prune", "--help"], ("singleshot", "multishot", "synflow")),
-                        (["train", "--help"], ("local", "ray", "slurm")),
-                        (["ntk", "--help"], ("64,128,256", "per_layer"))):
+    for argv, names in (
+        (["lottery", "--help"], ("reinit", "shuffle_global")),
+        (["prune", "--help"], ("singleshot", "multishot", "synflow")),
+        (["train", "--help"], ("local", "ray", "slurm")),
+        (["ntk", "--help"], ("64,128,256", "per_layer")),
+    ):
         with pytest.raises(SystemExit):
             main(argv)
         out = capsys.readouterr().out

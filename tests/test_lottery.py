@@ -12,17 +12,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import round_half_up as rhu
 import torch
 from safetensors.torch import load_file
 
-from prunelab.training.loop import TrainingLoop
+from conftest import round_half_up as rhu
 from prunelab.experiments.lottery import run_lottery
 from prunelab.experiments.train import run_train
 from prunelab.experiments.workbench import Workbench
 from prunelab.masks import Mask
 from prunelab.specs import SpecError, load_spec
 from prunelab.store import RunStore
+from prunelab.training.loop import TrainingLoop
 
 BASE = {
     "model.name": "lenet_33_17",
@@ -36,7 +36,6 @@ OUTPUT = "fc.weight"  # ignored by the digits preset
 
 def make_spec(**overrides):
     return load_spec("digits_lenet_300_100", overrides={**BASE, **overrides})
-
 
 
 def alive(mask, names) -> int:
@@ -84,8 +83,13 @@ def magnitude(tmp_path_factory):
         store = RunStore(root / "store")
         summary = run_lottery(spec, 3, controls=("shuffle", "shuffle_global"), store=store)
     run_dir = store.run(summary["run_id"]).path
-    return SimpleNamespace(spec=spec, store=store, summary=summary, run_dir=run_dir,
-                           masks=[level_mask(run_dir, level) for level in range(4)])
+    return SimpleNamespace(
+        spec=spec,
+        store=store,
+        summary=summary,
+        run_dir=run_dir,
+        masks=[level_mask(run_dir, level) for level in range(4)],
+    )
 
 
 # exact counts, nesting, ignore ------------------------------------------------------------------
@@ -186,8 +190,9 @@ def test_summary_json_rows(magnitude):
 
 # per-layer rates and layerwise scope ------------------------------------------------------------
 def test_layerwise_scope_and_rates_give_exact_per_tensor_counts(tmp_path):
-    spec = make_spec(**{"prune.scope": "layerwise", "prune.fraction": 0.5, "prune.ignore": [],
-                        "prune.rates": {"fc.weight": 0.1}})
+    spec = make_spec(
+        **{"prune.scope": "layerwise", "prune.fraction": 0.5, "prune.ignore": [], "prune.rates": {"fc.weight": 0.1}}
+    )
     summary = run_lottery(spec, 2, store=RunStore(tmp_path / "store"))
     run_dir = RunStore(tmp_path / "store").run(summary["run_id"]).path
     masks = [level_mask(run_dir, level) for level in range(3)]
@@ -244,7 +249,10 @@ def test_rewinding_restores_exactly_the_weights_of_the_rewind_step(tmp_path, mon
         expected = rewind[key] * mask[key] if key in mask else rewind[key]
         assert torch.equal(level1[key], expected), key
     # the level starts at the rewind step: no step-0 weights, and it trains to the end of the schedule
-    assert sorted(p.name for p in (run_dir / "level_1" / "weights").iterdir()) == ["step_30.safetensors", "step_5.safetensors"]
+    assert sorted(p.name for p in (run_dir / "level_1" / "weights").iterdir()) == [
+        "step_30.safetensors",
+        "step_5.safetensors",
+    ]
     assert store.run(f"{summary['run_id']}/level_1").summary()["final_step"] == 30
     assert not (run_dir / "pretrain").exists()
 
@@ -264,8 +272,9 @@ def test_random_level_strategies_exact_counts_and_seeding(tmp_path, strategy, ma
         before = alive(masks[level - 1], HIDDEN)
         assert before - alive(masks[level], HIDDEN) == rhu(0.2, before)
         assert masks[level].is_subset_of(masks[level - 1]) and bool(masks[level][OUTPUT].all())
-        reference = global_magnitude_keep(weights(run_dir, f"level_{level - 1}", 30), masks[level - 1], HIDDEN,
-                                          rhu(0.2, before))
+        reference = global_magnitude_keep(
+            weights(run_dir, f"level_{level - 1}", 30), masks[level - 1], HIDDEN, rhu(0.2, before)
+        )
         if strategy == "random_layerwise":  # magnitude's per-layer counts, random positions
             for name in HIDDEN:
                 assert int(masks[level][name].sum()) == int(reference[name].sum())
@@ -310,8 +319,9 @@ def test_ntk_rescale_random_global_defaults_to_the_reference_global_factor(tmp_p
 
 def test_ntk_rescale_per_layer_mode_uses_each_tensors_density(tmp_path):
     store = RunStore(tmp_path / "store")
-    spec = make_spec(**{"prune.strategy": "random_global", "prune.ntk_rescale": True,
-                        "prune.ntk_rescale_mode": "per_layer"})
+    spec = make_spec(
+        **{"prune.strategy": "random_global", "prune.ntk_rescale": True, "prune.ntk_rescale_mode": "per_layer"}
+    )
     run_dir = store.run(run_lottery(spec, 1, store=store)["run_id"]).path
     init = Workbench.from_spec(spec).new_model().state_dict()
     mask, start = level_mask(run_dir, 1), weights(run_dir, "level_1", 0)
@@ -334,8 +344,12 @@ def test_ntk_rescale_mode_names_runs_without_renaming_old_ones():
         spec = make_spec(**overrides)
         assert lottery_run_id(spec) == legacy_id(spec), overrides  # same rule as before: same name
     rescaled = make_spec(**{"prune.strategy": "random_global", "prune.ntk_rescale": True})
-    explicit = make_spec(**{"prune.strategy": "random_global", "prune.ntk_rescale": True, "prune.ntk_rescale_mode": "global"})
-    per_layer = make_spec(**{"prune.strategy": "random_global", "prune.ntk_rescale": True, "prune.ntk_rescale_mode": "per_layer"})
+    explicit = make_spec(
+        **{"prune.strategy": "random_global", "prune.ntk_rescale": True, "prune.ntk_rescale_mode": "global"}
+    )
+    per_layer = make_spec(
+        **{"prune.strategy": "random_global", "prune.ntk_rescale": True, "prune.ntk_rescale_mode": "per_layer"}
+    )
     # auto resolves to the reference's global rule for random_global: named as such, not as the old per-layer runs
     assert lottery_run_id(rescaled) == lottery_run_id(explicit) != legacy_id(rescaled)
     assert lottery_run_id(per_layer) not in (lottery_run_id(rescaled), legacy_id(rescaled))
@@ -353,8 +367,11 @@ def test_cli_shortcuts_for_count_rule_and_rescale_mode():
     parser = argparse.ArgumentParser()
     add_pruning_flags(parser)
     args = parser.parse_args(["--count-rule", "openlth", "--ntk-rescale-mode", "per_layer"])
-    assert set(pruning_overrides(args)) == {"--prune.count_rule=openlth", "--prune.ntk_rescale_mode=per_layer",
-                                            "--prune.ntk_rescale=true"}  # a mode implies rescaling
+    assert set(pruning_overrides(args)) == {
+        "--prune.count_rule=openlth",
+        "--prune.ntk_rescale_mode=per_layer",
+        "--prune.ntk_rescale=true",
+    }  # a mode implies rescaling
     assert pruning_overrides(parser.parse_args([])) == []
     with pytest.raises(SystemExit):
         parser.parse_args(["--count-rule", "ceil"])
@@ -374,7 +391,9 @@ def test_openlth_count_rule_counts_the_ignored_layer_and_removes_one_more(tmp_pa
         removed.append(before - alive(masks[level], HIDDEN))
         assert removed[-1] == math.ceil(0.2 * (before + 170)) + 1
         assert bool(masks[level][OUTPUT].all()) and masks[level].is_subset_of(masks[level - 1])
-        expected = global_magnitude_keep(weights(run_dir, f"level_{level - 1}", 30), masks[level - 1], HIDDEN, removed[-1])
+        expected = global_magnitude_keep(
+            weights(run_dir, f"level_{level - 1}", 30), masks[level - 1], HIDDEN, removed[-1]
+        )
         for name in HIDDEN:
             assert torch.equal(masks[level][name], expected[name])
     # 0.2 · (2673 + 170) = 568.6 → 569, + 1; 0.2 · (2103 + 170) = 454.6 → 455, + 1 (the exact rule: 535, 428)
@@ -389,8 +408,9 @@ def _count_training(monkeypatch) -> list[str]:
     original = Workbench.train
 
     def counting(self, model, run, **kwargs):
-        calls.append(("level_0" if run.kind == "train" else run.run_id.split("/", 1)[1]) if run is not None
-                     else "<memory>")  # a lottery's level 0 is its spec's train run
+        calls.append(
+            ("level_0" if run.kind == "train" else run.run_id.split("/", 1)[1]) if run is not None else "<memory>"
+        )  # a lottery's level 0 is its spec's train run
         return original(self, model, run, **kwargs)
 
     monkeypatch.setattr(Workbench, "train", counting)

@@ -66,8 +66,15 @@ def test_a_shorter_lottery_command_leaves_every_stored_level_and_control_in_the_
 
     # what results, report and runs show: every level, the control at every pruned level
     table = filtered_results(store, kind="lottery")
-    assert sorted((row["level"], row.get("control") or "") for row in table.rows) == \
-        [(0, ""), (1, ""), (1, "reinit"), (2, ""), (2, "reinit"), (3, ""), (3, "reinit")]
+    assert sorted((row["level"], row.get("control") or "") for row in table.rows) == [
+        (0, ""),
+        (1, ""),
+        (1, "reinit"),
+        (2, ""),
+        (2, "reinit"),
+        (3, ""),
+        (3, "reinit"),
+    ]
     points = collect_points([store.run(full["run_id"])])
     assert sorted(p["method"] for p in points) == ["IMP"] * 4 + ["IMP reinit"] * 3
     assert main(["runs", "--json", "--home", str(store.root)]) == 0
@@ -81,8 +88,20 @@ def test_a_shorter_lottery_command_leaves_every_stored_level_and_control_in_the_
 
 def test_the_command_line_lottery_also_reports_what_is_stored_beyond_its_levels(tmp_path, capsys):
     home = tmp_path / "cli"
-    argv = ["lottery", "--preset", "digits_lenet_300_100", "--model.name=lenet_32_16", "--train.steps=12it",
-            "--train.eval_every=none", "--no-progress", "--json", "--workers", "1", "--home", str(home)]
+    argv = [
+        "lottery",
+        "--preset",
+        "digits_lenet_300_100",
+        "--model.name=lenet_32_16",
+        "--train.steps=12it",
+        "--train.eval_every=none",
+        "--no-progress",
+        "--json",
+        "--workers",
+        "1",
+        "--home",
+        str(home),
+    ]
     assert main([*argv, "--levels", "2", "--controls", "reinit"]) == 0
     capsys.readouterr()
     assert main([*argv, "--levels", "1"]) == 0
@@ -119,8 +138,11 @@ def test_lotteries_that_differ_only_in_pruning_settings_share_level_0(tmp_path, 
     store = RunStore(tmp_path / "store")
     first = run_lottery(make_spec(), 1, store=store)
     trainings.clear()
-    variants = [make_spec(**{"prune.fraction": 0.5}), make_spec(**{"prune.strategy": "random"}),
-                make_spec(**{"prune.scope": "layerwise", "prune.ignore": []})]
+    variants = [
+        make_spec(**{"prune.fraction": 0.5}),
+        make_spec(**{"prune.strategy": "random"}),
+        make_spec(**{"prune.scope": "layerwise", "prune.ignore": []}),
+    ]
     for spec in variants:
         other = run_lottery(spec, 1, controls=("shuffle",), store=store)
         assert other["run_id"] != first["run_id"]
@@ -143,7 +165,9 @@ def test_a_rewind_lottery_reuses_a_train_run_and_recomputes_only_the_missing_rew
     run = store.run(train_id)
     after = run.summary()
     assert after["saved_steps"] == [0, 5, 12]
-    assert {k: v for k, v in after.items() if k != "saved_steps"} == {k: v for k, v in dense.items() if k != "saved_steps"}
+    assert {k: v for k, v in after.items() if k != "saved_steps"} == {
+        k: v for k, v in dense.items() if k != "saved_steps"
+    }
     assert not run.more_steps_dir.exists() and not list(store.root.rglob("*.tmp"))
     # the recomputed step is what an uninterrupted training saves there
     reference_store = RunStore(tmp_path / "reference")
@@ -162,7 +186,9 @@ def test_a_rewind_lottery_reuses_a_train_run_and_recomputes_only_the_missing_rew
 
     trainings.clear()  # another rewind lottery of the same spec: level 0 and its step 5 are stored
     run_lottery(make_spec(**{"prune.rewind": "5it", "prune.fraction": 0.5}), 1, store=store)
-    assert [run_id for run_id, _ in trainings] == [f"lottery-{make_spec(**{'prune.rewind': '5it', 'prune.fraction': 0.5}).run_hash('lottery')}/level_1"]
+    assert [run_id for run_id, _ in trainings] == [
+        f"lottery-{make_spec(**{'prune.rewind': '5it', 'prune.fraction': 0.5}).run_hash('lottery')}/level_1"
+    ]
 
 
 def test_a_rewind_lottery_trains_level_0_once_saving_its_rewind_step(tmp_path, trainings):
@@ -223,8 +249,14 @@ def test_a_study_with_train_and_a_rewind_lottery_of_one_spec_trains_the_dense_ru
 
     store = RunStore(tmp_path / "store")
     spec = make_spec(**{"prune.rewind": "5it"})
-    study = Study([Trial("train", spec), Trial("lottery", spec, levels=1),
-                   Trial("lottery", make_spec(**{"prune.rewind": "7it"}), levels=1)], store)
+    study = Study(
+        [
+            Trial("train", spec),
+            Trial("lottery", spec, levels=1),
+            Trial("lottery", make_spec(**{"prune.rewind": "7it"}), levels=1),
+        ],
+        store,
+    )
     assert study.run(progress=False).ok
     train_id = train_run_id(spec)
     assert [run_id for run_id, _ in trainings].count(train_id) == 1, "the rewind steps are saved while training"
@@ -301,7 +333,9 @@ def test_a_recomputation_resumed_past_a_step_now_wanted_starts_over(tmp_path):
     bench = Workbench.from_spec(spec)
     scratch = type(run)(run.more_steps_dir, run.run_id)
     bench.train(bench.new_model(), scratch, save_steps=(10,), stop_step=8)
-    summary = run_train(make_spec(**{"train.checkpoint_every": "2it", "train.save_steps": ["3it", "10it"]}), store=store)
+    summary = run_train(
+        make_spec(**{"train.checkpoint_every": "2it", "train.save_steps": ["3it", "10it"]}), store=store
+    )
     assert summary["saved_steps"] == [0, 3, 10, 12] and not run.more_steps_dir.exists()
     reference = RunStore(tmp_path / "reference")
     expected = reference.run(run_train(make_spec(**{"train.save_steps": ["3it", "10it"]}), store=reference)["run_id"])

@@ -16,7 +16,9 @@ def _model() -> nn.Module:
 
 def _mask(model: nn.Module, density: float = 0.5) -> Mask:
     gen = torch.Generator().manual_seed(1)
-    return Mask({n: torch.rand(p.shape, generator=gen) < density for n, p in model.named_parameters() if n.endswith("weight")})
+    return Mask(
+        {n: torch.rand(p.shape, generator=gen) < density for n, p in model.named_parameters() if n.endswith("weight")}
+    )
 
 
 def test_apply_to_weights_zeroes_exactly_the_pruned_weights():

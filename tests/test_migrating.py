@@ -59,8 +59,10 @@ SHRINK = {
 PARENT_STEPS = "4it"
 STEP_MAP = {"1000it": "1it", "2000it": "2it", "3000it": "3it", "5000it": "1it", "160ep": "4it", "1ep": "1it"}
 #: one grid point of each experiment-file experiment the guide runs (same selection for run and results)
-GRID_POINT = {"conv6_lambda": ["--seed=1", "--supermask.rerand_lambda=0.1"],
-              "conv6_weights": ["--seed=1", "--model.width=0.5"]}
+GRID_POINT = {
+    "conv6_lambda": ["--seed=1", "--supermask.rerand_lambda=0.1"],
+    "conv6_weights": ["--seed=1", "--model.width=0.5"],
+}
 #: a list of pruning targets runs its first two values
 TARGET_FLAGS = ("--density", "--sparsity", "--compression")
 #: the Python example at digits scale: (what the guide writes, what runs here)
@@ -87,13 +89,20 @@ def guide_entries() -> list[Entry]:
     entries = []
     for index, marker in enumerate(markers):
         end = markers[index + 1].start() if index + 1 < len(markers) else len(text)
-        chunk = text[marker.end():end].split("\n## ", 1)[0]
-        section = re.findall(r"^## (.+)$", text[:marker.start()], re.MULTILINE)[-1]
+        chunk = text[marker.end() : end].split("\n## ", 1)[0]
+        section = re.findall(r"^## (.+)$", text[: marker.start()], re.MULTILINE)[-1]
         blocks = re.findall(r"^```(\w+)[^\n]*\n(.*?)^```", chunk, re.DOTALL | re.MULTILINE)
         assert blocks and blocks[0][0] == "text", f"{marker.group(1)}: the reference command comes first, as text"
-        entries.append(Entry(marker.group(1), section, _joined_lines(blocks[0][1]),
-                             [(lang, code) for lang, code in blocks[1:] if lang in ("bash", "python")],
-                             bool(marker.group(2)), chunk))
+        entries.append(
+            Entry(
+                marker.group(1),
+                section,
+                _joined_lines(blocks[0][1]),
+                [(lang, code) for lang, code in blocks[1:] if lang in ("bash", "python")],
+                bool(marker.group(2)),
+                chunk,
+            )
+        )
     return entries
 
 
@@ -260,8 +269,9 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize("section", list(EXPECTED_COMMANDS), ids=["random_pruning_ntk", "ntk_sap", "missing_the_mark",
-                                                                 "iterand", "lth"])
+@pytest.mark.parametrize(
+    "section", list(EXPECTED_COMMANDS), ids=["random_pruning_ntk", "ntk_sap", "missing_the_mark", "iterand", "lth"]
+)
 def test_translated_commands_run(section, workdir, capsys, home):
     """One codebase's commands in document order (the branches need the parent trained before them)."""
     _run_section(section, capsys, home)

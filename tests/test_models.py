@@ -17,8 +17,8 @@ from prunelab.models import (
     prunable_from_spec,
     prunable_parameters,
     register_model,
+    registry,
 )
-from prunelab.models import registry
 from prunelab.models.registry import scaled
 from prunelab.specs.base import SpecError
 from prunelab.specs.model import INITIALISERS, PRUNABLE_KINDS, ModelSpec
@@ -328,18 +328,21 @@ def _layers_for_golden_draws() -> nn.Module:
 GOLDEN_LAWS = {
     "kaiming_normal": lambda w, g: torch.randn(w.shape, generator=g) * math.sqrt(2 / w[0].numel()),
     "kaiming_uniform": lambda w, g: torch.empty(w.shape).uniform_(
-        -math.sqrt(6 / w[0].numel()), math.sqrt(6 / w[0].numel()), generator=g),
+        -math.sqrt(6 / w[0].numel()), math.sqrt(6 / w[0].numel()), generator=g
+    ),
     "standard_normal": lambda w, g: torch.randn(w.shape, generator=g),
     "signed_constant": lambda w, g: (torch.randint(0, 2, w.shape, generator=g) * 2 - 1) * math.sqrt(2 / w[0].numel()),
-    "scaled_signed_constant": lambda w, g: (torch.randint(0, 2, w.shape, generator=g) * 2 - 1)
-    * math.sqrt(2 / w[0].numel()) / math.sqrt(0.25),
+    "scaled_signed_constant": lambda w, g: (
+        (torch.randint(0, 2, w.shape, generator=g) * 2 - 1) * math.sqrt(2 / w[0].numel()) / math.sqrt(0.25)
+    ),
 }
 
 
 @pytest.mark.parametrize("init", sorted(GOLDEN_LAWS))
 def test_existing_initialisers_draw_what_they_always_drew(init: str) -> None:
-    model = initialize(_layers_for_golden_draws(), init, "uniform", generator=torch.Generator().manual_seed(11),
-                       density=0.25)
+    model = initialize(
+        _layers_for_golden_draws(), init, "uniform", generator=torch.Generator().manual_seed(11), density=0.25
+    )
     stream = torch.Generator().manual_seed(11)
     conv_weight = GOLDEN_LAWS[init](model[0].weight, stream)
     gamma = torch.rand(4, generator=stream)
@@ -350,8 +353,13 @@ def test_existing_initialisers_draw_what_they_always_drew(init: str) -> None:
 
 
 def test_bias_init_pytorch_default_draws_after_each_weight() -> None:
-    model = initialize(_layers_for_golden_draws(), "kaiming_normal", "ones",
-                       generator=torch.Generator().manual_seed(3), bias_init="pytorch_default")
+    model = initialize(
+        _layers_for_golden_draws(),
+        "kaiming_normal",
+        "ones",
+        generator=torch.Generator().manual_seed(3),
+        bias_init="pytorch_default",
+    )
     stream = torch.Generator().manual_seed(3)
     for layer, fan_in in ((model[0], 27), (model[3], 6)):  # 3·3·3 and 6 inputs per output unit
         weight = torch.randn(layer.weight.shape, generator=stream) * math.sqrt(2 / fan_in)
@@ -362,18 +370,30 @@ def test_bias_init_pytorch_default_draws_after_each_weight() -> None:
 
 
 def test_bias_init_none_and_zeros() -> None:
-    zeros = initialize(_layers_for_golden_draws(), "xavier_uniform", "ones",
-                       generator=torch.Generator().manual_seed(3), bias_init="zeros")
-    default = initialize(_layers_for_golden_draws(), "xavier_uniform", "ones",
-                         generator=torch.Generator().manual_seed(3))
+    zeros = initialize(
+        _layers_for_golden_draws(),
+        "xavier_uniform",
+        "ones",
+        generator=torch.Generator().manual_seed(3),
+        bias_init="zeros",
+    )
+    default = initialize(
+        _layers_for_golden_draws(), "xavier_uniform", "ones", generator=torch.Generator().manual_seed(3)
+    )
     assert _same_weights(zeros, default) and torch.all(zeros[3].bias == 0)
     # pytorch_default keeps PyTorch's biases unless told otherwise; "zeros" leaves its weights alone.
     kept = _init_layer(nn.Linear(40, 30), "pytorch_default", seed=5)
-    zeroed = initialize(nn.Linear(40, 30), "pytorch_default", "ones", generator=torch.Generator().manual_seed(5),
-                        bias_init="zeros")
+    zeroed = initialize(
+        nn.Linear(40, 30), "pytorch_default", "ones", generator=torch.Generator().manual_seed(5), bias_init="zeros"
+    )
     assert kept.bias.abs().sum() > 0 and torch.all(zeroed.bias == 0) and torch.equal(kept.weight, zeroed.weight)
-    same = initialize(nn.Linear(40, 30), "pytorch_default", "ones", generator=torch.Generator().manual_seed(5),
-                      bias_init="pytorch_default")
+    same = initialize(
+        nn.Linear(40, 30),
+        "pytorch_default",
+        "ones",
+        generator=torch.Generator().manual_seed(5),
+        bias_init="pytorch_default",
+    )
     assert _same_weights(same, kept)
 
 
@@ -398,8 +418,11 @@ def test_vgg_conv_bias_is_openlths_layout() -> None:
     model = build("vgg_11", width=0.125, conv_bias=True, bias_init="pytorch_default")
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert all(c.bias is not None and 0 < c.bias.abs().max() <= 1 / math.sqrt(c.weight[0].numel()) for c in convs)
-    assert all(torch.all(c.bias == 0) for c in build("vgg_11", width=0.125, conv_bias=True).modules()
-               if isinstance(c, nn.Conv2d))
+    assert all(
+        torch.all(c.bias == 0)
+        for c in build("vgg_11", width=0.125, conv_bias=True).modules()
+        if isinstance(c, nn.Conv2d)
+    )
     assert _same_weights(build("vgg_11", width=0.125, conv_bias=False), build("vgg_11", width=0.125))
 
 

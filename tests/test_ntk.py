@@ -81,17 +81,24 @@ def test_two_batches_and_both_methods_agree_with_the_explicit_product():
         got = empirical_ntk(model, x, y, kind="full", method=method, chunk_size=2)
         assert got.shape == (5, 3, 4, 4)
         torch.testing.assert_close(got, full, rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(empirical_ntk(model, x, y, method=method), full.diagonal(dim1=2, dim2=3).sum(-1),
-                                   rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(
+            empirical_ntk(model, x, y, method=method), full.diagonal(dim1=2, dim2=3).sum(-1), rtol=1e-10, atol=1e-10
+        )
 
 
 @pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 100])
 def test_invariant_to_chunk_size(chunk_size):
     model, x = small_convnet(), inputs()
     reference = empirical_ntk(model, x, kind="full")
-    torch.testing.assert_close(empirical_ntk(model, x, kind="full", chunk_size=chunk_size), reference, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(empirical_ntk(model, x, x[:4], chunk_size=chunk_size),
-                               reference[:, :4].diagonal(dim1=2, dim2=3).sum(-1), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        empirical_ntk(model, x, kind="full", chunk_size=chunk_size), reference, rtol=1e-12, atol=1e-12
+    )
+    torch.testing.assert_close(
+        empirical_ntk(model, x, x[:4], chunk_size=chunk_size),
+        reference[:, :4].diagonal(dim1=2, dim2=3).sum(-1),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 def test_invariant_to_batch_order_and_batch_composition():
@@ -126,7 +133,9 @@ def test_masked_linear_model_has_the_kernel_of_its_kept_connections():
     torch.testing.assert_close(full.diagonal(dim1=2, dim2=3), expected, rtol=1e-12, atol=1e-12)
     off_diagonal = full * (1 - torch.eye(3, dtype=torch.float64))
     assert bool((off_diagonal == 0).all())
-    torch.testing.assert_close(empirical_ntk(model, x, y, mask={"weight": keep}), expected.sum(-1), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        empirical_ntk(model, x, y, mask={"weight": keep}), expected.sum(-1), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_pruned_weights_contribute_nothing():
@@ -209,6 +218,7 @@ def test_bad_arguments_fail_clearly():
 
 # --- spectra and distances -------------------------------------------------------------------------
 
+
 def test_eigenvalues_trace_and_condition_number():
     kernel = torch.tensor([[2.0, 1.0], [1.0, 2.0]])
     assert ntk_eigenvalues(kernel).tolist() == pytest.approx([3.0, 1.0])
@@ -288,13 +298,18 @@ def test_every_method_gives_the_explicit_kernel_of_a_masked_mlp(method, kind):
     model = _Reuse().double()
     x = torch.randn(5, 4, dtype=torch.float64)
     gen = torch.Generator().manual_seed(9)
-    keep = {"first.weight": torch.rand(6, 4, generator=gen) < 0.5, "first.bias": torch.rand(6, generator=gen) < 0.5,
-            "fc.weight": torch.rand(3, 6, generator=gen) < 0.5, "twice.weight": torch.rand(6, 6, generator=gen) < 0.5}
+    keep = {
+        "first.weight": torch.rand(6, 4, generator=gen) < 0.5,
+        "first.bias": torch.rand(6, generator=gen) < 0.5,
+        "fc.weight": torch.rand(3, 6, generator=gen) < 0.5,
+        "twice.weight": torch.rand(6, 6, generator=gen) < 0.5,
+    }
     jac = explicit_jacobian(model, x, keep)
     full = torch.einsum("icp,jdp->ijcd", jac, jac)
     expected = full if kind == "full" else full.diagonal(dim1=2, dim2=3).sum(-1)
-    torch.testing.assert_close(empirical_ntk(model, x, mask=keep, kind=kind, method=method, chunk_size=2), expected,
-                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        empirical_ntk(model, x, mask=keep, kind=kind, method=method, chunk_size=2), expected, rtol=1e-10, atol=1e-10
+    )
     dense = explicit_jacobian(model, x)
     full = torch.einsum("icp,jdp->ijcd", dense, dense)
     expected = full if kind == "full" else full.diagonal(dim1=2, dim2=3).sum(-1)
@@ -358,7 +373,9 @@ def test_ntk_command_on_a_pruned_run(capsys, home):
     assert init_row["rel_frobenius_dense"] == pytest.approx(relative_frobenius_difference(dense, at_init), rel=1e-4)
     assert final_row["moved"] == pytest.approx(kernel_distance(at_init, trained), rel=1e-3, abs=1e-7)
     assert final_row["kernel_distance_dense"] is None  # no dense network is trained beside a prune run
-    assert len(init_row["eigenvalues"]) == 12 and init_row["eigenvalues"] == sorted(init_row["eigenvalues"], reverse=True)
+    assert len(init_row["eigenvalues"]) == 12 and init_row["eigenvalues"] == sorted(
+        init_row["eigenvalues"], reverse=True
+    )
     # random masks keep as many weights as the run's mask; rescaling changes the kernel, not the mask
     for method in ("random", "random+rescale"):
         assert rows[(method, "init")]["density"] == pytest.approx(mask.density)
@@ -386,13 +403,29 @@ def test_ntk_command_on_a_lottery_compares_levels_with_the_trained_dense_level(c
     store = RunStore(home)
     spec = load_spec("digits_lenet_300_100", overrides={**TINY, "prune.fraction": 0.5})
     summary = run_lottery(spec, 1, store=store)
-    code, out, err = _cli(capsys, "ntk", summary["run_id"], "--batch", "10", "--steps", "init,final", "--json",
-                          "--out", str(tmp_path / "plots"))
+    code, out, err = _cli(
+        capsys,
+        "ntk",
+        summary["run_id"],
+        "--batch",
+        "10",
+        "--steps",
+        "init,final",
+        "--json",
+        "--out",
+        str(tmp_path / "plots"),
+    )
     assert code == 0, err
     result = json.loads(out)
     rows = {(r["method"], r["step"]): r for r in result["studies"][0]["rows"]}
-    assert set(rows) == {("dense", "init"), ("dense", "final"), ("IMP", "init"), ("IMP", "final"),
-                         ("random", "init"), ("random+rescale", "init")}
+    assert set(rows) == {
+        ("dense", "init"),
+        ("dense", "final"),
+        ("IMP", "init"),
+        ("IMP", "final"),
+        ("random", "init"),
+        ("random+rescale", "init"),
+    }
     assert rows[("IMP", "final")]["kernel_distance_dense"] is not None  # level 0 is trained too
     assert rows[("dense", "final")]["moved"] > 0 and rows[("dense", "init")]["kernel_distance_dense"] is None
     assert rows[("IMP", "init")]["density"] == summary["levels"][1]["density"]
@@ -423,8 +456,9 @@ def test_ntk_command_on_a_supermask_compares_it_with_its_own_frozen_weights(caps
     model.load_state_dict(run_weights(run, final, effective=False))
     dense = empirical_ntk(model, x)
     learned = empirical_ntk(model, x, mask=Mask.load(run.mask_path))
-    assert rows[("edge-popup", "final")]["kernel_distance_dense"] == pytest.approx(kernel_distance(dense, learned),
-                                                                                 rel=1e-4, abs=1e-7)
+    assert rows[("edge-popup", "final")]["kernel_distance_dense"] == pytest.approx(
+        kernel_distance(dense, learned), rel=1e-4, abs=1e-7
+    )
 
 
 def test_ntk_command_errors(capsys):
@@ -439,6 +473,7 @@ def test_ntk_command_errors(capsys):
 
 
 # --- the width study ------------------------------------------------------------------------------------
+
 
 def test_limit_kernel_matches_the_reference_notebook():
     import numpy as np
@@ -459,9 +494,17 @@ def test_wide_dense_mlp_approaches_the_limit_kernel():
 
     x = sphere_inputs(6, 10, torch.Generator().manual_seed(0))
     limit = limit_ntk(x, 3)
+
     def mean_gap(width: int) -> float:
-        return sum(relative_frobenius_difference(limit, empirical_ntk(
-            _network(WidthStudy(), width, torch.Generator().manual_seed(seed)).double(), x)) for seed in (1, 2, 3)) / 3
+        return (
+            sum(
+                relative_frobenius_difference(
+                    limit, empirical_ntk(_network(WidthStudy(), width, torch.Generator().manual_seed(seed)).double(), x)
+                )
+                for seed in (1, 2, 3)
+            )
+            / 3
+        )
 
     assert mean_gap(1024) < 0.2 < 0.5 < mean_gap(16)  # 0.135 and 0.76: the fluctuation shrinks as 1/sqrt(n)
 
@@ -487,8 +530,22 @@ def test_rescaling_under_the_ntk_parameterisation_is_a_pure_scale():
 def test_width_study_command_writes_its_table_and_figure(capsys, tmp_path):
     import json
 
-    code, out, err = _cli(capsys, "ntk", "--width-study", "--widths", "8,32", "--densities", "0.5,0.25", "--replicates", "2",
-                          "--inputs", "4", "--out", str(tmp_path), "--json")
+    code, out, err = _cli(
+        capsys,
+        "ntk",
+        "--width-study",
+        "--widths",
+        "8,32",
+        "--densities",
+        "0.5,0.25",
+        "--replicates",
+        "2",
+        "--inputs",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
     assert code == 0, err
     result = json.loads(out)
     assert (tmp_path / "ntk_width_study.png").read_bytes()[:8] == PNG
@@ -497,8 +554,10 @@ def test_width_study_command_writes_its_table_and_figure(capsys, tmp_path):
     assert len(table) == 2 * (1 + 2 * 2) and {r["replicates"] for r in table} == {2}
     for width in (8, 32):
         for density in (0.5, 0.25):
-            plain, rescaled = (next(r for r in table if r["width"] == width and r["density"] == density and r["rescale"] is s)
-                               for s in (False, True))
+            plain, rescaled = (
+                next(r for r in table if r["width"] == width and r["density"] == density and r["rescale"] is s)
+                for s in (False, True)
+            )
             if plain["disconnected"] == 0:
                 assert plain["kernel_distance"] == pytest.approx(rescaled["kernel_distance"], rel=1e-4)
     code, _, err = _cli(capsys, "ntk", "--width-study", "--densities", "1.5")

@@ -34,8 +34,13 @@ def quiet(_message: str) -> None:
 
 
 def base_spec(model: str = "lenet_300_100", **train: object):
-    values = {"model.name": model, "train.progress": "false", "train.steps": "12it", "train.eval_every": "6it",
-              "train.checkpoint_every": "6it"}
+    values = {
+        "model.name": model,
+        "train.progress": "false",
+        "train.steps": "12it",
+        "train.eval_every": "6it",
+        "train.checkpoint_every": "6it",
+    }
     values.update({f"train.{k}": str(v).lower() if isinstance(v, bool) else str(v) for k, v in train.items()})
     return load_spec("digits_lenet_300_100", None, values)
 
@@ -54,14 +59,33 @@ def lanes_and_references(spec, seeds, *, lrs=None, density=0.5, out=None):
         mask = Mask({n: torch.rand(p.shape, generator=generator) < density for n, p in prunable.items()})
         alone = copy.deepcopy(model)
         try:
-            result = train(alone, bench.train_loader(), bench.test_loader(), s.train, out_dir=None, mask=mask,
-                           prunable=bench.prunable(alone), seed=seed, log=quiet)
+            result = train(
+                alone,
+                bench.train_loader(),
+                bench.test_loader(),
+                s.train,
+                out_dir=None,
+                mask=mask,
+                prunable=bench.prunable(alone),
+                seed=seed,
+                log=quiet,
+            )
         except TrainingDiverged as error:
             result = error
         references.append((alone, result))
-        lanes.append(Lane(model, bench.train_loader(), bench.test_loader(), s.train,
-                          out_dir=None if out is None else out / f"lane{k}", mask=mask, prunable=prunable, seed=seed,
-                          log=quiet))
+        lanes.append(
+            Lane(
+                model,
+                bench.train_loader(),
+                bench.test_loader(),
+                s.train,
+                out_dir=None if out is None else out / f"lane{k}",
+                mask=mask,
+                prunable=prunable,
+                seed=seed,
+                log=quiet,
+            )
+        )
     return lanes, references
 
 
@@ -80,11 +104,14 @@ def assert_masked(lane: Lane) -> None:
         assert int((lane.prunable[name].detach()[~keep] != 0).sum()) == 0, name
 
 
-@pytest.mark.parametrize("optimizer, extra", [
-    ("sgd", {"momentum": 0.9, "weight_decay": 1e-3, "nesterov": True}),
-    ("adam", {"momentum": 0.0, "weight_decay": 1e-3}),
-    ("adamw", {"momentum": 0.0, "weight_decay": 1e-2}),
-])
+@pytest.mark.parametrize(
+    "optimizer, extra",
+    [
+        ("sgd", {"momentum": 0.9, "weight_decay": 1e-3, "nesterov": True}),
+        ("adam", {"momentum": 0.0, "weight_decay": 1e-3}),
+        ("adamw", {"momentum": 0.0, "weight_decay": 1e-2}),
+    ],
+)
 def test_packed_models_equal_separate_trainings_with_their_own_masks_and_learning_rates(optimizer, extra):
     lrs = [0.05, 0.02, 0.08] if optimizer == "sgd" else [0.002, 0.001, 0.003]
     spec = base_spec(optimizer=optimizer, schedule="cosine", warmup="3it", **extra)
@@ -102,7 +129,9 @@ def test_packed_models_equal_separate_trainings_with_their_own_masks_and_learnin
 def test_the_models_are_evaluated_together_as_each_alone(monkeypatch):
     calls = []
     evaluate = PackedStep.evaluate
-    monkeypatch.setattr(PackedStep, "evaluate", lambda self, *a, **k: calls.append(self.lanes) or evaluate(self, *a, **k))
+    monkeypatch.setattr(
+        PackedStep, "evaluate", lambda self, *a, **k: calls.append(self.lanes) or evaluate(self, *a, **k)
+    )
     spec = base_spec(momentum=0.9)
     lanes, references = lanes_and_references(spec, [1, 2, 3])
     results = train_packed(lanes)
@@ -116,7 +145,7 @@ def test_the_models_are_evaluated_together_as_each_alone(monkeypatch):
 def test_equal_learning_rates_take_torch_optims_own_update():
     spec = base_spec(momentum=0.9)
     lanes, references = lanes_and_references(spec, [4, 5])
-    for lane, result, (alone, _) in zip(lanes, train_packed(lanes), references):
+    for lane, _result, (alone, _) in zip(lanes, train_packed(lanes), references):
         assert_close(lane.model, alone)
 
 
@@ -209,8 +238,17 @@ def test_a_packed_run_resumed_alone_keeps_its_arithmetic(tmp_path, monkeypatch):
     resumed, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "b")
     first = train_packed(resumed[:1])[0]  # alone in a pack
     lane = resumed[1]  # by the ordinary trainer, as an unpacked command would
-    second = train(lane.model, lane.train_loader, lane.test_loader, lane.spec, out_dir=lane.out_dir, mask=lane.mask,
-                   prunable=lane.prunable, seed=lane.seed, log=quiet)
+    second = train(
+        lane.model,
+        lane.train_loader,
+        lane.test_loader,
+        lane.spec,
+        out_dir=lane.out_dir,
+        mask=lane.mask,
+        prunable=lane.prunable,
+        seed=lane.seed,
+        log=quiet,
+    )
     for result, lane, ref in zip((first, second), resumed, reference):
         assert result.resumed_from == 4
         for key, value in lane.model.state_dict().items():
@@ -235,8 +273,17 @@ def test_a_packed_run_killed_before_its_first_checkpoint_restarts_packed(tmp_pat
     assert (tmp_path / "b" / "lane1" / "checkpoints" / "packed").exists()
     again, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "b")
     lane = again[1]  # restarted alone by the ordinary trainer
-    train(lane.model, lane.train_loader, lane.test_loader, lane.spec, out_dir=lane.out_dir, mask=lane.mask,
-          prunable=lane.prunable, seed=lane.seed, log=quiet)
+    train(
+        lane.model,
+        lane.train_loader,
+        lane.test_loader,
+        lane.spec,
+        out_dir=lane.out_dir,
+        mask=lane.mask,
+        prunable=lane.prunable,
+        seed=lane.seed,
+        log=quiet,
+    )
     for key, value in lane.model.state_dict().items():
         assert torch.equal(value, reference[1].model.state_dict()[key]), key
     assert not (tmp_path / "b" / "lane1" / "checkpoints" / "packed").exists()
@@ -246,12 +293,31 @@ def test_a_run_begun_alone_is_finished_alone(tmp_path):
     spec = base_spec("conv2", momentum=0.9, steps="8it", eval_every="4it", checkpoint_every="4it")
     lanes, _ = lanes_and_references(spec, [1, 2], out=tmp_path)
     lane = lanes[0]
-    train(lane.model, lane.train_loader, lane.test_loader, lane.spec, out_dir=lane.out_dir, mask=lane.mask,
-          prunable=lane.prunable, seed=lane.seed, log=quiet, stop_step=4)  # an unpacked run, stopped at 4
+    train(
+        lane.model,
+        lane.train_loader,
+        lane.test_loader,
+        lane.spec,
+        out_dir=lane.out_dir,
+        mask=lane.mask,
+        prunable=lane.prunable,
+        seed=lane.seed,
+        log=quiet,
+        stop_step=4,
+    )  # an unpacked run, stopped at 4
     reference, _ = lanes_and_references(spec, [1], out=tmp_path / "alone")
     ref = reference[0]
-    train(ref.model, ref.train_loader, ref.test_loader, ref.spec, out_dir=ref.out_dir, mask=ref.mask,
-          prunable=ref.prunable, seed=ref.seed, log=quiet)
+    train(
+        ref.model,
+        ref.train_loader,
+        ref.test_loader,
+        ref.spec,
+        out_dir=ref.out_dir,
+        mask=ref.mask,
+        prunable=ref.prunable,
+        seed=ref.seed,
+        log=quiet,
+    )
     again, _ = lanes_and_references(spec, [1, 2], out=tmp_path)
     train_packed(again)  # lane 0 resumes from its unpacked checkpoint: it goes on unpacked
     for key, value in again[0].model.state_dict().items():
@@ -277,7 +343,11 @@ def test_pack_groups_trials_that_share_data_architecture_and_length():
     faster = Trial("train", spec.updated(train=dataclasses.replace(spec.train, lr=0.5)))  # its own rate: packs
     units = pack([*seeds[:2], conv, *seeds[2:], longer, faster], 4)
     assert [[t.run_id for t in unit] for unit in units] == [
-        [t.run_id for t in seeds[:4]], [conv.run_id], [seeds[4].run_id, faster.run_id], [longer.run_id]]
+        [t.run_id for t in seeds[:4]],
+        [conv.run_id],
+        [seeds[4].run_id, faster.run_id],
+        [longer.run_id],
+    ]
     assert [len(u) for u in pack(seeds, 1)] == [1] * 5
     assert resolve_pack("auto", seeds) >= 2
     with pytest.raises(SpecError, match="--pack"):
@@ -287,13 +357,16 @@ def test_pack_groups_trials_that_share_data_architecture_and_length():
 def test_each_packed_trial_is_its_own_run_which_an_unpacked_command_reuses(home, tmp_path):
     spec = base_spec(momentum=0.9)
     packed = Study(train_points(spec, [1, 2, 3]), RunStore(home)).run(InProcessExecutor(), progress=False)
-    alone = Study(train_points(spec, [1, 2, 3]), RunStore(tmp_path / "alone")).run(InProcessExecutor(), progress=False,
-                                                                                 pack=1)
+    alone = Study(train_points(spec, [1, 2, 3]), RunStore(tmp_path / "alone")).run(
+        InProcessExecutor(), progress=False, pack=1
+    )
     assert packed.ok and alone.ok
     for a, b in zip(packed.outcomes, alone.outcomes):
         assert a.run_id == b.run_id
         files = {str(p.relative_to(home / a.run_id)) for p in (home / a.run_id).rglob("*")}
-        assert files == {str(p.relative_to(tmp_path / "alone" / b.run_id)) for p in (tmp_path / "alone" / b.run_id).rglob("*")}
+        assert files == {
+            str(p.relative_to(tmp_path / "alone" / b.run_id)) for p in (tmp_path / "alone" / b.run_id).rglob("*")
+        }
         weights_a = RunStore(home).run(a.run_id).load_weights(12)
         weights_b = RunStore(tmp_path / "alone").run(b.run_id).load_weights(12)
         assert all(torch.allclose(weights_a[n], weights_b[n], rtol=0, atol=TOLERANCE) for n in weights_a)
@@ -315,11 +388,41 @@ def test_lottery_controls_and_seeds_of_one_level_train_together(home, tmp_path):
 
 
 def test_pack_option_on_the_command_line(capsys, home):
-    assert main(["train", "--preset", "digits_lenet_300_100", "--train.steps=3it", "--no-progress", "--seeds", "1,2",
-                 "--pack", "0"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "digits_lenet_300_100",
+                "--train.steps=3it",
+                "--no-progress",
+                "--seeds",
+                "1,2",
+                "--pack",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--pack must be >= 1" in capsys.readouterr().err
-    assert main(["train", "--preset", "digits_lenet_300_100", "--train.steps=3it", "--no-progress", "--seeds", "1,2",
-                 "--pack", "2", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "digits_lenet_300_100",
+                "--train.steps=3it",
+                "--no-progress",
+                "--seeds",
+                "1,2",
+                "--pack",
+                "2",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert len(list(RunStore(home).root.glob("train-*"))) == 2
 
 

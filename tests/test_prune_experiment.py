@@ -4,12 +4,11 @@ an MLP, whose FLOPs are one MAC per weight, so the efficiency metrics can be com
 
 from __future__ import annotations
 
-
 import pytest
-from conftest import round_half_up as rhu
 import torch
 from safetensors.torch import load_file
 
+from conftest import round_half_up as rhu
 from prunelab.experiments.prune_init import LayerCollapseWarning, densities_from, run_prune
 from prunelab.experiments.workbench import Workbench
 from prunelab.masks import Mask
@@ -17,8 +16,14 @@ from prunelab.specs import SpecError, load_spec
 from prunelab.store import RunStore
 
 STRATEGIES = ("random", "magnitude", "snip", "grasp", "grasp_abs", "synflow", "iterative_snip", "ntksap")
-BASE = {"model.name": "lenet_35_17", "train.steps": "10it", "train.eval_every": "none", "train.progress": "false",
-        "prune.ignore": [], "prune.iterations": 2}
+BASE = {
+    "model.name": "lenet_35_17",
+    "train.steps": "10it",
+    "train.eval_every": "none",
+    "train.progress": "false",
+    "prune.ignore": [],
+    "prune.iterations": 2,
+}
 N = 35 * 64 + 17 * 35 + 10 * 17  # 3005 prunable weights
 TOTAL_PARAMS = N + 35 + 17 + 10  # plus biases
 
@@ -69,11 +74,13 @@ def test_single_shot_hits_the_exact_density_and_reports_efficiency(store, strate
 
 
 def test_strategies_give_different_masks(store):
-    masks = {s: outputs(store, run_prune(make_spec(**{"prune.strategy": s}), 0.1, store=store))[0]
-             for s in ("random", "magnitude", "snip", "synflow")}
+    masks = {
+        s: outputs(store, run_prune(make_spec(**{"prune.strategy": s}), 0.1, store=store))[0]
+        for s in ("random", "magnitude", "snip", "synflow")
+    }
     names = list(masks)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert masks[a] != masks[b], (a, b)
 
 
@@ -92,8 +99,9 @@ def test_layer_collapse_is_detected_reported_and_warned(tmp_path):
 
 
 def test_no_collapse_no_warning(tmp_path, recwarn):
-    summary = run_prune(make_spec(**{"prune.strategy": "random", "prune.scope": "layerwise"}), 0.5,
-                        store=RunStore(tmp_path / "store"))
+    summary = run_prune(
+        make_spec(**{"prune.strategy": "random", "prune.scope": "layerwise"}), 0.5, store=RunStore(tmp_path / "store")
+    )
     assert summary["layer_collapse"] is False and summary["collapsed_layers"] == []
     assert not [w for w in recwarn if issubclass(w.category, LayerCollapseWarning)]
 
@@ -133,7 +141,7 @@ def test_experiment_argument_errors(tmp_path):
 def test_densities_from():
     assert densities_from(density=[0.5, 0.1]) == [0.5, 0.1]
     assert densities_from(sparsity=[0.9, 0.5, 0.99]) == [0.1, 0.5, 0.01]  # decimal complements, not 0.0999…
-    assert densities_from(compression=[0, 1, 2, 2.5]) == pytest.approx([1.0, 0.8, 0.64, 0.8 ** 2.5])
+    assert densities_from(compression=[0, 1, 2, 2.5]) == pytest.approx([1.0, 0.8, 0.64, 0.8**2.5])
     with pytest.raises(SpecError, match="exactly one"):
         densities_from(density=[0.5], sparsity=[0.5])
     with pytest.raises(SpecError, match="exactly one"):

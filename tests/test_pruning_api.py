@@ -163,8 +163,13 @@ def test_iterations_follow_the_schedule_and_never_revive(net):
     assert [round(s[2], 2) for s in seen] == [1.0, 0.22, 0.05]  # 0.01^(k/3)
     assert mask.num_kept == target_count(0.01, TOTAL)
     lin = []
-    prune(net, lambda ctx: lin.append(ctx.mask.num_kept) or {n: p.abs() for n, p in ctx.params.items()},
-          0.4, iterations=3, schedule="linear")
+    prune(
+        net,
+        lambda ctx: lin.append(ctx.mask.num_kept) or {n: p.abs() for n, p in ctx.params.items()},
+        0.4,
+        iterations=3,
+        schedule="linear",
+    )
     assert lin == [TOTAL, target_count(0.8, TOTAL), target_count(0.6, TOTAL)]
 
 
@@ -230,7 +235,9 @@ def test_prune_level_magnitude_matches_prune_fraction(net):
     m = prune_level(weights, current, "magnitude", 0.2, rates={"fc.*": 0.1}, generator=torch.Generator().manual_seed(0))
     ref = prune_fraction({n: w.abs() for n, w in weights.items()}, current, 0.2, rates={"fc.*": 0.1})
     assert m == ref and m.is_subset_of(current)
-    assert int(m["fc.weight"].sum()) == int(current["fc.weight"].sum()) - target_count(0.1, int(current["fc.weight"].sum()))
+    assert int(m["fc.weight"].sum()) == int(current["fc.weight"].sum()) - target_count(
+        0.1, int(current["fc.weight"].sum())
+    )
 
 
 @pytest.mark.parametrize("strategy", ["random", "random_global"])
@@ -296,12 +303,18 @@ def test_one_working_copy_per_call_restored_before_every_iteration(net, monkeypa
 
     def vandal(ctx):
         model = ctx.model
-        seen.append((
-            all(torch.equal(ctx.params[n].detach(), caller[n] * ctx.mask[n]) for n in NAMES),
-            all(torch.equal(v, caller[k]) for k, v in model.state_dict().items() if k not in NAMES),
-            model.training and model.bn.training, model.hidden.bias.requires_grad, model.conv.weight.requires_grad,
-            all(p.grad is None for p in model.parameters()), ctx.scratch.setdefault("calls", 0), len(ctx.scratch),
-        ))
+        seen.append(
+            (
+                all(torch.equal(ctx.params[n].detach(), caller[n] * ctx.mask[n]) for n in NAMES),
+                all(torch.equal(v, caller[k]) for k, v in model.state_dict().items() if k not in NAMES),
+                model.training and model.bn.training,
+                model.hidden.bias.requires_grad,
+                model.conv.weight.requires_grad,
+                all(p.grad is None for p in model.parameters()),
+                ctx.scratch.setdefault("calls", 0),
+                len(ctx.scratch),
+            )
+        )
         ctx.scratch["calls"] += 1
         model(torch.randn(2, 1, 6, 6, generator=ctx.generator)).sum().backward()  # BN statistics and grads
         model.eval()

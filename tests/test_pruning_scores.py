@@ -23,8 +23,11 @@ CPU = torch.device("cpu")
 
 # helpers -----------------------------------------------------------------------------------------
 def prunable(model: nn.Module) -> dict[str, nn.Parameter]:
-    return {(f"{n}.weight" if n else "weight"): m.weight
-            for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    return {
+        (f"{n}.weight" if n else "weight"): m.weight
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
 
 
 def random_mask(params: dict[str, torch.Tensor], keep: float = 0.7, seed: int = 123) -> Mask:
@@ -40,8 +43,13 @@ def make_ctx(model, mask=None, data=None, seed=0, **options) -> ScoreContext:
         for n, p in params.items():
             p.mul_(mask[n].to(p.dtype))
     return ScoreContext(
-        model=model, params=params, mask=mask, device=CPU, generator=torch.Generator().manual_seed(seed),
-        data=as_batch_source(data, CPU), options=options,
+        model=model,
+        params=params,
+        mask=mask,
+        device=CPU,
+        generator=torch.Generator().manual_seed(seed),
+        data=as_batch_source(data, CPU),
+        options=options,
     )
 
 
@@ -192,10 +200,19 @@ def _synflow_masks_agree(model: nn.Module, density: float, iterations: int) -> N
 def test_synflow_float32_gives_the_float64_masks_on_a_conv_bn_net():
     torch.manual_seed(3)
     model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    )
     _synflow_masks_agree(model, 0.05, 20)
 
 
@@ -214,14 +231,21 @@ def test_synflow_keeps_float32_when_a_unit_is_cut_off():
     g = torch.Generator().manual_seed(0)
     model = nn.Sequential(linear(3, 4, torch.randn(4, 3, generator=g)), linear(4, 2, torch.randn(2, 4, generator=g)))
     mask = Mask.ones_like(prunable(model))
-    mask = Mask({"0.weight": mask["0.weight"], "1.weight": torch.ones(2, 4, dtype=torch.bool).index_fill_(1, torch.tensor([0]), False)})
+    mask = Mask(
+        {
+            "0.weight": mask["0.weight"],
+            "1.weight": torch.ones(2, 4, dtype=torch.bool).index_fill_(1, torch.tensor([0]), False),
+        }
+    )
     s = score("synflow", make_ctx(model, mask, input_shape=(3,)))
     assert s["0.weight"].dtype == torch.float32
     assert bool((s["0.weight"][0] == 0).all()) and bool((s["0.weight"][1:] > 0).all())
 
 
-@pytest.mark.parametrize("name,options", [("synflow", {"input_shape": (3, 8, 8)}),
-                                          ("ntksap", {"input_shape": (3, 8, 8), "batch_size": 4, "rounds": 2})])
+@pytest.mark.parametrize(
+    "name,options",
+    [("synflow", {"input_shape": (3, 8, 8)}), ("ntksap", {"input_shape": (3, 8, 8), "batch_size": 4, "rounds": 2})],
+)
 def test_per_call_scratch_gives_the_masks_of_fresh_copies(name, options):
     """SynFlow and NTK-SAP keep their working network in ctx.scratch across the iterations of a call;
     building it afresh every iteration (the scratch cleared) gives exactly the same mask."""
@@ -245,8 +269,10 @@ def test_snip_single_softmax_layer_closed_form():
     g = torch.Generator().manual_seed(1)
     w = torch.randn(3, 5, generator=g, dtype=torch.float64)
     model = linear(5, 3, w)
-    batches = [(torch.randn(8, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (8,), generator=g)),
-               (torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g))]
+    batches = [
+        (torch.randn(8, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (8,), generator=g)),
+        (torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g)),
+    ]
     mask = Mask({"weight": torch.rand(3, 5, generator=g) < 0.7})
     params = {"weight": model.weight}
     with torch.no_grad():
@@ -271,14 +297,23 @@ def _two_batch_problem():
     of (x = 1, y = 0), mean gradient g₁ = (p − e₀) x = (−½, ½), Hessian H₁ = A x² = A with
     A = diag p − p pᵀ = ¼ [[1, −1], [−1, 1]]. Batch 2: one (x = 2, y = 1): g₂ = (1, −1), H₂ = 4A."""
     model = linear(1, 2, torch.ones(2, 1, dtype=torch.float64))
-    batches = [(torch.ones(2, 1, dtype=torch.float64), torch.tensor([0, 0])),
-               (torch.full((1, 1), 2.0, dtype=torch.float64), torch.tensor([1]))]
+    batches = [
+        (torch.ones(2, 1, dtype=torch.float64), torch.tensor([0, 0])),
+        (torch.full((1, 1), 2.0, dtype=torch.float64), torch.tensor([1])),
+    ]
     return model, batches
 
 
 def _two_batch_ctx(model, batches, **options):
-    return ScoreContext(model, {"weight": model.weight}, Mask.ones_like({"weight": model.weight}), CPU,
-                        torch.Generator().manual_seed(0), as_batch_source(batches, CPU), options)
+    return ScoreContext(
+        model,
+        {"weight": model.weight},
+        Mask.ones_like({"weight": model.weight}),
+        CPU,
+        torch.Generator().manual_seed(0),
+        as_batch_source(batches, CPU),
+        options,
+    )
 
 
 def test_snip_aggregate_over_two_batches_hand_derived():
@@ -289,8 +324,9 @@ def test_snip_aggregate_over_two_batches_hand_derived():
     per_batch = STRATEGIES["snip"].score(_two_batch_ctx(model, batches, aggregate="per_batch"))["weight"]
     torch.testing.assert_close(total, torch.tensor([[0.5], [0.5]], dtype=torch.float64), rtol=1e-12, atol=0)
     torch.testing.assert_close(per_batch, torch.full((2, 1), 2 / 3, dtype=torch.float64), rtol=1e-12, atol=0)
-    assert torch.equal(STRATEGIES["iterative_snip"].score(_two_batch_ctx(model, batches, aggregate="per_batch"))["weight"],
-                       per_batch)
+    assert torch.equal(
+        STRATEGIES["iterative_snip"].score(_two_batch_ctx(model, batches, aggregate="per_batch"))["weight"], per_batch
+    )
     # one batch: the conventions agree
     one = [(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))]
     a = STRATEGIES["snip"].score(_two_batch_ctx(model, one))["weight"]
@@ -321,8 +357,10 @@ def test_grasp_aggregate_over_two_batches_hand_derived():
 def _softmax_layer_problem(seed: int):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(3, 4, generator=g, dtype=torch.float64) * 2
-    batches = [(torch.randn(7, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (7,), generator=g)),
-               (torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (5,), generator=g))]
+    batches = [
+        (torch.randn(7, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (7,), generator=g)),
+        (torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (5,), generator=g)),
+    ]
     mask = Mask({"weight": torch.rand(3, 4, generator=g) < 0.75})
     return w, batches, mask
 
@@ -339,15 +377,22 @@ def test_grasp_single_softmax_layer_closed_form(temperature):
     with torch.no_grad():
         model.weight.mul_(mask["weight"].double())
     wm = w * mask["weight"]
-    ctx = ScoreContext(model, {"weight": model.weight}, mask, CPU, torch.Generator().manual_seed(0),
-                       as_batch_source(batches, CPU), options)
+    ctx = ScoreContext(
+        model,
+        {"weight": model.weight},
+        mask,
+        CPU,
+        torch.Generator().manual_seed(0),
+        as_batch_source(batches, CPU),
+        options,
+    )
     grad = torch.zeros_like(w)
     for x, y in batches:
         p = torch.softmax(x @ wm.T / t, dim=1)
         grad += (p - F.one_hot(y, 3).double()).T @ x / (t * x.shape[0])
     grad = grad * mask["weight"]
     hg = torch.zeros_like(w)
-    for x, y in batches:
+    for x, _y in batches:
         p = torch.softmax(x @ wm.T / t, dim=1)
         for i in range(x.shape[0]):
             cov = torch.diag(p[i]) - torch.outer(p[i], p[i])
@@ -366,8 +411,9 @@ def test_grasp_matches_autograd_hvp_on_tiny_mlp():
     for p in model.parameters():
         with torch.no_grad():
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
-    batches = [(torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g))
-               for _ in range(2)]
+    batches = [
+        (torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g)) for _ in range(2)
+    ]
     mask = random_mask(prunable(model), keep=0.7, seed=4)
     ctx = make_ctx(model, mask, data=batches, temperature=5.0)
     s = score("grasp", ctx)
@@ -435,8 +481,9 @@ def test_ntksap_mask_gradient_conserved_per_layer():
     passes use the masked weights), so Euler's theorem gives Σ_j m_j ∂P/∂m_j = 2P for every layer.
     A gradient through the clean network's weights only, or w.r.t. the weights, breaks this."""
     g = torch.Generator().manual_seed(11)
-    net = nn.Sequential(nn.Linear(6, 8, bias=False), nn.ReLU(), nn.Linear(8, 7, bias=False), nn.ReLU(),
-                        nn.Linear(7, 3, bias=False)).double()
+    net = nn.Sequential(
+        nn.Linear(6, 8, bias=False), nn.ReLU(), nn.Linear(8, 7, bias=False), nn.ReLU(), nn.Linear(7, 3, bias=False)
+    ).double()
     for p in net.parameters():
         with torch.no_grad():
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
@@ -527,8 +574,11 @@ def test_experiments_give_ntksap_examples_per_class_times_classes_noise(monkeypa
 
     seen: list[tuple[int, ...]] = []
     original = ntksap_module.ntksap_mask_gradient
-    monkeypatch.setattr(ntksap_module, "ntksap_mask_gradient",
-                        lambda net, names, mask, x, d: seen.append(tuple(x.shape)) or original(net, names, mask, x, d))
+    monkeypatch.setattr(
+        ntksap_module,
+        "ntksap_mask_gradient",
+        lambda net, names, mask, x, d: seen.append(tuple(x.shape)) or original(net, names, mask, x, d),
+    )
     labels = torch.arange(1500) % 100  # a CIFAR-100-like label set: 100 classes, 15 examples each
     train_set = ImageDataset(torch.zeros(1500, 1, 2, 2, dtype=torch.uint8), labels, 100, (0.5,), (0.25,))
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 100))
@@ -580,14 +630,19 @@ def tiny_setup(train: bool):
     return model, data, mask
 
 
-OPTION_VARIANTS = [(name, {}) for name in SCORE_STRATEGIES] + [
-    (name, {"aggregate": "per_batch"}) for name in ("snip", "iterative_snip", "grasp", "grasp_abs")
-] + [("synflow", {"abs_buffers": False}), ("ntksap", {"biases": "keep"})]
+OPTION_VARIANTS = (
+    [(name, {}) for name in SCORE_STRATEGIES]
+    + [(name, {"aggregate": "per_batch"}) for name in ("snip", "iterative_snip", "grasp", "grasp_abs")]
+    + [("synflow", {"abs_buffers": False}), ("ntksap", {"biases": "keep"})]
+)
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["train-mode", "eval-mode"])
-@pytest.mark.parametrize("name,options", OPTION_VARIANTS,
-                         ids=[name + "".join(f"-{k}={v}" for k, v in o.items()) for name, o in OPTION_VARIANTS])
+@pytest.mark.parametrize(
+    "name,options",
+    OPTION_VARIANTS,
+    ids=[name + "".join(f"-{k}={v}" for k, v in o.items()) for name, o in OPTION_VARIANTS],
+)
 def test_contract_on_conv_bn_net(name, options, train):
     model, data, mask = tiny_setup(train)
     ctx = make_ctx(model, mask, data=data, seed=11, **options)

@@ -105,8 +105,10 @@ def test_never_revive_and_nesting(prune_highest, scope):
     shapes = {"a": (20, 5), "b": (50,)}
     current = Mask({n: torch.rand(s, generator=gen(1)) < 0.6 for n, s in shapes.items()})
     # pruned weights get the most attractive scores in either direction: they still must not return
-    scores = {n: torch.where(current[n], torch.rand(s, generator=gen(2)), 1e9 * (-1 if prune_highest else 1))
-              for n, s in shapes.items()}
+    scores = {
+        n: torch.where(current[n], torch.rand(s, generator=gen(2)), 1e9 * (-1 if prune_highest else 1))
+        for n, s in shapes.items()
+    }
     mask = select_by_density(scores, current, 0.3, scope=scope, prune_highest=prune_highest, generator=gen())
     assert mask.is_subset_of(current)
     if scope == "global":
@@ -321,7 +323,9 @@ def test_randomize_global_keeps_the_considered_total_but_not_the_layer_counts():
     shuffled = randomize_global(ref, gen(1), ignore=["fc"])
     kept = lambda m: int(m["a"].sum()) + int(m["b"].sum())  # noqa: E731
     assert kept(shuffled) == kept(ref) == 120 and torch.equal(shuffled["fc"], ref["fc"])
-    assert shuffled == randomize_global(ref, gen(1), ignore=["fc"]) and shuffled != randomize_global(ref, gen(2), ignore=["fc"])
+    assert shuffled == randomize_global(ref, gen(1), ignore=["fc"]) and shuffled != randomize_global(
+        ref, gen(2), ignore=["fc"]
+    )
     # uniform over the 600 pooled positions: over many draws each tensor gets its size's share
     share_a = sum(int(randomize_global(ref, gen(s), ignore=["fc"])["a"].sum()) for s in range(200)) / 200
     assert share_a == pytest.approx(120 * 400 / 600, rel=0.03)
@@ -360,13 +364,17 @@ def test_ntk_global_mode_is_one_factor_from_the_considered_density_ignored_unsca
     assert ntk_scale_factors(mask, mode="global", ignore=["fc"]) == {"a": 2.0, "fc": 1.0}
     assert ntk_scale_factors(mask, mode="per_layer", ignore=["fc"]) == {"a": 2.0, "fc": 1.0}
     # without the ignore the dense fc is considered: 35 of 110 kept → one factor sqrt(110/35)
-    assert ntk_scale_factors(mask, mode="global") == pytest.approx({"a": math.sqrt(110 / 35), "fc": math.sqrt(110 / 35)})
+    assert ntk_scale_factors(mask, mode="global") == pytest.approx(
+        {"a": math.sqrt(110 / 35), "fc": math.sqrt(110 / 35)}
+    )
     # two considered tensors of one size at 25 % and 75 %: global pools them (50 % → √2 for both),
     # per-layer does not (2 and 1/sqrt(0.75))
     b = torch.zeros(100, dtype=torch.bool)
     b[:75] = True
     two = Mask({"a": a, "b": b, "fc": torch.ones(10, dtype=torch.bool)})
-    assert ntk_scale_factors(two, mode="global", ignore="fc") == pytest.approx({"a": math.sqrt(2), "b": math.sqrt(2), "fc": 1.0})
+    assert ntk_scale_factors(two, mode="global", ignore="fc") == pytest.approx(
+        {"a": math.sqrt(2), "b": math.sqrt(2), "fc": 1.0}
+    )
     assert ntk_scale_factors(two, ignore="fc") == pytest.approx({"a": 2.0, "b": 1 / math.sqrt(0.75), "fc": 1.0})
     w = {"a": torch.full((100,), 3.0), "b": torch.ones(100), "fc": torch.full((10,), -1.0)}
     out = ntk_rescale(w, two, mode="global", ignore="fc")
@@ -416,7 +424,9 @@ def test_openlth_count_rule_on_lenet_300_100_with_fc_ignored():
     exact_kept, openlth, exact = [265200], dense(LENET), dense(LENET)
     for level in range(1, 17):
         magnitudes = {n: w.abs() for n, w in weights.items()}
-        openlth = prune_fraction(magnitudes, openlth, 0.2, ignore=["fc.weight"], count_rule="openlth", generator=gen(level))
+        openlth = prune_fraction(
+            magnitudes, openlth, 0.2, ignore=["fc.weight"], count_rule="openlth", generator=gen(level)
+        )
         exact = prune_fraction(magnitudes, exact, 0.2, ignore=["fc.weight"], generator=gen(level))
         assert sum(int(openlth[n].sum()) for n in hidden) == reference[level], f"level {level}"
         assert bool(openlth["fc.weight"].all()) and bool(exact["fc.weight"].all())
@@ -502,6 +512,8 @@ def test_selection_equals_the_plain_rule_with_ties_and_partial_masks(scope, prun
             ga, gb = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NoRevivalWarning)
-                got = select_by_density(scores, current, density, scope=scope, prune_highest=prune_highest, generator=ga)
+                got = select_by_density(
+                    scores, current, density, scope=scope, prune_highest=prune_highest, generator=ga
+                )
             assert got == _select_plain(scores, current, density, scope, prune_highest, gb)
             assert torch.equal(ga.get_state(), gb.get_state())  # the same draws for the ties

@@ -15,8 +15,18 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-COMMAND = [sys.executable, "-m", "prunelab", "train", "--preset", "digits_lenet_300_100", "--train.steps=20ep",
-           "--train.checkpoint_every=1ep", "--no-progress", "--json"]
+COMMAND = [
+    sys.executable,
+    "-m",
+    "prunelab",
+    "train",
+    "--preset",
+    "digits_lenet_300_100",
+    "--train.steps=20ep",
+    "--train.checkpoint_every=1ep",
+    "--no-progress",
+    "--json",
+]
 ITERATIONS_PER_EPOCH = 23  # 1,438 digits training images at batch 64
 FINAL = 20 * ITERATIONS_PER_EPOCH
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -52,8 +62,9 @@ def test_killed_training_resumes_to_bit_identical_weights(tmp_path):
         clean = subprocess.Popen(COMMAND, env=environment(clean_home), stdout=clean_out, stderr=clean_err)
         try:
             with open(logs / "killed.err", "w") as killed_err:
-                victim = subprocess.Popen(COMMAND, env=environment(killed_home), stdout=subprocess.DEVNULL,
-                                          stderr=killed_err)
+                victim = subprocess.Popen(
+                    COMMAND, env=environment(killed_home), stdout=subprocess.DEVNULL, stderr=killed_err
+                )
                 deadline = time.monotonic() + 90
                 try:
                     while True:

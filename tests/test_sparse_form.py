@@ -14,8 +14,11 @@ def _bytes(tensors):
 
 def test_round_trip_is_exact_and_keeps_the_key_order():
     g = torch.Generator().manual_seed(0)
-    state = {"a.weight": torch.randn(30, 17, generator=g), "a.bias": torch.randn(30, generator=g),
-             "b.weight": torch.randn(5, 3, 3, 3, generator=g, dtype=torch.float64)}
+    state = {
+        "a.weight": torch.randn(30, 17, generator=g),
+        "a.bias": torch.randn(30, generator=g),
+        "b.weight": torch.randn(5, 3, 3, 3, generator=g, dtype=torch.float64),
+    }
     mask = {"a.weight": torch.rand(30, 17, generator=g) < 0.3, "b.weight": torch.rand(5, 3, 3, 3, generator=g) < 0.5}
     tensors, meta = pack_state(state, mask)
     restored, restored_mask = unpack_state(tensors, meta)

@@ -22,8 +22,15 @@ from prunelab.specs import (
 from prunelab.specs.base import spec_field
 
 REQUIRED_PRESETS = [
-    "mnist_lenet_300_100", "cifar_resnet_20", "cifar_vgg_16", "cifar100_vgg_16", "tinyimagenet_resnet_18",
-    "imagenet_resnet_50", "cifar_conv6", "digits_lenet_300_100", "mnist10k_lenet_300_100",
+    "mnist_lenet_300_100",
+    "cifar_resnet_20",
+    "cifar_vgg_16",
+    "cifar100_vgg_16",
+    "tinyimagenet_resnet_18",
+    "imagenet_resnet_50",
+    "cifar_conv6",
+    "digits_lenet_300_100",
+    "mnist10k_lenet_300_100",
 ]
 
 
@@ -61,8 +68,15 @@ def test_conv_presets_follow_frankle_and_carbin(n):
     # rate = conv_rate for convolutions, 20% for the hidden fc layers and half of that for the output.
     model = build_model(dataclasses.replace(spec.model, width=0.125), input_shape=(3, 32, 32), num_classes=10, seed=0)
     weights = {name: p.detach() for name, p in prunable_from_spec(model, spec.model).items()}
-    pruned = prune_level(weights, Mask.ones_like(weights), spec.prune.strategy, spec.prune.fraction,
-                         scope=spec.prune.scope, rates=spec.prune.rates, ignore=spec.prune.ignore)
+    pruned = prune_level(
+        weights,
+        Mask.ones_like(weights),
+        spec.prune.strategy,
+        spec.prune.fraction,
+        scope=spec.prune.scope,
+        rates=spec.prune.rates,
+        ignore=spec.prune.ignore,
+    )
     for name, weight in weights.items():
         rate = conv_rate if name.startswith("convs.") else 0.1 if name == "fc.weight" else 0.2
         assert int(pruned[name].sum()) == weight.numel() - math.floor(rate * weight.numel() + 0.5), name
@@ -78,20 +92,43 @@ def test_openlth_presets_use_its_initialisation_and_data():
     assert get_preset("mnist_lenet_300_100").dataset.normalization == "dataset"  # 0.1307 / 0.3081, as OpenLTH
     for depth in (18, 34, 50, 101, 152, 200):
         spec = get_preset(f"imagenet_resnet_{depth}")
-        assert (spec.model.name, spec.model.bn_init, spec.model.init) == (f"resnet_{depth}", "uniform", "kaiming_normal")
+        assert (spec.model.name, spec.model.bn_init, spec.model.init) == (
+            f"resnet_{depth}",
+            "uniform",
+            "kaiming_normal",
+        )
         assert spec.train == r50_train() and spec.prune.fraction == 0.2 and spec.prune.ignore == ()
 
 
 def r50_train():
-    return TrainingSpec(optimizer="sgd", lr=0.4, momentum=0.9, weight_decay=1e-4, batch_size=1024, steps="90ep",
-                        schedule="multistep", milestones=("30ep", "60ep", "80ep"), gamma=0.1, warmup="5ep")
+    return TrainingSpec(
+        optimizer="sgd",
+        lr=0.4,
+        momentum=0.9,
+        weight_decay=1e-4,
+        batch_size=1024,
+        steps="90ep",
+        schedule="multistep",
+        milestones=("30ep", "60ep", "80ep"),
+        gamma=0.1,
+        warmup="5ep",
+    )
 
 
 def test_tinyimagenet_preset_is_the_forks_modified_resnet_18():
     spec = get_preset("tinyimagenet_resnet_18")
-    assert spec.train == TrainingSpec(optimizer="sgd", lr=0.2, momentum=0.9, weight_decay=1e-4, batch_size=256,
-                                      steps="200ep", schedule="multistep", milestones=("100ep", "150ep"), gamma=0.1,
-                                      warmup="5ep")
+    assert spec.train == TrainingSpec(
+        optimizer="sgd",
+        lr=0.2,
+        momentum=0.9,
+        weight_decay=1e-4,
+        batch_size=256,
+        steps="200ep",
+        schedule="multistep",
+        milestones=("100ep", "150ep"),
+        gamma=0.1,
+        warmup="5ep",
+    )
     assert (spec.model.bn_init, spec.dataset.crop_padding, spec.dataset.normalization) == ("uniform", 4, "custom")
     assert (spec.dataset.mean, spec.dataset.std) == ((-0.021, -0.0354, -0.0376), (1.21, 1.20, 1.25))
 
@@ -165,10 +202,18 @@ def test_adding_a_field_with_a_default_keeps_run_names():
 
 
 def test_overrides_coerce_types():
-    spec = load_spec("cifar_resnet_20", overrides={
-        "train.lr": "0.05", "model.width": "2", "train.milestones": "10ep,20ep", "train.nesterov": "true",
-        "seed": "3", "train.data_order_seed": "none", "train.betas": "[0.8, 0.99]",
-    })
+    spec = load_spec(
+        "cifar_resnet_20",
+        overrides={
+            "train.lr": "0.05",
+            "model.width": "2",
+            "train.milestones": "10ep,20ep",
+            "train.nesterov": "true",
+            "seed": "3",
+            "train.data_order_seed": "none",
+            "train.betas": "[0.8, 0.99]",
+        },
+    )
     assert spec.train.lr == 0.05 and spec.model.width == 2.0 and spec.train.nesterov is True
     assert spec.train.milestones == ("10ep", "20ep") and spec.seed == 3 and spec.train.betas == (0.8, 0.99)
 

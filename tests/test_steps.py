@@ -5,8 +5,17 @@ from prunelab.steps import Step, parse_step, to_iterations
 
 @pytest.mark.parametrize(
     "text,ipe,expected",
-    [("30000it", 391, 30000), ("160ep", 391, 62560), ("2ep50it", 100, 250), ("0it", 7, 0), ("0ep", 7, 0),
-     (" 3ep ", 10, 30), ("1ep1it", 1, 2), (17, 5, 17), ("42", 5, 42)],
+    [
+        ("30000it", 391, 30000),
+        ("160ep", 391, 62560),
+        ("2ep50it", 100, 250),
+        ("0it", 7, 0),
+        ("0ep", 7, 0),
+        (" 3ep ", 10, 30),
+        ("1ep1it", 1, 2),
+        (17, 5, 17),
+        ("42", 5, 42),
+    ],
 )
 def test_to_iterations(text, ipe, expected):
     assert to_iterations(text, ipe) == expected

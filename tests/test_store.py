@@ -99,7 +99,9 @@ def test_lock_makes_concurrent_starts_train_once(tmp_path):
     script.write_text(WORKER)
     log = tmp_path / "log.txt"
     procs = [
-        subprocess.Popen([sys.executable, str(script), str(tmp_path / "runs"), str(log)], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "runs"), str(log)], stdout=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outputs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]

@@ -61,8 +61,14 @@ def test_a_lottery_runs_its_levels_in_order_and_its_controls_after_their_level(s
     ids = list(study.entries)
     base, dense = ids[-1], ids[0]
     assert dense.startswith("train-")  # level 0 is the spec's train run
-    assert ids == [dense, f"{base}/level_1", f"{base}/level_2", f"{base}/level_1/reinit",
-                   f"{base}/level_2/reinit", base]
+    assert ids == [
+        dense,
+        f"{base}/level_1",
+        f"{base}/level_2",
+        f"{base}/level_1/reinit",
+        f"{base}/level_2/reinit",
+        base,
+    ]
     assert study.width() == 2  # level 2 and level 1's control can run together
     result = study.run(InProcessExecutor(), progress=False)
     assert result.ok and [o.status for o in result.outcomes] == ["done"] * 6
@@ -154,10 +160,15 @@ def test_results_average_the_seeds_of_each_grid_point(study_file, home, capsys):
     table = json.loads(capsys.readouterr().out)
     assert table["keys"] == ["prune.strategy", "density"] and (table["found"], table["total"]) == (4, 8)
     assert [(row["prune.strategy"], row["density"], row["seeds"]) for row in table["rows"]] == [
-        ("magnitude", 0.1, 2), ("magnitude", 0.3, 2)]
+        ("magnitude", 0.1, 2),
+        ("magnitude", 0.3, 2),
+    ]
     for row in table["rows"]:
-        accuracies = [store.run(p.trial.run_id).summary()["test_accuracy"] for p in points[:4]
-                      if p.values["density"] == row["density"]]
+        accuracies = [
+            store.run(p.trial.run_id).summary()["test_accuracy"]
+            for p in points[:4]
+            if p.values["density"] == row["density"]
+        ]
         assert row["mean_accuracy"] == pytest.approx(statistics.fmean(accuracies))
         assert row["std_accuracy"] == pytest.approx(statistics.stdev(accuracies))
         assert row["kept_fraction"] == pytest.approx(row["density"], abs=1e-3)  # every layer pruned to d
@@ -177,7 +188,15 @@ def test_a_worker_whose_driver_is_gone_exits_at_once():
     code = "from prunelab.experiments.executors.local import _die_with_parent; _die_with_parent(1); print('stayed')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "stayed" not in done.stdout
-    same = subprocess.run([sys.executable, "-c", "import os; from prunelab.experiments.executors.local import "
-                           "_die_with_parent; _die_with_parent(os.getppid()); print('stayed')"],
-                          capture_output=True, text=True, timeout=120)
+    same = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os; from prunelab.experiments.executors.local import "
+            "_die_with_parent; _die_with_parent(os.getppid()); print('stayed')",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert same.returncode == 0 and "stayed" in same.stdout

@@ -70,8 +70,21 @@ def test_the_grid_on_a_local_ray_instance(tmp_path, capsys):
     expected, ids = reference(path, tmp_path / "reference")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        code = main(["run", str(path), "grid", "--executor", "ray", "--ray-num-cpus", "1", "--home",
-                     str(tmp_path / "ray"), "--json", "--no-progress"])
+        code = main(
+            [
+                "run",
+                str(path),
+                "grid",
+                "--executor",
+                "ray",
+                "--ray-num-cpus",
+                "1",
+                "--home",
+                str(tmp_path / "ray"),
+                "--json",
+                "--no-progress",
+            ]
+        )
     finally:
         ray.shutdown()
     assert code == 0
@@ -84,9 +97,27 @@ def test_a_trial_through_submitits_local_executor(tmp_path, capsys):
     path = study_file(tmp_path, "6it")
     expected, ids = reference(path, tmp_path / "reference")
     home, logs = tmp_path / "slurm", tmp_path / "logs"
-    code = main(["run", str(path), "grid", "--seed=1", "--density=0.1", "--prune.strategy=snip", "--executor", "slurm",
-                 "--slurm-cluster", "local", "--slurm-time", "0:10:00", "--slurm-logs", str(logs), "--home", str(home),
-                 "--json"])
+    code = main(
+        [
+            "run",
+            str(path),
+            "grid",
+            "--seed=1",
+            "--density=0.1",
+            "--prune.strategy=snip",
+            "--executor",
+            "slurm",
+            "--slurm-cluster",
+            "local",
+            "--slurm-time",
+            "0:10:00",
+            "--slurm-logs",
+            str(logs),
+            "--home",
+            str(home),
+            "--json",
+        ]
+    )
     assert code == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["status"] == "done" and row["run_id"] in ids
@@ -104,16 +135,37 @@ def test_a_killed_study_finishes_only_the_missing_trials_bit_identically(tmp_pat
     expected, ids = reference(path, tmp_path / "reference")
     home = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    driver = subprocess.Popen([sys.executable, "-m", "prunelab", "run", str(path), "grid", "--workers", "2",
-                               "--home", str(home), "--no-progress"], env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prunelab",
+            "run",
+            str(path),
+            "grid",
+            "--workers",
+            "2",
+            "--home",
+            str(home),
+            "--no-progress",
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     store = RunStore(home)
     deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline:  # wait for one finished trial and one with a checkpoint only
             finished = [rid for rid in ids if store.run(rid).finished]
-            begun = [rid for rid in ids if not store.run(rid).finished and store.run(rid).checkpoints_dir.is_dir()
-                     and any(store.run(rid).checkpoints_dir.iterdir())]
+            begun = [
+                rid
+                for rid in ids
+                if not store.run(rid).finished
+                and store.run(rid).checkpoints_dir.is_dir()
+                and any(store.run(rid).checkpoints_dir.iterdir())
+            ]
             if finished and begun and len(finished) < len(ids) - 1:
                 break
             assert driver.poll() is None, "the study finished before it could be killed"

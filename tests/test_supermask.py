@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import round_half_up
 from torch import nn
 
+from conftest import round_half_up
 from prunelab.models import build_model, initialize, prunable_parameters
 from prunelab.specs import ModelSpec, SpecError
 from prunelab.supermask import (
@@ -105,8 +105,12 @@ def test_only_equal_scores_are_ties() -> None:
     # the tie key decides only between equal scores: −0.0 == +0.0, and s, −s under |s|
     for tie in ([1, 0], [0, 1]):
         keys = torch.tensor(tie, dtype=torch.int32)
-        assert subnet_mask(torch.tensor([-0.0, 0.0]), 0.5, ranking="raw", tie_break=keys).tolist() == [t == 1 for t in tie]
-        assert subnet_mask(torch.tensor([-0.5, 0.5]), 0.5, ranking="abs", tie_break=keys).tolist() == [t == 1 for t in tie]
+        assert subnet_mask(torch.tensor([-0.0, 0.0]), 0.5, ranking="raw", tie_break=keys).tolist() == [
+            t == 1 for t in tie
+        ]
+        assert subnet_mask(torch.tensor([-0.5, 0.5]), 0.5, ranking="abs", tie_break=keys).tolist() == [
+            t == 1 for t in tie
+        ]
     keys = torch.tensor([1, 0], dtype=torch.int32)
     assert subnet_mask(torch.tensor([-0.5, 0.5]), 0.5, ranking="raw", tie_break=keys).tolist() == [False, True]
     assert subnet_mask(torch.tensor([1e-30, 2e-30]), 0.5, ranking="raw", tie_break=keys).tolist() == [False, True]
@@ -208,8 +212,10 @@ class _HostReadError(RuntimeError):
 
 
 def test_forward_and_backward_never_read_values_on_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    nets = [to_supermask(resnet(), 0.4, generator=gen()),
-            to_supermask(lenet(), 0.4, generator=gen(), scope="global", method="iterand")]
+    nets = [
+        to_supermask(resnet(), 0.4, generator=gen()),
+        to_supermask(lenet(), 0.4, generator=gen(), scope="global", method="iterand"),
+    ]
     x = {id(nets[0]): torch.randn(2, 3, 8, 8), id(nets[1]): torch.randn(2, 1, 8, 8)}
 
     def refuse(*args, **kwargs):
@@ -238,10 +244,14 @@ def test_signed_constant_magnitude_for_fan_in_576() -> None:
     assert (values > 0).float().mean().item() == pytest.approx(0.5, abs=0.01)
     for density in (0.1, 0.3, 0.5):
         scaled = WeightLaw("signed_constant", scale_fan=True, density=density)
-        assert torch.unique(scaled.draw(weight, gen()).abs()).item() == pytest.approx(0.058926 / math.sqrt(density), rel=1e-5)
+        assert torch.unique(scaled.draw(weight, gen()).abs()).item() == pytest.approx(
+            0.058926 / math.sqrt(density), rel=1e-5
+        )
         reference = WeightLaw("signed_constant", scale_fan="pruned_fraction", density=density)
         assert reference.std(weight) == pytest.approx(0.058926 / math.sqrt(1 - density), rel=1e-5)
-    assert WeightLaw("signed_constant", True, 0.5).std(weight) == WeightLaw("signed_constant", "pruned_fraction", 0.5).std(weight)
+    assert WeightLaw("signed_constant", True, 0.5).std(weight) == WeightLaw(
+        "signed_constant", "pruned_fraction", 0.5
+    ).std(weight)
 
 
 @pytest.mark.parametrize("init", ["kaiming_normal", "kaiming_uniform", "signed_constant"])
@@ -265,7 +275,9 @@ def test_kaiming_laws_scale_the_fan(scale_fan: bool | str, factor: float) -> Non
     assert uniform.abs().max().item() > 0.999 * math.sqrt(3) * sigma
 
 
-@pytest.mark.parametrize("init, bound", [("pytorch_default", 1 / math.sqrt(250)), ("kaiming_uniform", math.sqrt(6 / 250))])
+@pytest.mark.parametrize(
+    "init, bound", [("pytorch_default", 1 / math.sqrt(250)), ("kaiming_uniform", math.sqrt(6 / 250))]
+)
 def test_score_initialisers_are_uniform_with_the_references_bounds(init: str, bound: float) -> None:
     scores = draw_scores(init, torch.empty(400, 250), gen(2))
     assert scores.abs().max().item() <= bound
@@ -289,7 +301,10 @@ def test_weights_do_not_depend_on_how_scores_are_drawn_or_ranked() -> None:
     iterand = to_supermask(lenet(), 0.5, generator=gen(9), method="iterand")
     for (name, a), b in zip(supermask_layers(edge).items(), supermask_layers(iterand).values()):
         assert torch.equal(a.weight, b.weight), name
-        assert (a.ranking, b.ranking) == ("abs", "raw") and (a.score_init, b.score_init) == ("pytorch_default", "kaiming_uniform")
+        assert (a.ranking, b.ranking) == ("abs", "raw") and (a.score_init, b.score_init) == (
+            "pytorch_default",
+            "kaiming_uniform",
+        )
         fan_in = a.weight[0].numel()
         assert a.scores.abs().max() <= 1 / math.sqrt(fan_in) and b.scores.abs().max() <= math.sqrt(6 / fan_in)
 
@@ -308,11 +323,15 @@ def test_conversion_keeps_names_and_trains_only_the_scores() -> None:
     assert list(prunable_parameters(net)) == weights
     assert {n for n, p in net.named_parameters() if p.requires_grad} == {f"{path}.scores" for path in layers}
     bn_affine = {k for k in before if ("bn" in k or "shortcut.1" in k) and k.endswith(("weight", "bias"))}
-    assert set(net.state_dict()) == (set(before) - bn_affine) | {f"{p}.{b}" for p in layers for b in ("scores", "tie_break")}
+    assert set(net.state_dict()) == (set(before) - bn_affine) | {
+        f"{p}.{b}" for p in layers for b in ("scores", "tie_break")
+    }
     assert all(not m.affine for m in net.modules() if isinstance(m, nn.BatchNorm2d))
     masks = supermask_masks(net)
     assert list(masks) == weights
-    assert all(int(masks[f"{p}.weight"].sum()) == round_half_up(0.3, layer.weight.numel()) for p, layer in layers.items())
+    assert all(
+        int(masks[f"{p}.weight"].sum()) == round_half_up(0.3, layer.weight.numel()) for p, layer in layers.items()
+    )
 
 
 def test_conversion_follows_the_prunable_rule_and_its_patterns() -> None:
@@ -331,11 +350,14 @@ def test_user_model_biases_are_frozen_zeros_or_learned() -> None:
     frozen = to_supermask(model, 0.5, generator=gen())
     assert isinstance(frozen.conv, SupermaskConv2d) and isinstance(frozen.head[1], SupermaskLinear)
     assert set(frozen.state_dict()) >= {"conv.bias", "head.1.bias", "head.3.bias"}
-    assert all(torch.all(layer.bias == 0) and not layer.bias.requires_grad for layer in supermask_layers(frozen).values())
+    assert all(
+        torch.all(layer.bias == 0) and not layer.bias.requires_grad for layer in supermask_layers(frozen).values()
+    )
     assert not frozen.temperature.requires_grad and not frozen.bn.affine
     learned = to_supermask(model, 0.5, generator=gen(), bias=True, bn_affine=True)
     assert {n for n, p in learned.named_parameters() if p.requires_grad} == {
-        f"{p}.{leaf}" for p in ("conv", "head.1", "head.3") for leaf in ("scores", "bias")}
+        f"{p}.{leaf}" for p in ("conv", "head.1", "head.3") for leaf in ("scores", "bias")
+    }
     assert learned.bn.affine and not learned.bn.weight.requires_grad
     with pytest.raises(SupermaskError, match="no converted layer has a bias"):
         to_supermask(nn.Sequential(nn.Linear(4, 4, bias=False)), 0.5, generator=gen(), bias=True)
@@ -476,7 +498,9 @@ def test_rerandomize_leaves_the_optimiser_state_alone() -> None:
     state = copy.deepcopy(opt.state_dict())
     rerandomize_(net, 0.5, generator=gen())
     after = opt.state_dict()
-    assert all(torch.equal(state["state"][i]["momentum_buffer"], after["state"][i]["momentum_buffer"]) for i in state["state"])
+    assert all(
+        torch.equal(state["state"][i]["momentum_buffer"], after["state"][i]["momentum_buffer"]) for i in state["state"]
+    )
 
 
 def test_manual_mode_mixes_old_and_new_weights() -> None:

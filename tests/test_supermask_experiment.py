@@ -68,21 +68,25 @@ def test_iterand_rerandomises_only_pruned_weights_and_counts_the_draws(home):
 
 def test_names_ignore_what_a_run_does_not_read():
     base = spec()
-    assert supermask_run_id(base) == supermask_run_id(load_spec("digits_lenet_300_100_supermask",
-                                                                overrides={**QUICK, "prune.fraction": "0.5"}))
+    assert supermask_run_id(base) == supermask_run_id(
+        load_spec("digits_lenet_300_100_supermask", overrides={**QUICK, "prune.fraction": "0.5"})
+    )
     # edge-popup never re-draws: the period a preset carries for IteRand does not rename it
     assert supermask_run_id(base) == supermask_run_id(spec(**{"supermask.rerand_freq": "9it"}))
     assert supermask_run_id(base) != supermask_run_id(spec(**{"supermask.method": "iterand"}))
     assert supermask_run_id(base) != supermask_run_id(spec(**{"supermask.density": "0.3"}))
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"model.init": "xavier_normal"}, "not a supermask weight law"),
-    ({"model.bias_init": "pytorch_default"}, "frozen at zero"),
-    ({"model.init": "scaled_signed_constant", "supermask.scale_fan": "kept_fraction"}, "already scales"),
-    ({"supermask.rerand_lambda": "0.2"}, "edge-popup does not re-randomise"),
-    ({"supermask.density": "0"}, "kept fraction"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"model.init": "xavier_normal"}, "not a supermask weight law"),
+        ({"model.bias_init": "pytorch_default"}, "frozen at zero"),
+        ({"model.init": "scaled_signed_constant", "supermask.scale_fan": "kept_fraction"}, "already scales"),
+        ({"supermask.rerand_lambda": "0.2"}, "edge-popup does not re-randomise"),
+        ({"supermask.density": "0"}, "kept fraction"),
+    ],
+)
 def test_bad_settings_fail_before_anything_is_stored(home, overrides, message):
     with pytest.raises(SpecError, match=message):
         supermask_sweep(spec(**overrides), densities=[0.5], seeds=[0])
@@ -90,8 +94,19 @@ def test_bad_settings_fail_before_anything_is_stored(home, overrides, message):
 
 
 def test_the_command_sweeps_densities_with_the_weight_trained_baseline(home, capsys):
-    code = main(["supermask", "--preset", "digits_lenet_300_100_supermask", "--train.steps=1ep", "--no-progress",
-                 "--density", "0.3,0.5", "--baseline", "--json"])
+    code = main(
+        [
+            "supermask",
+            "--preset",
+            "digits_lenet_300_100_supermask",
+            "--train.steps=1ep",
+            "--no-progress",
+            "--density",
+            "0.3,0.5",
+            "--baseline",
+            "--json",
+        ]
+    )
     assert code == 0
     summaries = json.loads(capsys.readouterr().out)
     assert [s["kind"] for s in summaries] == ["supermask", "supermask", "train"]
@@ -102,9 +117,24 @@ def test_the_command_sweeps_densities_with_the_weight_trained_baseline(home, cap
 
 
 # kill -9 ------------------------------------------------------------------------------------------------
-COMMAND = [sys.executable, "-m", "prunelab", "supermask", "--preset", "digits_lenet_300_100_supermask",
-           "--method", "iterand", "--rerand-freq", "7it", "--rerand-lambda", "0.3", "--train.steps=6ep",
-           "--train.checkpoint_every=1ep", "--no-progress", "--json"]
+COMMAND = [
+    sys.executable,
+    "-m",
+    "prunelab",
+    "supermask",
+    "--preset",
+    "digits_lenet_300_100_supermask",
+    "--method",
+    "iterand",
+    "--rerand-freq",
+    "7it",
+    "--rerand-lambda",
+    "0.3",
+    "--train.steps=6ep",
+    "--train.checkpoint_every=1ep",
+    "--no-progress",
+    "--json",
+]
 ITERATIONS_PER_EPOCH = 23
 
 
@@ -126,7 +156,9 @@ def _checkpoint_step(home: Path) -> int | None:
 def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_iterand_run(tmp_path):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     # the uninterrupted reference runs alongside the victim
-    reference = subprocess.Popen(COMMAND, env=_environment(clean), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reference = subprocess.Popen(
+        COMMAND, env=_environment(clean), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     victim = subprocess.Popen(COMMAND, env=_environment(killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     try:

@@ -11,7 +11,6 @@ import torch
 from prunelab.supermask import SupermaskError, SupermaskStep, supermask_layers, supermask_masks, to_supermask
 from prunelab.supermask import step as step_module
 from prunelab.training import StepContext, classification_loss, load_checkpoint, train
-
 from test_training import Crash, Net, assert_same_state, loaders, quiet, spec, state
 
 
@@ -81,7 +80,8 @@ def test_edge_popup_trains_scores_only_and_never_redraws():
     scores = {p: layer.scores.detach().clone() for p, layer in supermask_layers(model).items()}
     step = bound(SupermaskStep(rerand_freq="1it", rerand_lambda=0.0), model)
     assert {id(p) for group in step.optimizer.param_groups for p in group["params"]} == {
-        id(layer.scores) for layer in supermask_layers(model).values()}
+        id(layer.scores) for layer in supermask_layers(model).values()
+    }
     run_steps(step, batches(4), 0)
     for path, layer in supermask_layers(model).items():
         assert torch.equal(layer.weight, weights[path]) and not torch.equal(layer.scores, scores[path])
@@ -102,8 +102,10 @@ def test_iterand_resumes_bit_identically_after_a_crash(tmp_path):
     reference, ref_result, ref_step = run(tmp_path / "a")
     initial = network()
     assert ref_step.rerandomizations == 4  # before iterations 4, 9, 14, 19 of 24
-    assert any(not torch.equal(a.weight, b.weight)
-               for a, b in zip(supermask_layers(reference).values(), supermask_layers(initial).values()))
+    assert any(
+        not torch.equal(a.weight, b.weight)
+        for a, b in zip(supermask_layers(reference).values(), supermask_layers(initial).values())
+    )
     with pytest.raises(Crash):
         run(tmp_path / "b", crash_at=(2, 2))  # dies at step 14; last checkpoint: 12
     assert load_checkpoint(tmp_path / "b" / "checkpoints").step == 12

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 from safetensors.torch import load_file
+from torch import nn
 
+import prunelab.training.checkpoint as checkpoint_module
 from prunelab.masks import Mask
 from prunelab.specs.training import TrainingSpec
 from prunelab.training import CheckpointError, TrainingDiverged, load_checkpoint, read_metrics, train, weights_path
-import prunelab.training.checkpoint as checkpoint_module
 
 IN, CLASSES, N, BATCH = 8, 3, 96, 16  # 6 iterations per epoch
 
@@ -41,7 +41,11 @@ class TensorLoader:
 
     def epoch(self, e, start_batch=0):
         n = len(self.x)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 7919 + e)) if self.shuffle else torch.arange(n)
+        order = (
+            torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 7919 + e))
+            if self.shuffle
+            else torch.arange(n)
+        )
         stop = self.iterations_per_epoch - (1 if self.short_epoch else 0)
         for b in range(start_batch, stop):
             if self.crash_at == (e, b):
@@ -89,13 +93,31 @@ class Net(nn.Module):
 
 def random_mask(model, density=0.4, seed=3):
     gen = torch.Generator().manual_seed(seed)
-    return Mask({n: torch.rand(p.shape, generator=gen) < density for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1})
+    return Mask(
+        {
+            n: torch.rand(p.shape, generator=gen) < density
+            for n, p in model.named_parameters()
+            if n.endswith("weight") and p.dim() > 1
+        }
+    )
 
 
 def spec(**kw):
-    base = dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=BATCH, steps="4ep",
-                schedule="multistep", milestones=("2ep",), eval_every="1ep", checkpoint_every="1ep", progress=False,
-                device="cpu", eval_batch_size=24)
+    base = dict(
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=5e-4,
+        batch_size=BATCH,
+        steps="4ep",
+        schedule="multistep",
+        milestones=("2ep",),
+        eval_every="1ep",
+        checkpoint_every="1ep",
+        progress=False,
+        device="cpu",
+        eval_batch_size=24,
+    )
     base.update(kw)
     return TrainingSpec(**base)
 
@@ -129,7 +151,9 @@ def test_pruned_weights_and_optimizer_state_stay_exactly_zero(name, tmp_path):
     model = Net()
     mask = random_mask(model)
     initial = state(model)
-    train(model, train_loader, test_loader, spec(steps="2ep", **OPTIMIZERS[name]), out_dir=tmp_path, mask=mask, log=quiet)
+    train(
+        model, train_loader, test_loader, spec(steps="2ep", **OPTIMIZERS[name]), out_dir=tmp_path, mask=mask, log=quiet
+    )
     params = dict(model.named_parameters())
     for pname, keep in mask.items():
         assert torch.count_nonzero(params[pname][~keep]) == 0, pname
@@ -154,7 +178,16 @@ def test_mask_with_explicit_prunable_parameters():
     model = Net()
     prunable = {"first": model.fc1.weight}
     keep = torch.rand(model.fc1.weight.shape, generator=torch.Generator().manual_seed(0)) < 0.3
-    train(model, train_loader, None, spec(steps="1ep"), out_dir=None, mask=Mask({"first": keep}), prunable=prunable, log=quiet)
+    train(
+        model,
+        train_loader,
+        None,
+        spec(steps="1ep"),
+        out_dir=None,
+        mask=Mask({"first": keep}),
+        prunable=prunable,
+        log=quiet,
+    )
     assert torch.count_nonzero(model.fc1.weight[~keep]) == 0
     assert torch.count_nonzero(model.fc.weight) == model.fc.weight.numel()
 
@@ -164,8 +197,9 @@ def test_learning_rate_is_applied_per_step(tmp_path):
     train_loader, test_loader = loaders()
     ipe = train_loader.iterations_per_epoch
     # gamma=0 after the milestone: plain SGD stops moving; warm-up: the first update has lr 0
-    s = spec(steps="3ep", momentum=0.0, weight_decay=0.0, milestones=("2ep",), gamma=0.0, warmup="4it",
-             save_steps=("2ep",))
+    s = spec(
+        steps="3ep", momentum=0.0, weight_decay=0.0, milestones=("2ep",), gamma=0.0, warmup="4it", save_steps=("2ep",)
+    )
     model = Net()
     result = train(model, train_loader, test_loader, s, out_dir=tmp_path, save_steps=[1, 2], log=quiet)
     w = {step: load_file(weights_path(tmp_path, step)) for step in (0, 1, 2, 2 * ipe, 3 * ipe)}
@@ -221,8 +255,15 @@ def test_out_dir_none_writes_nothing(tmp_path, monkeypatch):
 def test_save_steps_produce_files_at_the_right_steps(tmp_path):
     train_loader, test_loader = loaders()
     model = Net()
-    train(model, train_loader, test_loader, spec(steps="3ep", save_steps=("2ep",)), out_dir=tmp_path,
-          save_steps=[3, "1ep2it"], log=quiet)
+    train(
+        model,
+        train_loader,
+        test_loader,
+        spec(steps="3ep", save_steps=("2ep",)),
+        out_dir=tmp_path,
+        save_steps=[3, "1ep2it"],
+        log=quiet,
+    )
     files = sorted(p.name for p in (tmp_path / "weights").iterdir())
     assert files == sorted(f"step_{s}.safetensors" for s in (0, 3, 8, 12, 18))
     final = load_file(weights_path(tmp_path, 18))
@@ -306,8 +347,18 @@ def _run(out_dir, s, *, crash_at=None, poison_at=None, mask=True, save_steps=(),
     train_loader, test_loader = loaders()
     train_loader.crash_at, train_loader.poison_at = crash_at, poison_at
     model = Net()
-    result = train(model, train_loader, test_loader, s, out_dir=out_dir, mask=random_mask(model) if mask else None,
-                   seed=5, save_steps=save_steps, log=log, **kwargs)
+    result = train(
+        model,
+        train_loader,
+        test_loader,
+        s,
+        out_dir=out_dir,
+        mask=random_mask(model) if mask else None,
+        seed=5,
+        save_steps=save_steps,
+        log=log,
+        **kwargs,
+    )
     return model, result
 
 
@@ -324,7 +375,11 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path):
     assert_same_state(state(resumed), state(reference))
     assert (tmp_path / "a" / "metrics.jsonl").read_bytes() == (tmp_path / "b" / "metrics.jsonl").read_bytes()
     assert result.history == ref_result.history
-    assert (result.best_accuracy, result.best_step, result.train_loss) == (ref_result.best_accuracy, ref_result.best_step, ref_result.train_loss)
+    assert (result.best_accuracy, result.best_step, result.train_loss) == (
+        ref_result.best_accuracy,
+        ref_result.best_step,
+        ref_result.train_loss,
+    )
     for name in os.listdir(tmp_path / "a" / "weights"):
         assert_same_state(load_file(tmp_path / "a" / "weights" / name), load_file(tmp_path / "b" / "weights" / name))
     # a finished run resumes at its end without training again
@@ -446,7 +501,10 @@ def test_start_step_continues_data_order_and_schedule(tmp_path):
     assert_same_state(state(late), state(full))
     assert [r["step"] for r in result.history] == [7, 8, 12, 16, 18]
     assert result.history[0]["train_loss"] is None
-    assert sorted(p.name for p in (tmp_path / "b" / "weights").iterdir()) == ["step_18.safetensors", "step_7.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "b" / "weights").iterdir()) == [
+        "step_18.safetensors",
+        "step_7.safetensors",
+    ]
 
 
 def test_stop_step_ends_early_and_a_later_call_continues(tmp_path):

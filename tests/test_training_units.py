@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from prunelab.specs.training import TrainingSpec
+from prunelab.store import DamagedFile
 from prunelab.training import (
     build_optimizer,
     evaluate,
@@ -20,8 +21,7 @@ from prunelab.training import (
     resolve_device,
     save_checkpoint,
 )
-from prunelab.store import DamagedFile
-from prunelab.training.checkpoint import CheckpointError, decode_state, encode_state
+from prunelab.training.checkpoint import decode_state, encode_state
 from prunelab.training.metrics import TENSORBOARD_HINT, MetricsWriter, load_summary_writer, truncate_metrics
 
 
@@ -59,7 +59,11 @@ def test_linear_warmup_then_schedule():
     multistep = make_lr_schedule(
         TrainingSpec(lr=1.0, steps="100it", schedule="multistep", milestones=("5it",), warmup="10it"), 10
     )
-    assert multistep(4) == pytest.approx(0.4) and multistep(5) == pytest.approx(0.05) and multistep(10) == pytest.approx(0.1)
+    assert (
+        multistep(4) == pytest.approx(0.4)
+        and multistep(5) == pytest.approx(0.05)
+        and multistep(10) == pytest.approx(0.1)
+    )
 
 
 def test_schedule_rejects_bad_input():
@@ -75,7 +79,9 @@ def _params():
 
 
 def test_sgd_hyperparameters():
-    opt = build_optimizer(_params(), TrainingSpec(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4))
+    opt = build_optimizer(
+        _params(), TrainingSpec(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    )
     assert isinstance(opt, torch.optim.SGD)
     group = opt.param_groups[0]
     assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (0.05, 0.9, True, 5e-4)
@@ -87,7 +93,12 @@ def test_adam_hyperparameters(name, cls):
     opt = build_optimizer(_params(), TrainingSpec(optimizer=name, lr=3e-4, betas=(0.8, 0.95), weight_decay=0.01))
     assert type(opt) is cls
     group = opt.param_groups[0]
-    assert (group["lr"], tuple(group["betas"]), group["weight_decay"], group["foreach"]) == (3e-4, (0.8, 0.95), 0.01, True)
+    assert (group["lr"], tuple(group["betas"]), group["weight_decay"], group["foreach"]) == (
+        3e-4,
+        (0.8, 0.95),
+        0.01,
+        True,
+    )
 
 
 def test_adamw_weight_decay_is_decoupled_and_adam_is_l2():
@@ -181,7 +192,9 @@ def test_evaluate_uses_eval_mode_and_no_grad():
 def _trained_optimizer(name: str):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
-    opt = build_optimizer(list(model.parameters()), TrainingSpec(optimizer=name, lr=0.01, momentum=0.9 if name == "sgd" else 0.0))
+    opt = build_optimizer(
+        list(model.parameters()), TrainingSpec(optimizer=name, lr=0.01, momentum=0.9 if name == "sgd" else 0.0)
+    )
     for _ in range(2):
         opt.zero_grad()
         model(torch.randn(8, 4)).sum().backward()
@@ -200,7 +213,11 @@ def test_optimizer_state_round_trips_through_tensors_and_json(name):
     assert set(restored["state"]) == set(original["state"])
     for index, entry in original["state"].items():
         for key, value in entry.items():
-            assert torch.equal(restored["state"][index][key], value) if torch.is_tensor(value) else restored["state"][index][key] == value
+            assert (
+                torch.equal(restored["state"][index][key], value)
+                if torch.is_tensor(value)
+                else restored["state"][index][key] == value
+            )
 
 
 def test_checkpoint_round_trip_and_stale_sidecar(tmp_path):

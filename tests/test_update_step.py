@@ -13,7 +13,6 @@ from safetensors.torch import load_file
 from prunelab.masks import Mask
 from prunelab.store import RunLayout, RunStore
 from prunelab.training import MaskedStep, StepContext, TrainingDiverged, UpdateStep, load_checkpoint, train
-
 from test_training import Crash, Net, assert_same_state, loaders, quiet, random_mask, spec, state
 
 
@@ -117,8 +116,16 @@ def test_update_and_mask_are_exclusive():
     train_loader, test_loader = loaders()
     model = Net()
     with pytest.raises(ValueError, match="either update= or mask="):
-        train(model, train_loader, test_loader, spec(steps="1ep"), out_dir=None, update=MaskedStep(),
-              mask=random_mask(model), log=quiet)
+        train(
+            model,
+            train_loader,
+            test_loader,
+            spec(steps="1ep"),
+            out_dir=None,
+            update=MaskedStep(),
+            mask=random_mask(model),
+            log=quiet,
+        )
 
 
 def test_masked_step_resumes_format_1_checkpoints(tmp_path):
@@ -140,11 +147,18 @@ def test_masked_step_resumes_format_1_checkpoints(tmp_path):
         plain[str(index)] = {}
         for name, value in entry.items():
             tensors[f"optimizer.state.{index}.{name}"] = value
-    payload = {"format": "prunelab.checkpoint/1", "step": 6, "trainer": new.trainer,
-               "optimizer": {"param_groups": optimizer["param_groups"], "state": plain}}
+    payload = {
+        "format": "prunelab.checkpoint/1",
+        "step": 6,
+        "trainer": new.trainer,
+        "optimizer": {"param_groups": optimizer["param_groups"], "state": plain},
+    }
     directory = tmp_path / "b" / "checkpoints"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "latest.safetensors"),
-              metadata={"format": "prunelab.checkpoint/1", "step": "6", "state": json.dumps(payload)})
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()},
+        str(directory / "latest.safetensors"),
+        metadata={"format": "prunelab.checkpoint/1", "step": "6", "state": json.dumps(payload)},
+    )
     (directory / "latest.json").write_text(json.dumps(payload))
     resumed, result = run(tmp_path / "b", MaskedStep(), s)
     assert result.resumed_from == 6

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import errno
 
-__all__ = ["UserError", "EXIT_USER_ERROR", "EXIT_INTERRUPTED", "INTERRUPTED_MESSAGE", "is_user_error",
-           "describe_error"]
+__all__ = ["UserError", "EXIT_USER_ERROR", "EXIT_INTERRUPTED", "INTERRUPTED_MESSAGE", "is_user_error", "describe_error"]
 
 #: exit code of a command stopped by bad input or another condition the user can fix
 EXIT_USER_ERROR = 2
@@ -32,16 +31,15 @@ class UserError(Exception):
 #: disk, a path that does not exist or is not a directory), with what to do about each
 _OS_ADVICE: dict[int, str] = {
     errno.EACCES: "make it writable (or readable) for you, or choose another place (the run store: --home DIR "
-                  "or $PRUNELAB_HOME)",
+    "or $PRUNELAB_HOME)",
     errno.EPERM: "make it writable for you, or choose another place (the run store: --home DIR or $PRUNELAB_HOME)",
-    errno.EROFS: "the file system is read-only: choose a writable place (the run store: --home DIR or "
-                 "$PRUNELAB_HOME)",
+    errno.EROFS: "the file system is read-only: choose a writable place (the run store: --home DIR or $PRUNELAB_HOME)",
     errno.ENOSPC: "free some space (or choose another place with --home DIR) and re-run the same command: it "
-                  "resumes from the last complete checkpoint",
+    "resumes from the last complete checkpoint",
     errno.EDQUOT: "your disk quota is used up: free some space and re-run the same command (it resumes)",
     errno.ENOENT: "check the path",
     errno.ENOTDIR: "a part of the path is a file, not a directory: check the path (the run store: --home DIR or "
-                   "$PRUNELAB_HOME)",
+    "$PRUNELAB_HOME)",
     errno.EISDIR: "it is a directory: give a file",
     errno.ENAMETOOLONG: "use a shorter path",
 }

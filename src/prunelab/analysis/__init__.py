@@ -26,8 +26,17 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "prunelab.analysis.flops": ("efficiency_metrics", "model_flops"),
-    "prunelab.analysis.ntk": ("compare_kernels", "condition_number", "empirical_ntk", "kernel_distance", "kernel_stats",
-                              "ntk_eigenvalues", "ntk_trace", "optimal_scale", "relative_frobenius_difference"),
+    "prunelab.analysis.ntk": (
+        "compare_kernels",
+        "condition_number",
+        "empirical_ntk",
+        "kernel_distance",
+        "kernel_stats",
+        "ntk_eigenvalues",
+        "ntk_trace",
+        "optimal_scale",
+        "relative_frobenius_difference",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -12,8 +12,18 @@ from typing import Any
 from prunelab.analysis.tables import format_table
 from prunelab.specs import ExperimentSpec, SpecError, load_spec, parse_override_args
 
-__all__ = ["add_spec_arguments", "spec_from_args", "seeds_from_args", "floats_from", "print_json", "format_table",
-           "setup_logging", "add_executor_arguments", "run_study", "EXIT_TRIALS_FAILED"]
+__all__ = [
+    "add_spec_arguments",
+    "spec_from_args",
+    "seeds_from_args",
+    "floats_from",
+    "print_json",
+    "format_table",
+    "setup_logging",
+    "add_executor_arguments",
+    "run_study",
+    "EXIT_TRIALS_FAILED",
+]
 
 #: exit code of a command some of whose trials failed (the others finished and are stored)
 EXIT_TRIALS_FAILED = 1
@@ -62,7 +72,9 @@ def seeds_from_args(args: argparse.Namespace, default: int) -> list[int]:
     """Replicate seeds from --seeds 1,2,3, --replicates N (0..N-1) or --replicate K; else ``default``."""
     given = [name for name in ("seeds", "replicates", "replicate") if getattr(args, name, None) is not None]
     if len(given) > 1:
-        raise SpecError(f"use only one of --seeds, --replicates, --replicate (got {', '.join('--' + g for g in given)})")
+        raise SpecError(
+            f"use only one of --seeds, --replicates, --replicate (got {', '.join('--' + g for g in given)})"
+        )
     if getattr(args, "seeds", None):
         try:
             return [int(part) for part in args.seeds.split(",") if part.strip()]
@@ -97,38 +109,73 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     from prunelab.experiments.choices import EXECUTORS
 
     g = parser.add_argument_group("executor (how the trials of lists, seeds and grids run)")
-    g.add_argument("--executor", choices=EXECUTORS, default="local",
-                   help="local: worker processes on this machine (default); ray: tasks on a Ray cluster; slurm: jobs "
-                   "through submitit")
-    g.add_argument("--workers", type=int, help="local: worker processes (default: one per GPU, else per core, at most "
-                   "the trials that can run at once; 1 runs everything in this process)")
-    g.add_argument("--pack", default="auto", metavar="K|auto",
-                   help="train up to K trials that share a data set, an architecture and a training length together, "
-                   "in lock-step (each still its own run; results equal within float tolerance); auto (default): "
-                   "sized to the device; 1: each trial alone")
-    g.add_argument("--address", help="ray: the cluster to join, auto or HOST:PORT (default: start a local Ray instance)")
+    g.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: worker processes on this machine (default); ray: tasks on a Ray cluster; slurm: jobs "
+        "through submitit",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        help="local: worker processes (default: one per GPU, else per core, at most "
+        "the trials that can run at once; 1 runs everything in this process)",
+    )
+    g.add_argument(
+        "--pack",
+        default="auto",
+        metavar="K|auto",
+        help="train up to K trials that share a data set, an architecture and a training length together, "
+        "in lock-step (each still its own run; results equal within float tolerance); auto (default): "
+        "sized to the device; 1: each trial alone",
+    )
+    g.add_argument(
+        "--address", help="ray: the cluster to join, auto or HOST:PORT (default: start a local Ray instance)"
+    )
     g.add_argument("--ray-num-cpus", type=float, help="ray: CPUs per trial (default 1; also its torch threads)")
     g.add_argument("--ray-num-gpus", type=float, help="ray: GPUs per trial (default 0)")
     g.add_argument("--slurm-partition", help="slurm: the partition the jobs go to")
-    g.add_argument("--slurm-time", help="slurm: time limit of one trial's job: minutes, HH:MM:SS or D-HH:MM:SS (default 60)")
+    g.add_argument(
+        "--slurm-time", help="slurm: time limit of one trial's job: minutes, HH:MM:SS or D-HH:MM:SS (default 60)"
+    )
     g.add_argument("--slurm-gpus-per-trial", type=int, help="slurm: GPUs per job (default 0)")
     g.add_argument("--slurm-cpus-per-trial", type=int, help="slurm: CPUs per job, also its torch threads (default 1)")
     g.add_argument("--slurm-mem-gb", type=float, help="slurm: memory per job in GB (default: the partition's)")
     g.add_argument("--slurm-logs", help="slurm: folder of submitit's job files and logs (default prunelab-slurm/)")
-    g.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"),
-                   help="slurm: submitit's back end (default: Slurm when sbatch is available); local runs the jobs as "
-                   "local processes, to try a study before the cluster")
+    g.add_argument(
+        "--slurm-cluster",
+        choices=("slurm", "local", "debug"),
+        help="slurm: submitit's back end (default: Slurm when sbatch is available); local runs the jobs as "
+        "local processes, to try a study before the cluster",
+    )
 
 
 def _executor(args: argparse.Namespace, parallel: int) -> Any:
     from prunelab.experiments.executors import make_executor
 
-    slurm = {"partition": args.slurm_partition, "time": args.slurm_time, "gpus_per_trial": args.slurm_gpus_per_trial,
-             "cpus_per_trial": args.slurm_cpus_per_trial, "mem_gb": args.slurm_mem_gb, "cluster": args.slurm_cluster}
-    ray = {key: value for key, value in (("ray_num_cpus", args.ray_num_cpus), ("ray_num_gpus", args.ray_num_gpus))
-           if value is not None}
-    return make_executor(args.executor, workers=args.workers, parallel=parallel, address=args.address,
-                         slurm_folder=args.slurm_logs, **ray, **slurm)
+    slurm = {
+        "partition": args.slurm_partition,
+        "time": args.slurm_time,
+        "gpus_per_trial": args.slurm_gpus_per_trial,
+        "cpus_per_trial": args.slurm_cpus_per_trial,
+        "mem_gb": args.slurm_mem_gb,
+        "cluster": args.slurm_cluster,
+    }
+    ray = {
+        key: value
+        for key, value in (("ray_num_cpus", args.ray_num_cpus), ("ray_num_gpus", args.ray_num_gpus))
+        if value is not None
+    }
+    return make_executor(
+        args.executor,
+        workers=args.workers,
+        parallel=parallel,
+        address=args.address,
+        slurm_folder=args.slurm_logs,
+        **ray,
+        **slurm,
+    )
 
 
 def run_study(args: argparse.Namespace, study: Any, *, progress: bool = True) -> Any:

@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Spec overrides are dotted: --train.lr=0.05 --model.width=2 --dataset.subsample_fraction=0.5",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
-    parser.add_argument("--debug", action="store_true",
-                        help="print the traceback of an error too (user errors are otherwise one line)")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an error too (user errors are otherwise one line)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in commands.REGISTRY:
         register(sub)

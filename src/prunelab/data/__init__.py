@@ -11,5 +11,13 @@ from prunelab.data.errors import DataError
 from prunelab.data.loader import BatchLoader, PackedLoader
 from prunelab.data.loading import data_root, load_dataset
 
-__all__ = ["Augmentation", "BatchLoader", "DataError", "DataSplits", "ImageDataset", "PackedLoader", "data_root",
-           "load_dataset"]
+__all__ = [
+    "Augmentation",
+    "BatchLoader",
+    "DataError",
+    "DataSplits",
+    "ImageDataset",
+    "PackedLoader",
+    "data_root",
+    "load_dataset",
+]

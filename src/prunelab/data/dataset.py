@@ -54,7 +54,10 @@ class ImageDataset:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"{self.name}: images must be a uint8 [N, C, H, W] tensor, got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(
+                f"{self.name}: images must be a uint8 [N, C, H, W] tensor, got {self.images.dtype} "
+                f"{tuple(self.images.shape)}"
+            )
         if self.labels.dtype != torch.int64 or self.labels.dim() != 1 or len(self.labels) != len(self.images):
             raise ValueError(
                 f"{self.name}: labels must be an int64 [N] tensor with N = {len(self.images)}, "
@@ -64,10 +67,13 @@ class ImageDataset:
         self.std = tuple(float(s) for s in self.std)
         channels = self.images.shape[1]
         if len(self.mean) != channels or len(self.std) != channels or min(self.std) <= 0:
-            raise ValueError(f"{self.name}: need {channels} means and {channels} positive stds, got {self.mean} and {self.std}")
+            raise ValueError(
+                f"{self.name}: need {channels} means and {channels} positive stds, got {self.mean} and {self.std}"
+            )
         if len(self.labels) and (int(self.labels.min()) < 0 or int(self.labels.max()) >= self.num_classes):
             raise ValueError(
-                f"{self.name}: labels must lie in [0, {self.num_classes}), found {int(self.labels.min())}..{int(self.labels.max())}"
+                f"{self.name}: labels must lie in [0, {self.num_classes}), found "
+                f"{int(self.labels.min())}..{int(self.labels.max())}"
             )
 
     def __len__(self) -> int:

@@ -24,7 +24,16 @@ from pathlib import Path, PurePosixPath
 from prunelab.data.errors import DataError
 from prunelab.store.atomic import atomic_write
 
-__all__ = ["Remote", "REMOTES", "MIRROR_ENV", "TIMEOUT_SECONDS", "url_for", "fetch", "extract_archive", "missing_files_error"]
+__all__ = [
+    "Remote",
+    "REMOTES",
+    "MIRROR_ENV",
+    "TIMEOUT_SECONDS",
+    "url_for",
+    "fetch",
+    "extract_archive",
+    "missing_files_error",
+]
 
 MIRROR_ENV = "PRUNELAB_MIRROR"
 TIMEOUT_SECONDS = 10.0
@@ -59,6 +68,7 @@ REMOTES: dict[str, Remote] = {
     )
 }
 
+
 def missing_files_error(dataset: str, directory: Path, missing: Iterable[str], reason: str) -> DataError:
     """The error for absent files: where they were expected, which ones, why they were not fetched,
     and how to supply them."""
@@ -85,7 +95,13 @@ def _stream(url: str, timeout: float) -> Iterator[bytes]:
 
 
 def fetch(
-    filename: str, directory: Path, *, dataset: str, missing: Iterable[str], missing_from: Path, timeout: float = TIMEOUT_SECONDS
+    filename: str,
+    directory: Path,
+    *,
+    dataset: str,
+    missing: Iterable[str],
+    missing_from: Path,
+    timeout: float = TIMEOUT_SECONDS,
 ) -> Path:
     """Download ``filename`` into ``directory`` and verify its MD5; return the file's path.
 
@@ -109,7 +125,11 @@ def fetch(
                     error.close()  # it holds the open response
                     reason = f"Downloading {url} failed: the server answered HTTP {error.code} {error.reason}."
                     raise missing_files_error(dataset, missing_from, missing, reason) from error
-                except (urllib.error.URLError, OSError, http.client.HTTPException) as error:  # no route, refused, timeout, cut off
+                except (
+                    urllib.error.URLError,
+                    OSError,
+                    http.client.HTTPException,
+                ) as error:  # no route, refused, timeout, cut off
                     cause = getattr(error, "reason", None) or error
                     reason = f"Downloading {url} failed ({cause}); the network may be unavailable."
                     raise missing_files_error(dataset, missing_from, missing, reason) from error
@@ -156,10 +176,15 @@ def extract_archive(archive: Path, into: Path) -> None:
                     for member in members:
                         _check_member(archive, member.name)
                         if not (member.isfile() or member.isdir()):
-                            raise DataError(f"{archive}: refusing to extract {member.name!r}: only regular files and directories are allowed")
+                            raise DataError(
+                                f"{archive}: refusing to extract {member.name!r}: only regular files and "
+                                "directories are allowed"
+                            )
                     tf.extractall(staging, members=members, filter="data")
             except tarfile.TarError as error:
-                raise DataError(f"{archive} is not a readable tar or zip archive ({error}); delete it and download again") from error
+                raise DataError(
+                    f"{archive} is not a readable tar or zip archive ({error}); delete it and download again"
+                ) from error
         for source in sorted(staging.rglob("*")):
             if source.is_file():
                 target = into / source.relative_to(staging)
@@ -170,8 +195,9 @@ def extract_archive(archive: Path, into: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def ensure_archive_files(dataset: str, root: Path, directory: Path, needed: Iterable[str], archive: str,
-                         *, download: bool) -> None:
+def ensure_archive_files(
+    dataset: str, root: Path, directory: Path, needed: Iterable[str], archive: str, *, download: bool
+) -> None:
     """Make sure ``needed`` exist under ``directory``: if any is missing, download ``archive`` into
     ``root`` (checksummed), unpack it and delete it; errors name the directory and the files."""
     needed = list(needed)

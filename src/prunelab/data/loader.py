@@ -47,11 +47,15 @@ def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tens
     # One gather over flattened H*W (shared by all channels) is several times faster than
     # four-tensor advanced indexing.
     flat = rows.clamp(0, height - 1)[:, :, None] * width + cols.clamp(0, width - 1)[:, None, :]
-    gathered = images.reshape(batch, channels, height * width).gather(2, flat.view(batch, 1, -1).expand(batch, channels, -1))
+    gathered = images.reshape(batch, channels, height * width).gather(
+        2, flat.view(batch, 1, -1).expand(batch, channels, -1)
+    )
     return gathered.view(batch, channels, height, width).masked_fill_(~inside[:, None], 0)
 
 
-def _crop_and_flip_draws(batch: int, augmentation: Augmentation, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _crop_and_flip_draws(
+    batch: int, augmentation: Augmentation, rng: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The crop offsets ``[batch, 2]`` and flips ``[batch]`` of one batch, drawn from ``rng``."""
     pad = augmentation.pad
     offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=rng)
@@ -75,7 +79,8 @@ class BatchLoader:
     ``shuffle=False`` keeps the data set's order; ``augment=False`` (or a data set without
     augmentation) yields the images unchanged. ``shard=(rank, world_size)`` yields only that rank's
     part of every batch (``tensor_split`` of the global batch, with the global batch's augmentation),
-    for data-parallel training: the shards of a batch together are exactly the unsharded batch. The last batch of an epoch may be smaller.
+    for data-parallel training: the shards of a batch together are exactly the unsharded batch. The last batch of
+    an epoch may be smaller.
     ``iter(loader)`` runs epoch 0 — convenient for evaluation; training loops call
     :meth:`epoch` with the epoch number so each epoch gets its own order.
     """
@@ -202,12 +207,19 @@ class PackedLoader:
         for loader in loaders:
             if not isinstance(loader, BatchLoader):
                 raise TypeError(f"a packed loader stacks BatchLoaders, not {type(loader).__name__}")
-            same = (loader.dataset is first.dataset and loader.batch_size == first.batch_size
-                    and loader.device == first.device and loader.shuffle == first.shuffle
-                    and loader.augmentation == first.augmentation and loader.shard is None)
+            same = (
+                loader.dataset is first.dataset
+                and loader.batch_size == first.batch_size
+                and loader.device == first.device
+                and loader.shuffle == first.shuffle
+                and loader.augmentation == first.augmentation
+                and loader.shard is None
+            )
             if not same:
-                raise ValueError("packed loaders must share the data set, batch size, device, shuffling and "
-                                 "augmentation, and must not be sharded")
+                raise ValueError(
+                    "packed loaders must share the data set, batch size, device, shuffling and "
+                    "augmentation, and must not be sharded"
+                )
         self.loaders = loaders
         self.lanes = len(loaders)
         self.batch_size = first.batch_size
@@ -236,8 +248,12 @@ class PackedLoader:
             images = images.to(first.device, non_blocking=first._pin)
             labels = labels.to(first.device, non_blocking=first._pin)
             if first.augmentation is not None:
-                draws = [_crop_and_flip_draws(rows, first.augmentation, generator("augment", loader.augment_seed, epoch, batch))
-                         for loader in self.loaders]
+                draws = [
+                    _crop_and_flip_draws(
+                        rows, first.augmentation, generator("augment", loader.augment_seed, epoch, batch)
+                    )
+                    for loader in self.loaders
+                ]
                 offsets = torch.cat([offset for offset, _ in draws])
                 flips = torch.cat([flip for _, flip in draws])
                 images = crop_and_flip(images, offsets, flips, first.augmentation.pad)

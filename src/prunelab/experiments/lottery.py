@@ -54,7 +54,6 @@ __all__ = [
 log = logging.getLogger("prunelab")
 
 
-
 def derived_seed(*parts: object) -> int:
     """A stable 63-bit seed from any parts (never Python's salted ``hash``)."""
     digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()

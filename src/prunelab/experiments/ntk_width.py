@@ -139,8 +139,10 @@ def _pruned_kernel(model: WidthMLP, x: torch.Tensor, mask: Mask, rescale: bool, 
         model.load_state_dict(saved)
 
 
-def run_width_study(study: WidthStudy = WidthStudy(), *, out: str | Path = "prunelab-ntk") -> dict[str, Any]:
-    """Run the study; write ``ntk_width_study.json`` and ``ntk_width_study.png`` into ``out``."""
+def run_width_study(study: WidthStudy | None = None, *, out: str | Path = "prunelab-ntk") -> dict[str, Any]:
+    """Run the study (default: :class:`WidthStudy`'s defaults); write ``ntk_width_study.json`` and
+    ``ntk_width_study.png`` into ``out``."""
+    study = study if study is not None else WidthStudy()
     started = time.perf_counter()
     x = sphere_inputs(
         study.inputs, study.input_dim, torch.Generator().manual_seed(derived_seed(study.seed, "inputs") % 2**63)

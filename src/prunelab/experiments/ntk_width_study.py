@@ -39,4 +39,6 @@ class WidthStudy:
         if self.rescale_mode not in RESCALE_MODES:
             raise SpecError(f"--rescale-mode must be one of {', '.join(RESCALE_MODES)}, got {self.rescale_mode!r}")
         if self.parameterization not in PARAMETERIZATIONS:
-            raise SpecError(f"--parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {self.parameterization!r}")
+            raise SpecError(
+                f"--parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {self.parameterization!r}"
+            )

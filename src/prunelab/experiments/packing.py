@@ -53,7 +53,7 @@ def auto_pack(device: str = "auto") -> int:
     return AUTO_PACK_CUDA if cuda else AUTO_PACK_CPU
 
 
-def pack_key(trial: "Trial") -> Any:
+def pack_key(trial: Trial) -> Any:
     """Trials with equal keys can be trained together; ``None``: this trial trains alone."""
     if trial.kind not in PACK_KINDS or (trial.kind == "lottery" and trial.level is None):
         return None
@@ -68,7 +68,7 @@ def pack_key(trial: "Trial") -> Any:
 class _Worker:
     """One trial of a unit in its own thread, run only while the driver waits for it."""
 
-    def __init__(self, trial: "Trial", store: RunStore, quiet: bool) -> None:
+    def __init__(self, trial: Trial, store: RunStore, quiet: bool) -> None:
         self.trial, self.store, self.quiet = trial, store, quiet
         self.lane: Lane | None = None
         self.done = False
@@ -84,15 +84,27 @@ class _Worker:
         try:
             summary = self.trial.run(self.store, quiet=self.quiet)
         except Exception as error:  # noqa: BLE001 - the trial's outcome
-            self.outcome = {"run_id": self.trial.run_id, "ok": False, "error": error,
-                            "seconds": time.perf_counter() - started}
+            self.outcome = {
+                "run_id": self.trial.run_id,
+                "ok": False,
+                "error": error,
+                "seconds": time.perf_counter() - started,
+            }
         else:
-            self.outcome = {"run_id": self.trial.run_id, "ok": True, "summary": summary,
-                            "seconds": time.perf_counter() - started}
+            self.outcome = {
+                "run_id": self.trial.run_id,
+                "ok": True,
+                "summary": summary,
+                "seconds": time.perf_counter() - started,
+            }
         finally:
             if self.outcome is None:  # interrupted by a BaseException
-                self.outcome = {"run_id": self.trial.run_id, "ok": False, "error": RuntimeError("interrupted"),
-                                "seconds": time.perf_counter() - started}
+                self.outcome = {
+                    "run_id": self.trial.run_id,
+                    "ok": False,
+                    "error": RuntimeError("interrupted"),
+                    "seconds": time.perf_counter() - started,
+                }
             self.done = True
             self._parked.set()
 
@@ -127,8 +139,14 @@ def parked_worker() -> _Worker | None:
     return getattr(_local, "worker", None)
 
 
-def run_packed(trials: Sequence["Trial"], store: RunStore, *, quiet: bool = True, max_lanes: int | None = None,
-               logs: Sequence[Path] = ()) -> list[dict[str, Any]]:
+def run_packed(
+    trials: Sequence[Trial],
+    store: RunStore,
+    *,
+    quiet: bool = True,
+    max_lanes: int | None = None,
+    logs: Sequence[Path] = (),
+) -> list[dict[str, Any]]:
     """Run ``trials``, their trainings together; one outcome per trial, as ``execute_unit`` returns them
     (``error`` an exception here). ``logs``: files that all the unit prints on stderr is appended to."""
     workers = [_Worker(trial, store, quiet) for trial in trials]

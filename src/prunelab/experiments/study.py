@@ -82,9 +82,16 @@ class Outcome:
 
     def row(self) -> dict[str, Any]:
         summary = self.summary or {}
-        return {"run_id": self.run_id, "kind": self.kind, "trial": self.label, "status": self.status,
-                "test_accuracy": summary.get("test_accuracy"), "density": summary.get("density"),
-                "seconds": None if self.seconds is None else round(self.seconds, 1), "error": self.error}
+        return {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "trial": self.label,
+            "status": self.status,
+            "test_accuracy": summary.get("test_accuracy"),
+            "density": summary.get("density"),
+            "seconds": None if self.seconds is None else round(self.seconds, 1),
+            "error": self.error,
+        }
 
 
 @dataclass
@@ -104,7 +111,7 @@ class StudyResult:
     def ok(self) -> bool:
         return not self.failed
 
-    def user_failure(self) -> "TrialFailed | None":
+    def user_failure(self) -> TrialFailed | None:
         """The first failure as an error, when every trial that failed failed with an error the user can
         fix (bad input, diverged training, a full disk); else ``None``."""
         failed = [o for o in self.outcomes if o.status == "failed"]
@@ -121,7 +128,9 @@ class StudyResult:
 
     def totals(self) -> str:
         parts = [f"{self.count(s)} {s}" for s in ("done", "stored", "failed", "skipped") if self.count(s)]
-        return f"{len(self.outcomes)} trials: {', '.join(parts) or 'none'} in {self.wall_seconds:.1f} s ({self.executor})"
+        return (
+            f"{len(self.outcomes)} trials: {', '.join(parts) or 'none'} in {self.wall_seconds:.1f} s ({self.executor})"
+        )
 
 
 class TrialFailed(UserError):
@@ -226,8 +235,16 @@ class Study:
     def plan(self) -> list[dict[str, Any]]:
         """One row per trial, prerequisites first: run id, kind, what it is, and whether it is stored,
         partial (begun, resumable) or missing. Reads only the store: no data, no model."""
-        return [{"run_id": e.run_id, "kind": e.trial.kind, "trial": e.label,
-                 "state": e.trial.state(self.store), "requested": e.requested} for e in self.entries.values()]
+        return [
+            {
+                "run_id": e.run_id,
+                "kind": e.trial.kind,
+                "trial": e.label,
+                "state": e.trial.state(self.store),
+                "requested": e.requested,
+            }
+            for e in self.entries.values()
+        ]
 
     def pending(self) -> list[str]:
         """The run ids of the trials not yet stored."""
@@ -256,8 +273,14 @@ class Study:
             self.entries[run_id].trial.validate(self.store)
 
     # running ------------------------------------------------------------------------------------
-    def run(self, executor: Executor | None = None, *, progress: bool = True, stream: TextIO | None = None,
-            pack: int | str = "auto") -> StudyResult:
+    def run(
+        self,
+        executor: Executor | None = None,
+        *,
+        progress: bool = True,
+        stream: TextIO | None = None,
+        pack: int | str = "auto",
+    ) -> StudyResult:
         """Run every trial not yet stored on ``executor`` (default: in this process) and return what
         became of each. ``pack``: how many trials that share a data set, an architecture and a training
         length may train together (``auto``: sized to their device; 1: each alone). Raises only for
@@ -293,8 +316,9 @@ class Study:
         heapq.heapify(ready)
         in_flight: dict[Future, list[str]] = {}
         losses: dict[str, int] = {}
-        display = _Progress(len(self.entries), len(outcomes), enabled=progress, stream=stream or sys.stderr,
-                            single=self.single)
+        display = _Progress(
+            len(self.entries), len(outcomes), enabled=progress, stream=stream or sys.stderr, single=self.single
+        )
 
         def finish(run_id: str, outcome: Outcome) -> None:
             outcomes[run_id] = outcome
@@ -309,9 +333,16 @@ class Study:
             cause = outcome.cause or run_id
             for dependent in dependents[run_id]:  # everything downstream of a failure is skipped
                 if dependent not in outcomes:
-                    finish(dependent, self._outcome(self.entries[dependent], "skipped", cause=cause,
-                                                    error=f"not run: it needs {cause}, which failed",
-                                                    user_error=outcome.user_error))
+                    finish(
+                        dependent,
+                        self._outcome(
+                            self.entries[dependent],
+                            "skipped",
+                            cause=cause,
+                            error=f"not run: it needs {cause}, which failed",
+                            user_error=outcome.user_error,
+                        ),
+                    )
 
         try:
             while ready or in_flight:
@@ -331,9 +362,15 @@ class Study:
                     units = units[:free]
                 for unit in units:
                     ids = [trial.run_id for trial in unit]
-                    payload = {"trials": [trial.to_data() for trial in unit], "store": str(self.store.root.resolve()),
-                               "threads": executor.threads, "quiet": quiet, "log": log_folder,
-                               "raise": in_process and len(pending) == 1, "pack": unit_limit}
+                    payload = {
+                        "trials": [trial.to_data() for trial in unit],
+                        "store": str(self.store.root.resolve()),
+                        "threads": executor.threads,
+                        "quiet": quiet,
+                        "log": log_folder,
+                        "raise": in_process and len(pending) == 1,
+                        "pack": unit_limit,
+                    }
                     in_flight[executor.submit(payload)] = ids
                     display.running(len(in_flight))
                 if not in_flight:
@@ -347,25 +384,42 @@ class Study:
                         for rid in ids:
                             losses[rid] = losses.get(rid, 0) + 1
                             if losses[rid] <= WORKER_LOSS_RETRIES:
-                                display.note(f"worker lost while running {rid} ({one_line(error)}); submitting it again")
+                                display.note(
+                                    f"worker lost while running {rid} ({one_line(error)}); submitting it again"
+                                )
                                 heapq.heappush(ready, (-depth[rid], order[rid], rid))
                             else:
-                                finish(rid, self._outcome(self.entries[rid], "failed",
-                                                          error=f"worker lost {losses[rid]} times: {one_line(error)}"))
+                                finish(
+                                    rid,
+                                    self._outcome(
+                                        self.entries[rid],
+                                        "failed",
+                                        error=f"worker lost {losses[rid]} times: {one_line(error)}",
+                                    ),
+                                )
                         continue
                     for result in future.result():
                         entry = self.entries[result["run_id"]]
                         if result["ok"]:
-                            finish(entry.run_id, self._outcome(entry, "done", summary=result["summary"],
-                                                               seconds=result["seconds"]))
+                            finish(
+                                entry.run_id,
+                                self._outcome(entry, "done", summary=result["summary"], seconds=result["seconds"]),
+                            )
                         else:
                             error_text = result["error"]
                             if log_folder is not None:
                                 error_text += f" (log: {log_path(log_folder, entry.run_id)})"
-                            finish(entry.run_id, self._outcome(entry, "failed", error=error_text,
-                                                               seconds=result["seconds"],
-                                                               user_error=bool(result.get("user_error")),
-                                                               message=result.get("message")))
+                            finish(
+                                entry.run_id,
+                                self._outcome(
+                                    entry,
+                                    "failed",
+                                    error=error_text,
+                                    seconds=result["seconds"],
+                                    user_error=bool(result.get("user_error")),
+                                    message=result.get("message"),
+                                ),
+                            )
         finally:
             display.close()
         return StudyResult([outcomes[rid] for rid in self.entries], time.perf_counter() - started, executor.describe())

@@ -37,8 +37,9 @@ def train_run_id(spec: ExperimentSpec) -> str:
     return f"train-{spec.for_kind('train').run_hash('train')}"
 
 
-def run_train(spec: ExperimentSpec, *, store: RunStore | None = None,
-              save_steps: Iterable[int | str] = ()) -> dict[str, Any]:
+def run_train(
+    spec: ExperimentSpec, *, store: RunStore | None = None, save_steps: Iterable[int | str] = ()
+) -> dict[str, Any]:
     """Train ``spec`` densely (or return the stored result). Returns the run's summary.
 
     ``save_steps`` (iterations or step strings) add to ``spec.train.save_steps``; every one of them is
@@ -89,15 +90,20 @@ def _add_saved_steps(store: RunStore, spec: ExperimentSpec, run: Run, steps: lis
         missing = sorted(set(steps) - set(summary.get("saved_steps") or ()))
         if not missing:
             return summary
-        log.info("run %s did not save the weights of step(s) %s: recomputing them", run.run_id,
-                 ", ".join(f"{s}it" for s in missing))
+        log.info(
+            "run %s did not save the weights of step(s) %s: recomputing them",
+            run.run_id,
+            ", ".join(f"{s}it" for s in missing),
+        )
         scratch = RunLayout(run.more_steps_dir)
         todo = [s for s in missing if not run.weights_path(s).is_file()]  # (a killed attempt may have moved some)
         if todo:
             bench = Workbench.from_spec(spec)
 
             def recompute() -> None:
-                bench.train(bench.new_model(), Run(scratch.path, run.run_id), save_steps=tuple(todo), stop_step=todo[-1])
+                bench.train(
+                    bench.new_model(), Run(scratch.path, run.run_id), save_steps=tuple(todo), stop_step=todo[-1]
+                )
 
             try:
                 recompute()

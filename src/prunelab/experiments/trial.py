@@ -72,12 +72,17 @@ class Trial:
 
     def __post_init__(self) -> None:
         check_choice(self.kind, KINDS, "kind")
-        given = [f.name for f in dataclasses.fields(self) if f.name not in ("kind", "spec")
-                 and getattr(self, f.name) != _default(f)]
+        given = [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name not in ("kind", "spec") and getattr(self, f.name) != _default(f)
+        ]
         foreign = [name for name in given if name not in KIND_ARGUMENTS[self.kind]]
         if foreign:
-            raise SpecError(f"a {self.kind} trial does not take {', '.join(foreign)}; it takes "
-                            f"{', '.join(KIND_ARGUMENTS[self.kind]) or 'only a spec'}")
+            raise SpecError(
+                f"a {self.kind} trial does not take {', '.join(foreign)}; it takes "
+                f"{', '.join(KIND_ARGUMENTS[self.kind]) or 'only a spec'}"
+            )
         object.__setattr__(self, "controls", tuple(self.controls))
         getattr(self, f"_check_{self.kind}", lambda: None)()
 
@@ -89,16 +94,19 @@ class Trial:
             raise SpecError(f"target density {self.density} is outside (0, 1]")
         check_choice(self.experiment, PRUNE_EXPERIMENTS, "experiment")
         if self.experiment == "singleshot" and (self.rounds is not None or self.round_steps is not None):
-            raise SpecError("rounds and round_steps apply to experiment=multishot; drop them or set "
-                            "experiment=multishot")
+            raise SpecError(
+                "rounds and round_steps apply to experiment=multishot; drop them or set experiment=multishot"
+            )
         if self.rounds is not None and self.rounds < 1:
             raise SpecError(f"rounds must be >= 1, got {self.rounds}")
 
     def _check_lottery(self) -> None:
         whole = self.levels is not None
         if whole == (self.level is not None):
-            raise SpecError("a lottery trial is either a whole lottery (levels, controls) or one stage of it (level, "
-                            "and control for one control of that level); give levels or level")
+            raise SpecError(
+                "a lottery trial is either a whole lottery (levels, controls) or one stage of it (level, "
+                "and control for one control of that level); give levels or level"
+            )
         if whole and self.levels < 0:
             raise SpecError(f"levels must be >= 0, got {self.levels}")
         if not whole:
@@ -130,13 +138,17 @@ class Trial:
         """``(rounds, round_steps)`` as they name the run: multishot's defaults filled in."""
         if self.experiment != "multishot":
             return self.rounds, self.round_steps
-        return (_MULTISHOT_ROUNDS if self.rounds is None else self.rounds,
-                _MULTISHOT_ROUND_STEPS if self.round_steps is None else self.round_steps)
+        return (
+            _MULTISHOT_ROUNDS if self.rounds is None else self.rounds,
+            _MULTISHOT_ROUND_STEPS if self.round_steps is None else self.round_steps,
+        )
 
     def describe(self) -> str:
         """A short label: what distinguishes this trial from others of its kind and spec."""
         if self.kind == "prune":
-            return f"{self.spec.prune.strategy} d={self.density:g}" + (" multishot" if self.experiment == "multishot" else "")
+            return f"{self.spec.prune.strategy} d={self.density:g}" + (
+                " multishot" if self.experiment == "multishot" else ""
+            )
         if self.kind == "lottery":
             if self.level is None:
                 return f"lottery of {self.levels} levels" + (f" + {', '.join(self.controls)}" if self.controls else "")
@@ -148,14 +160,17 @@ class Trial:
         return "train"
 
     # dependencies -------------------------------------------------------------------------------
-    def needs(self) -> list["Trial"]:
+    def needs(self) -> list[Trial]:
         """The trials that must be stored before this one runs (their own needs not included)."""
         if self.kind == "lottery":
             spec = self.spec
             if self.level is None:
                 levels = [Trial("lottery", spec, level=level) for level in range(self.levels + 1)]
-                controls = [Trial("lottery", spec, level=level, control=name)
-                            for level in range(1, self.levels + 1) for name in self.controls]
+                controls = [
+                    Trial("lottery", spec, level=level, control=name)
+                    for level in range(1, self.levels + 1)
+                    for name in self.controls
+                ]
                 return levels + controls
             if self.control is not None:
                 return [Trial("lottery", spec, level=self.level)]
@@ -171,8 +186,10 @@ class Trial:
             return False
         if self.kind == "lottery" and self.level is None:
             rows = {row["level"]: row for row in run.summary().get("levels", [])}
-            return all(level in rows and (level == 0 or all(c in rows[level] for c in self.controls))
-                       for level in range(self.levels + 1))
+            return all(
+                level in rows and (level == 0 or all(c in rows[level] for c in self.controls))
+                for level in range(self.levels + 1)
+            )
         if self.kind == "train" or (self.kind == "lottery" and self.level == 0 and self.control is None):
             # a train run (a lottery's level 0 is one) is stored once it holds every step asked for
             extra = (self.spec.prune.rewind,) if self.kind == "lottery" else ()
@@ -199,8 +216,10 @@ class Trial:
 
             get_strategy(split_strategy_name(self.spec.prune.strategy)[0])
         if self.kind == "prune" and self.spec.prune.count_rule != "exact":
-            raise SpecError(f"prune.count_rule={self.spec.prune.count_rule} counts lottery levels; pruning to a "
-                            "density keeps round(d * n) weights, drop the setting")
+            raise SpecError(
+                f"prune.count_rule={self.spec.prune.count_rule} counts lottery levels; pruning to a "
+                "density keeps round(d * n) weights, drop the setting"
+            )
 
     def validate(self, store: RunStore | None = None) -> None:
         """The checks against the trial's model and data (:mod:`prunelab.experiments.validation`): every
@@ -236,8 +255,11 @@ class Trial:
         if self.kind == "prune":
             from prunelab.experiments.prune_init import run_prune
 
-            rounds = {key: value for key, value in (("rounds", self.rounds), ("round_steps", self.round_steps))
-                      if value is not None}
+            rounds = {
+                key: value
+                for key, value in (("rounds", self.rounds), ("round_steps", self.round_steps))
+                if value is not None
+            }
             return run_prune(spec, self.density, experiment=self.experiment, store=store, **rounds)
         if self.kind == "lottery":
             from prunelab.experiments.lottery import run_lottery, run_lottery_stage
@@ -266,7 +288,7 @@ class Trial:
         return data
 
     @classmethod
-    def from_data(cls, data: dict[str, Any]) -> "Trial":
+    def from_data(cls, data: dict[str, Any]) -> Trial:
         data = dict(data)
         spec = from_dict(ExperimentSpec, data.pop("spec", {}))
         if data.get("branch") is not None:

@@ -83,12 +83,12 @@ def _is_spec(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adapter(tp: Any) -> pydantic.TypeAdapter:
     """One validator per field type: building one costs a millisecond, and a study builds thousands of specs.
     pydantic is imported here, on first use, so commands that build no spec do not pay for it."""
@@ -287,10 +287,17 @@ def apply_overrides(spec: S, overrides: Mapping[str, Any]) -> S:
             if part not in names:
                 prefix = ".".join(parts[:depth])
                 where = f" under {prefix!r}" if prefix else ""
-                choices = names if depth else names + [
-                    f"{f.name}.{g.name}" for f in dataclasses.fields(cls) if _is_spec(_field_types(cls)[f.name])
-                    for g in dataclasses.fields(_field_types(cls)[f.name])
-                ]
+                choices = (
+                    names
+                    if depth
+                    else names
+                    + [
+                        f"{f.name}.{g.name}"
+                        for f in dataclasses.fields(cls)
+                        if _is_spec(_field_types(cls)[f.name])
+                        for g in dataclasses.fields(_field_types(cls)[f.name])
+                    ]
+                )
                 target = part if depth else dotted
                 prefix_dot = ".".join(parts[:depth]) + "." if depth else ""
                 near = closest(target, choices)

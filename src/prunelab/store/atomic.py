@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from safetensors import safe_open
 
-from prunelab.store.layout import RunLayout
-from prunelab.store.integrity import DIGEST_KEY, INTEGRITY_KEY, DamagedFile, check_digest, digest_of, owning_run, seal
-
 from prunelab import distributed
+from prunelab.store.integrity import DIGEST_KEY, INTEGRITY_KEY, DamagedFile, check_digest, digest_of, owning_run, seal
+from prunelab.store.layout import RunLayout
 
 if TYPE_CHECKING:  # torch and safetensors.torch are imported by the functions that handle tensors
     import torch

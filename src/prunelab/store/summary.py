@@ -4,7 +4,8 @@ Every run's summary is a JSON object with :data:`SUMMARY_KEYS` (``run_id`` and `
 strings; ``test_accuracy`` in [0, 1] or null; ``test_loss`` a number or null; ``density`` in [0, 1];
 ``wall_seconds`` >= 0). Fields that several kinds share are typed when present (``final_step``,
 ``saved_steps``, ``layer_densities``, ``seed``, ...); a lottery's summary (not those of its stages,
-whose ids are ``<lottery>/<stage>``) also needs ``levels``, one object per level with ``level``, ``density`` and ``test_accuracy``. Any other field is allowed: each
+whose ids are ``<lottery>/<stage>``) also needs ``levels``, one object per level with ``level``, ``density`` and
+``test_accuracy``. Any other field is allowed: each
 kind of run adds its own.
 """
 

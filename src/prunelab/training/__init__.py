@@ -19,9 +19,9 @@ from prunelab.training.evaluate import Evaluation, evaluate
 from prunelab.training.loop import CompileUnavailable, TrainingDiverged, TrainingLoop, TrainingPlan, TrainResult
 from prunelab.training.masked_step import MaskedStep
 from prunelab.training.metrics import MetricsWriter, read_metrics
+from prunelab.training.optim import build_optimizer
 from prunelab.training.packed import Lane, train_packed
 from prunelab.training.packed_step import PackedStep
-from prunelab.training.optim import build_optimizer
 from prunelab.training.schedule import lr_at_step, make_lr_schedule
 from prunelab.training.trainer import train, weights_path
 from prunelab.training.update import StepContext, UpdateStep, classification_loss

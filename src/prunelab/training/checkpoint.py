@@ -105,7 +105,7 @@ def _format_1_optimizer_state(tensors: Mapping[str, torch.Tensor], meta: Mapping
     state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in meta.get("state", {}).items()}
     for key, value in tensors.items():
         if key.startswith(_OPTIM):
-            index, name = key[len(_OPTIM):].split(".", 1)
+            index, name = key[len(_OPTIM) :].split(".", 1)
             state.setdefault(int(index), {})[name] = value
     groups = []
     for group in meta["param_groups"]:
@@ -150,8 +150,10 @@ def encode_state(state: Any, tensors: dict[str, torch.Tensor], prefix: str = _UP
         return {_ITEMS: [[k, encode_state(v, tensors, prefix)] for k, v in state.items()]}
     if state is None or isinstance(state, (bool, int, float, str)):
         return state
-    raise CheckpointError(f"cannot store a {type(state).__name__} in a checkpoint (only tensors, numbers, "
-                          "strings, lists, tuples and dicts)")
+    raise CheckpointError(
+        f"cannot store a {type(state).__name__} in a checkpoint (only tensors, numbers, "
+        "strings, lists, tuples and dicts)"
+    )
 
 
 def decode_state(data: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
@@ -187,10 +189,12 @@ def restore_rng_state(states: Mapping[str, torch.Tensor], *, rank: int | None = 
     checkpoint (keys ``rank<r>.cpu``, ``rank<r>.cuda.<i>``)."""
     if rank is not None:
         prefix = f"rank{rank}."
-        own = {k[len(prefix):]: v for k, v in states.items() if k.startswith(prefix)}
+        own = {k[len(prefix) :]: v for k, v in states.items() if k.startswith(prefix)}
         if not own:
-            raise CheckpointError(f"the checkpoint holds no generator state for rank {rank}: it was written "
-                                  "by another number of processes")
+            raise CheckpointError(
+                f"the checkpoint holds no generator state for rank {rank}: it was written "
+                "by another number of processes"
+            )
         states = own
     if "cpu" in states:
         torch.set_rng_state(states["cpu"].to("cpu", torch.uint8))
@@ -198,7 +202,8 @@ def restore_rng_state(states: Mapping[str, torch.Tensor], *, rank: int | None = 
     if cuda and torch.cuda.is_available():
         if len(cuda) != torch.cuda.device_count():
             raise CheckpointError(
-                f"the checkpoint holds RNG states for {len(cuda)} CUDA device(s) but {torch.cuda.device_count()} are visible"
+                f"the checkpoint holds RNG states for {len(cuda)} CUDA device(s) but "
+                f"{torch.cuda.device_count()} are visible"
             )
         torch.cuda.set_rng_state_all([s.to("cpu", torch.uint8) for s in cuda])
 
@@ -320,15 +325,22 @@ def read_checkpoint(tensor_path: str | os.PathLike, json_path: str | os.PathLike
             note = f"{json_path.name} is missing; using the state embedded in {tensor_path.name}"
     if int(payload["step"]) != step:
         raise CheckpointError(f"{tensor_path} is inconsistent: metadata step {step}, state step {payload['step']}")
-    model = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
+    model = {k[len(_MODEL) :]: v for k, v in tensors.items() if k.startswith(_MODEL)}
     if fmt == _FORMAT_1:  # a masked-training checkpoint written before update steps had their own state
         optimizer_tensors = {k: v for k, v in tensors.items() if k.startswith(_OPTIM)}
         update = {"optimizer": _format_1_optimizer_state(optimizer_tensors, payload["optimizer"])}
     else:
         update = decode_state(payload["update"], tensors)
-    rng = {k[len(_RNG):]: v for k, v in tensors.items() if k.startswith(_RNG)}
-    return Checkpoint(step=step, model=model, update=update, rng=rng, trainer=dict(payload.get("trainer", {})),
-                      note=note, path=tensor_path)
+    rng = {k[len(_RNG) :]: v for k, v in tensors.items() if k.startswith(_RNG)}
+    return Checkpoint(
+        step=step,
+        model=model,
+        update=update,
+        rng=rng,
+        trainer=dict(payload.get("trainer", {})),
+        note=note,
+        path=tensor_path,
+    )
 
 
 def load_checkpoint(

@@ -81,7 +81,8 @@ class TrainingDiverged(UserError, RuntimeError):
         where = f"iteration {iteration}" + (f" of {total}" if total is not None else "")
         lr_text = f" (learning rate {lr:.4g})" if lr is not None else ""
         kept = (
-            f" The last checkpoint (step {checkpoint_step}) was left untouched, but resuming from it will diverge again."
+            f" The last checkpoint (step {checkpoint_step}) was left untouched, but resuming from it will "
+            "diverge again."
             if checkpoint_step is not None
             else " No checkpoint holds a diverged state."
         )
@@ -100,9 +101,15 @@ def _compile_failure(error: BaseException) -> BaseException | None:
     raised, or inductor found no working C++ compiler), else ``None``."""
     exc = sys.modules.get("torch._dynamo.exc")
     inductor = sys.modules.get("torch._inductor.exc")
-    failures = tuple(kind for kind in (getattr(exc, "BackendCompilerFailed", None),
-                                       getattr(inductor, "InvalidCxxCompiler", None),
-                                       getattr(inductor, "CppCompileError", None)) if kind is not None)
+    failures = tuple(
+        kind
+        for kind in (
+            getattr(exc, "BackendCompilerFailed", None),
+            getattr(inductor, "InvalidCxxCompiler", None),
+            getattr(inductor, "CppCompileError", None),
+        )
+        if kind is not None
+    )
     seen: set[int] = set()
     while error is not None and id(error) not in seen and failures:
         seen.add(id(error))
@@ -143,21 +150,25 @@ class TrainingPlan:
     @classmethod
     def from_spec(
         cls, spec: TrainingSpec, iterations_per_epoch: int, save_steps: Iterable[int | str] = ()
-    ) -> "TrainingPlan":
+    ) -> TrainingPlan:
         ipe = int(iterations_per_epoch)
         if ipe <= 0:
             raise ValueError(f"the training loader has {ipe} iterations per epoch; it must have at least one batch")
         total = to_iterations(spec.steps, ipe)
         if total <= 0:
-            raise StepError(f"train.steps={spec.steps} trains nothing: give a positive length, e.g. "
-                            f"--train.steps=2ep or --train.steps={ipe}it ({ipe} iterations make an epoch)")
+            raise StepError(
+                f"train.steps={spec.steps} trains nothing: give a positive length, e.g. "
+                f"--train.steps=2ep or --train.steps={ipe}it ({ipe} iterations make an epoch)"
+            )
         eval_every = to_iterations(spec.eval_every, ipe) if spec.eval_every is not None else 0
         checkpoint_every = to_iterations(spec.checkpoint_every, ipe)
         saves = sorted({to_iterations(s, ipe) for s in (*spec.save_steps, *save_steps)})
         late = [s for s in saves if s > total]
         if late:
-            raise StepError(f"save step(s) {late} come after the end of training ({total} iterations = {spec.steps}); "
-                            "save at steps up to the end, or train longer")
+            raise StepError(
+                f"save step(s) {late} come after the end of training ({total} iterations = {spec.steps}); "
+                "save at steps up to the end, or train longer"
+            )
         return cls(
             iterations_per_epoch=ipe,
             total=total,
@@ -247,7 +258,9 @@ class TrainingLoop:
         model.train()
         parallel: nn.Module = model
         if self.data_parallel:  # gradients averaged over ranks; rank 0's initial state broadcast to all
-            parallel = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            parallel = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         self.forward: nn.Module = torch.compile(parallel) if spec.compile else parallel
         self.evaluated: nn.Module = model if self.data_parallel else self.forward
         self.update = update
@@ -455,13 +468,17 @@ class TrainingLoop:
         self.loss_sum, self.loss_count = 0.0, 0
         test_loss = test_accuracy = None
         if self.test_loader is not None:
-            result = evaluate(
-                self.evaluated,
-                self.test_loader,
-                device=self.device,
-                bf16=self.spec.bf16,
-                batch_size=self.spec.eval_batch_size,
-            ) if self.evaluator is None else self.evaluator(step)
+            result = (
+                evaluate(
+                    self.evaluated,
+                    self.test_loader,
+                    device=self.device,
+                    bf16=self.spec.bf16,
+                    batch_size=self.spec.eval_batch_size,
+                )
+                if self.evaluator is None
+                else self.evaluator(step)
+            )
             test_loss, test_accuracy = result.loss, result.accuracy
             if self.best_accuracy is None or test_accuracy > self.best_accuracy:
                 self.best_accuracy, self.best_step = test_accuracy, step

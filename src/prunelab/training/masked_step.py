@@ -45,8 +45,9 @@ class MaskedStep(UpdateStep):
 
     name = "masked"
 
-    def __init__(self, mask: Mapping[str, torch.Tensor] | None = None,
-                 prunable: Mapping[str, nn.Parameter] | None = None) -> None:
+    def __init__(
+        self, mask: Mapping[str, torch.Tensor] | None = None, prunable: Mapping[str, nn.Parameter] | None = None
+    ) -> None:
         self.mask = None if mask is None else (mask if isinstance(mask, Mask) else Mask(mask))
         self.prunable = prunable
         self.optimizer: torch.optim.Optimizer | None = None

@@ -96,7 +96,7 @@ class MetricsWriter:
             self._tb.close()
             self._tb = None
 
-    def __enter__(self) -> "MetricsWriter":
+    def __enter__(self) -> MetricsWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

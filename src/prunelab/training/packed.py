@@ -40,8 +40,21 @@ __all__ = ["Lane", "train_packed", "packing_spec", "continue_packed"]
 
 #: the training fields that may differ between models trained together: the learning-rate schedule and
 #: the seeds (each model has its own), and what only the models' own loops read
-PER_MODEL_FIELDS = ("lr", "schedule", "milestones", "gamma", "warmup", "data_order_seed", "augment_seed",
-                    "save_steps", "eval_every", "checkpoint_every", "eval_batch_size", "progress", "tensorboard")
+PER_MODEL_FIELDS = (
+    "lr",
+    "schedule",
+    "milestones",
+    "gamma",
+    "warmup",
+    "data_order_seed",
+    "augment_seed",
+    "save_steps",
+    "eval_every",
+    "checkpoint_every",
+    "eval_batch_size",
+    "progress",
+    "tensorboard",
+)
 _DEFAULTS = TrainingSpec()
 #: the most weights (summed over the models) trained together: K times a model's memory must fit, and
 #: a model this large saturates the device alone, so packing it would gain nothing
@@ -72,10 +85,20 @@ class Lane:
     stop_step: int | None = None
 
     def loop(self) -> TrainingLoop:
-        return TrainingLoop(self.model, MaskedStep(self.mask, self.prunable), self.train_loader, self.test_loader,
-                            self.spec, out_dir=self.out_dir, seed=self.seed, device=self.device,
-                            save_steps=self.save_steps, log=self.log, start_step=self.start_step,
-                            stop_step=self.stop_step)
+        return TrainingLoop(
+            self.model,
+            MaskedStep(self.mask, self.prunable),
+            self.train_loader,
+            self.test_loader,
+            self.spec,
+            out_dir=self.out_dir,
+            seed=self.seed,
+            device=self.device,
+            save_steps=self.save_steps,
+            log=self.log,
+            start_step=self.start_step,
+            stop_step=self.stop_step,
+        )
 
 
 def train_packed(lanes: Sequence[Lane], *, max_lanes: int | None = None) -> list[TrainResult | Exception]:
@@ -96,7 +119,7 @@ def train_packed(lanes: Sequence[Lane], *, max_lanes: int | None = None) -> list
     for members in groups.values():
         size = sum(p.numel() for p in loops[members[0]].model.parameters())
         cap = max(1, min(PACKED_PARAMETERS // max(size, 1), max_lanes if max_lanes is not None else len(members)))
-        chunks = [members[i:i + cap] for i in range(0, len(members), cap)]
+        chunks = [members[i : i + cap] for i in range(0, len(members), cap)]
         for chunk in chunks:
             if len(chunk) == 1 and not (loops[chunk[0]].packed and _packable(loops[chunk[0]])):
                 results[chunk[0]] = _run_alone(loops[chunk[0]])
@@ -121,9 +144,16 @@ def continue_packed(loop: TrainingLoop) -> TrainResult:
 def _packable(loop: TrainingLoop) -> bool:
     spec, loader = loop.spec, loop.train_loader
     started_alone = loop.resumed_from is not None and not loop.packed  # it keeps its arithmetic
-    return not (distributed.active() or spec.compile or spec.bf16 or type(loader) is not BatchLoader
-                or loader.shard is not None or loop.step >= loop.end or type(loop.update) is not MaskedStep
-                or started_alone)
+    return not (
+        distributed.active()
+        or spec.compile
+        or spec.bf16
+        or type(loader) is not BatchLoader
+        or loader.shard is not None
+        or loop.step >= loop.end
+        or type(loop.update) is not MaskedStep
+        or started_alone
+    )
 
 
 def _key(loop: TrainingLoop, index: int) -> Any:
@@ -133,9 +163,23 @@ def _key(loop: TrainingLoop, index: int) -> Any:
         return ("alone", index)
     tensors = tuple((n, tuple(t.shape), t.dtype, t.requires_grad) for n, t in model.named_parameters())
     buffers = tuple((n, tuple(t.shape), t.dtype) for n, t in model.named_buffers())
-    return (type(model), repr(model), tensors, buffers, packing_spec(spec), str(loop.device), loop.step, loop.start,
-            loop.end, loop.total, id(loader.dataset), loader.batch_size, loader.shuffle, loader.augmentation,
-            str(loader.device))
+    return (
+        type(model),
+        repr(model),
+        tensors,
+        buffers,
+        packing_spec(spec),
+        str(loop.device),
+        loop.step,
+        loop.start,
+        loop.end,
+        loop.total,
+        id(loader.dataset),
+        loader.batch_size,
+        loader.shuffle,
+        loader.augmentation,
+        str(loader.device),
+    )
 
 
 def _run_alone(loop: TrainingLoop) -> TrainResult | Exception:
@@ -179,12 +223,19 @@ def _engine(loops: list[TrainingLoop], active: list[int]) -> tuple[PackedStep, P
         members = members * 2
     step = PackedStep([m.model for m in members], [m.update for m in members], members[0].spec, members[0].device)
     tests = [m.test_loader for m in members]
-    shared = all(type(t) is BatchLoader and t.shard is None and not t.shuffle and t.augmentation is None
-                 and t.dataset is tests[0].dataset and t.batch_size == tests[0].batch_size
-                 and t.device == tests[0].device for t in tests)
+    shared = all(
+        type(t) is BatchLoader
+        and t.shard is None
+        and not t.shuffle
+        and t.augmentation is None
+        and t.dataset is tests[0].dataset
+        and t.batch_size == tests[0].batch_size
+        and t.device == tests[0].device
+        for t in tests
+    )
     sizes = {m.spec.eval_batch_size for m in members}
     evaluation = _SharedEvaluation(step, tests[0], sizes.pop()) if shared and len(sizes) == 1 else None
-    for position, loop in enumerate(members[:len(active)]):
+    for position, loop in enumerate(members[: len(active)]):
         loop.evaluator = None if evaluation is None else functools.partial(evaluation, position)
     return step, PackedLoader([m.train_loader for m in members])
 
@@ -255,16 +306,24 @@ def _drive(loops: list[TrainingLoop], active: list[int], outcomes: dict[int, Tra
                 break
         else:
             if step != (epoch + 1) * ipe:
-                raise RuntimeError(f"the packed loader yielded {step - epoch * ipe - batch} batches in epoch {epoch} "
-                                   f"from batch {batch}, but declares {ipe} iterations per epoch")
+                raise RuntimeError(
+                    f"the packed loader yielded {step - epoch * ipe - batch} batches in epoch {epoch} "
+                    f"from batch {batch}, but declares {ipe} iterations per epoch"
+                )
         if rebuilt:  # a new loader: continue the epoch where it stands
             epoch, batch = divmod(step, ipe)
         else:
             epoch, batch = epoch + 1, 0
 
 
-def _check(loops: list[TrainingLoop], active: list[int], packed: PackedStep, pending: list[torch.Tensor], step: int,
-           outcomes: dict[int, TrainResult | Exception]) -> set[int]:
+def _check(
+    loops: list[TrainingLoop],
+    active: list[int],
+    packed: PackedStep,
+    pending: list[torch.Tensor],
+    step: int,
+    outcomes: dict[int, TrainResult | Exception],
+) -> set[int]:
     """A check point of every active lane at ``step``; returns the lanes that failed there."""
     columns = torch.stack(pending).unbind(1) if pending else [None] * len(active)
     failed = set()

@@ -44,8 +44,9 @@ class PackedStep:
     docstring. ``step(x, y)`` takes ``[K, B, ...]`` inputs and ``[K, B]`` labels and returns the K
     losses (a detached ``[K]`` tensor, not read on the host)."""
 
-    def __init__(self, models: Sequence[nn.Module], steps: Sequence[MaskedStep], spec: TrainingSpec,
-                 device: torch.device) -> None:
+    def __init__(
+        self, models: Sequence[nn.Module], steps: Sequence[MaskedStep], spec: TrainingSpec, device: torch.device
+    ) -> None:
         if spec.bf16:
             raise ValueError("a packed step trains in float32 (train.bf16 trains each model alone)")
         if len(models) != len(steps) or not models:
@@ -92,8 +93,9 @@ class PackedStep:
             per_lane.append(masks)
         masked = [n for n in self.trainable if any(n in m for m in per_lane)]
         self.masked_names = masked
-        self.masks = [torch.stack([m[n] if n in m else torch.ones_like(self.params[n][0]) for m in per_lane])
-                      for n in masked]
+        self.masks = [
+            torch.stack([m[n] if n in m else torch.ones_like(self.params[n][0]) for m in per_lane]) for n in masked
+        ]
         self._masked_params = [self.params[n] for n in masked]
 
     def _groups(self) -> list[dict]:
@@ -119,8 +121,9 @@ class PackedStep:
             if not same or {k: v for k, v in other.items() if k in self.hyper} != self.hyper:
                 raise ValueError("packed models must share the optimiser and its settings (all but the learning rate)")
         names = [self._optimizer_names(step) for step in self.steps]
-        per_lane = [[step.optimizer.state.get(p, {}) for p in step.optimizer.param_groups[0]["params"]]
-                    for step in self.steps]
+        per_lane = [
+            [step.optimizer.state.get(p, {}) for p in step.optimizer.param_groups[0]["params"]] for step in self.steps
+        ]
         keys = {tuple(sorted(state)) for lane in per_lane for state in lane}
         if len(keys) > 1:
             raise ValueError("packed models must be at the same point of training (their optimiser states differ)")
@@ -157,8 +160,13 @@ class PackedStep:
         logits = self._forward(self.params, self.frozen, self.buffers, x)  # [K, B, classes]
         lanes, batch = y.shape
         # each model's mean cross-entropy (classification_loss), the K models' in one call
-        losses = F.cross_entropy(logits.reshape(lanes * batch, -1), y.reshape(-1), reduction="none",
-                                 label_smoothing=self._smoothing).view(lanes, batch).mean(1)
+        losses = (
+            F.cross_entropy(
+                logits.reshape(lanes * batch, -1), y.reshape(-1), reduction="none", label_smoothing=self._smoothing
+            )
+            .view(lanes, batch)
+            .mean(1)
+        )
         losses.sum().backward()
         grads = [p.grad for p in params]
         with torch.no_grad():
@@ -248,7 +256,7 @@ class PackedStep:
             with torch.no_grad():
                 for x, y in iterate_batches(loader):
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                    for xb, yb in (zip(x.split(batch_size), y.split(batch_size)) if batch_size else ((x, y),)):
+                    for xb, yb in zip(x.split(batch_size), y.split(batch_size)) if batch_size else ((x, y),):
                         logits = self._shared_forward(self.params, self.frozen, self.buffers, xb).float()
                         rows = yb.shape[0]
                         losses = F.cross_entropy(logits.reshape(lanes * rows, -1), yb.repeat(lanes), reduction="none")
@@ -259,8 +267,10 @@ class PackedStep:
             self._base.train()
         if examples == 0:
             raise ValueError("evaluation data is empty")
-        return [Evaluation(accuracy=int(c) / examples, loss=float(s) / examples, examples=examples)
-                for c, s in zip(correct.tolist(), loss_sum.tolist())]
+        return [
+            Evaluation(accuracy=int(c) / examples, loss=float(s) / examples, examples=examples)
+            for c, s in zip(correct.tolist(), loss_sum.tolist())
+        ]
 
     # moving state back into the models ----------------------------------------------------------------
     def export(self, lane: int) -> None:

@@ -54,7 +54,9 @@ def lr_at_step(
     return lr * factor
 
 
-def make_lr_schedule(spec: TrainingSpec, iterations_per_epoch: int, total_steps: int | None = None) -> Callable[[int], float]:
+def make_lr_schedule(
+    spec: TrainingSpec, iterations_per_epoch: int, total_steps: int | None = None
+) -> Callable[[int], float]:
     """``step -> lr`` for a spec, with its step strings converted using ``iterations_per_epoch``."""
     total = to_iterations(spec.steps, iterations_per_epoch) if total_steps is None else total_steps
     milestones = sorted(to_iterations(m, iterations_per_epoch) for m in spec.milestones)

@@ -131,4 +131,3 @@ class UpdateStep(ABC):
         """Tensors the loop checks for non-finite values at its check points, beyond the model's
         state (e.g. learned scores kept outside the model)."""
         return []
-

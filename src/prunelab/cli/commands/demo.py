@@ -20,8 +20,11 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
     from prunelab.experiments.lottery import LotteryResult, run_lottery
 
     spec = load_spec("digits_lenet_300_100", overrides={"train.steps": "10ep", "train.progress": "false"})
-    print("prunelab demo: lottery ticket (IMP, 20% per level, rewind to init) on scikit-learn digits,\n"
-          "LeNet-300-100, with the random re-initialisation control.\n", flush=True)
+    print(
+        "prunelab demo: lottery ticket (IMP, 20% per level, rewind to init) on scikit-learn digits,\n"
+        "LeNet-300-100, with the random re-initialisation control.\n",
+        flush=True,
+    )
     summary = run_lottery(spec, args.levels, controls=("reinit",), store=RunStore(args.home))
     print(LotteryResult(summary["run_id"], summary["levels"]).table())
     print(f"\nrun {summary['run_id']} in {RunStore(args.home).root}; `prunelab report {summary['run_id']}` plots it.")

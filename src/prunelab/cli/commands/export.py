@@ -32,7 +32,9 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
     files = meta["files"]
     dense = files["model.safetensors"]["bytes"]
     rows = [{"file": name, "bytes": info["bytes"], "of_dense": info["bytes"] / dense} for name, info in files.items()]
-    print(f"exported {meta['run_id']} (density {meta['density']:.4f}, test accuracy "
-          f"{meta.get('test_accuracy', meta['run_test_accuracy'])}) to {args.out}")
+    print(
+        f"exported {meta['run_id']} (density {meta['density']:.4f}, test accuracy "
+        f"{meta.get('test_accuracy', meta['run_test_accuracy'])}) to {args.out}"
+    )
     print(format_table(rows, ["file", "bytes", "of_dense"]))
     return 0

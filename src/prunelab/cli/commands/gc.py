@@ -26,11 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "gc",
         help="remove temp files, stale locks and old unfinished runs",
         description="Removes temporary files left by interrupted writes, lock files no process holds, leftovers of "
-        "an interrupted `prunelab rm`, the scratch directory of an interrupted recomputation of a saved step, and unfinished runs that no process holds, that have not changed for "
+        "an interrupted `prunelab rm`, the scratch directory of an interrupted recomputation of a saved step, "
+        "and unfinished runs that no process holds, that have not changed for "
         "--older-than and that hold no finished stage (a lottery's finished levels are kept). Runs in use are "
         "left alone.",
     )
-    p.add_argument("--older-than", default="7d", help="age of unfinished runs to remove (default 7d; units s, m, h, d, w)")
+    p.add_argument(
+        "--older-than", default="7d", help="age of unfinished runs to remove (default 7d; units s, m, h, d, w)"
+    )
     p.add_argument("--dry-run", action="store_true", help="only print what would be removed")
     p.add_argument("--home", help="run store root (default: $PRUNELAB_HOME or ~/.prunelab/runs)")
     p.set_defaults(handler=handle)

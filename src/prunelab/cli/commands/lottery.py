@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from prunelab.cli.common import (EXIT_TRIALS_FAILED, add_executor_arguments, add_spec_arguments, print_json,
-                                 run_study, seeds_from_args, spec_from_args)
+from prunelab.cli.common import (
+    EXIT_TRIALS_FAILED,
+    add_executor_arguments,
+    add_spec_arguments,
+    print_json,
+    run_study,
+    seeds_from_args,
+    spec_from_args,
+)
 from prunelab.experiments.choices import CONTROLS
 from prunelab.store import RunStore
 
@@ -18,19 +25,31 @@ def add_pruning_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rates", help="per-layer fractions, e.g. fc.weight=0.1,conv*=0.15")
     g.add_argument("--ignore", help="comma-separated glob patterns of weights never pruned")
     g.add_argument("--ntk-rescale", action="store_true", help="rescale survivors by 1/sqrt(density)")
-    g.add_argument("--ntk-rescale-mode", choices=("auto", "global", "per_layer"),
-                   help="density of the rescaling (implies --ntk-rescale): global = one factor from the considered "
-                   "weights (Random-Pruning-NTK), per_layer = each layer's own; auto (default): global for "
-                   "random_global, else per_layer")
-    g.add_argument("--count-rule", choices=("exact", "openlth"),
-                   help="weights removed per level: exact = round(f * alive) of the pruned layers (default); "
-                   "openlth = ceil(f * alive of all prunable layers) + 1, as OpenLTH's sparse_global")
+    g.add_argument(
+        "--ntk-rescale-mode",
+        choices=("auto", "global", "per_layer"),
+        help="density of the rescaling (implies --ntk-rescale): global = one factor from the considered "
+        "weights (Random-Pruning-NTK), per_layer = each layer's own; auto (default): global for "
+        "random_global, else per_layer",
+    )
+    g.add_argument(
+        "--count-rule",
+        choices=("exact", "openlth"),
+        help="weights removed per level: exact = round(f * alive) of the pruned layers (default); "
+        "openlth = ceil(f * alive of all prunable layers) + 1, as OpenLTH's sparse_global",
+    )
 
 
 def pruning_overrides(args: argparse.Namespace) -> list[str]:
-    pairs = [("strategy", args.strategy), ("fraction", args.prune_fraction), ("scope", args.scope),
-             ("rates", args.rates), ("ignore", args.ignore), ("ntk_rescale_mode", args.ntk_rescale_mode),
-             ("count_rule", args.count_rule)]
+    pairs = [
+        ("strategy", args.strategy),
+        ("fraction", args.prune_fraction),
+        ("scope", args.scope),
+        ("rates", args.rates),
+        ("ignore", args.ignore),
+        ("ntk_rescale_mode", args.ntk_rescale_mode),
+        ("count_rule", args.count_rule),
+    ]
     out = [f"--prune.{key}={value}" for key, value in pairs if value is not None]
     if args.ntk_rescale or args.ntk_rescale_mode is not None:
         out.append("--prune.ntk_rescale=true")
@@ -68,7 +87,9 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     base = spec_from_args(args, overrides)
     store = RunStore(args.home)
     # the levels of each lottery run in order; its controls and other seeds' lotteries fan out
-    result = run_study(args, Study(lottery_points(base, args.levels, controls, seeds_from_args(args, base.seed)), store))
+    result = run_study(
+        args, Study(lottery_points(base, args.levels, controls, seeds_from_args(args, base.seed)), store)
+    )
     summaries = result.summaries()
     if args.json:
         print_json(summaries[0] if len(summaries) == 1 else summaries)

@@ -10,9 +10,30 @@ from prunelab.experiments.ntk_width_study import WidthStudy
 from prunelab.specs import SpecError
 from prunelab.store import RunStore
 
-TABLE = ["method", "density", "step", "trace", "lambda_max", "condition", "kernel_distance_dense",
-         "rel_frobenius_dense", "rel_frobenius_scaled_dense", "moved"]
-HEADERS = ["method", "density", "step", "trace", "lambda_max", "cond", "dist_dense", "relF_dense", "relF*_dense", "moved"]
+TABLE = [
+    "method",
+    "density",
+    "step",
+    "trace",
+    "lambda_max",
+    "condition",
+    "kernel_distance_dense",
+    "rel_frobenius_dense",
+    "rel_frobenius_scaled_dense",
+    "moved",
+]
+HEADERS = [
+    "method",
+    "density",
+    "step",
+    "trace",
+    "lambda_max",
+    "cond",
+    "dist_dense",
+    "relF_dense",
+    "relF*_dense",
+    "moved",
+]
 
 
 def _floats(text: str, flag: str) -> list[float]:
@@ -40,7 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("runs", nargs="*", help="run ids, unique prefixes or directories (train, prune, branch, lottery)")
     p.add_argument("--batch", type=int, default=100, help="test examples in the kernel (default 100)")
-    p.add_argument("--steps", default="", help="saved steps to analyse: init, final, or steps like 1ep,500it (default: all saved)")
+    p.add_argument(
+        "--steps", default="", help="saved steps to analyse: init, final, or steps like 1ep,500it (default: all saved)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random masks (default 0)")
     p.add_argument("--recompute", action="store_true", help="recompute even if the analysis is stored")
     p.add_argument("--out", help="directory for the plots of several runs together (default prunelab-ntk)")
@@ -50,16 +73,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     widths, densities = ",".join(map(str, defaults.widths)), ",".join(map(str, defaults.densities))
     w.add_argument("--widths", default=widths, help=f"hidden widths (default {widths})")
     w.add_argument("--densities", default=densities, help=f"densities of the pruned layers (default {densities})")
-    w.add_argument("--replicates", type=int, default=defaults.replicates,
-                   help=f"networks and masks per width (default {defaults.replicates})")
-    w.add_argument("--inputs", type=int, default=defaults.inputs, help=f"input points on the unit sphere (default {defaults.inputs})")
-    w.add_argument("--input-dim", type=int, default=defaults.input_dim, help=f"dimension of the inputs (default {defaults.input_dim})")
+    w.add_argument(
+        "--replicates",
+        type=int,
+        default=defaults.replicates,
+        help=f"networks and masks per width (default {defaults.replicates})",
+    )
+    w.add_argument(
+        "--inputs",
+        type=int,
+        default=defaults.inputs,
+        help=f"input points on the unit sphere (default {defaults.inputs})",
+    )
+    w.add_argument(
+        "--input-dim",
+        type=int,
+        default=defaults.input_dim,
+        help=f"dimension of the inputs (default {defaults.input_dim})",
+    )
     w.add_argument("--depth", type=int, default=defaults.depth, help=f"hidden layers (default {defaults.depth})")
-    w.add_argument("--parameterization", choices=("ntk", "standard"), default="ntk",
-                   help="ntk (the reference's: N(0,1) weights, sqrt(2/fan_in) multipliers) or standard (Kaiming weights)")
+    w.add_argument(
+        "--parameterization",
+        choices=("ntk", "standard"),
+        default="ntk",
+        help="ntk (the reference's: N(0,1) weights, sqrt(2/fan_in) multipliers) or standard (Kaiming weights)",
+    )
     w.add_argument("--prune-input-layer", action="store_true", help="prune the input layer too (default: kept dense)")
-    w.add_argument("--rescale-mode", choices=("global", "per_layer"), default=defaults.rescale_mode,
-                   help="1/sqrt(d) with d the pruned layers' pooled density (global, the reference's) or each layer's own")
+    w.add_argument(
+        "--rescale-mode",
+        choices=("global", "per_layer"),
+        default=defaults.rescale_mode,
+        help="1/sqrt(d) with d the pruned layers' pooled density (global, the reference's) or each layer's own",
+    )
     p.add_argument("--home", help="run store root")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=handle)
@@ -72,7 +117,9 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
 
     steps = tuple(part.strip() for part in args.steps.split(",") if part.strip())
     settings = NTKSettings(batch=args.batch, steps=steps, seed=args.seed)
-    studies, plots = analyse_runs(args.runs, settings, store=RunStore(args.home), out=args.out, recompute=args.recompute)
+    studies, plots = analyse_runs(
+        args.runs, settings, store=RunStore(args.home), out=args.out, recompute=args.recompute
+    )
     if args.json:
         print_json({"studies": [s.to_json() for s in studies], "plots": plots})
         return 0
@@ -90,15 +137,37 @@ def _width_study(args: argparse.Namespace) -> int:
 
     if args.runs:
         raise SpecError("--width-study builds its own networks; give either runs or --width-study, not both")
-    study = WidthStudy(widths=tuple(_ints(args.widths, "--widths")), densities=tuple(_floats(args.densities, "--densities")),
-                       replicates=args.replicates, inputs=args.inputs, input_dim=args.input_dim, depth=args.depth,
-                       parameterization=args.parameterization, prune_input_layer=args.prune_input_layer,
-                       rescale_mode=args.rescale_mode, seed=args.seed)
+    study = WidthStudy(
+        widths=tuple(_ints(args.widths, "--widths")),
+        densities=tuple(_floats(args.densities, "--densities")),
+        replicates=args.replicates,
+        inputs=args.inputs,
+        input_dim=args.input_dim,
+        depth=args.depth,
+        parameterization=args.parameterization,
+        prune_input_layer=args.prune_input_layer,
+        rescale_mode=args.rescale_mode,
+        seed=args.seed,
+    )
     result = run_width_study(study, out=args.out or "prunelab-ntk")
     if args.json:
         print_json(result)
         return 0
-    print(format_table(result["table"], ["width", "density", "rescale", "kernel_distance", "rel_frobenius",
-                                         "rel_frobenius_scaled", "scale", "distance_to_limit", "disconnected"]))
+    print(
+        format_table(
+            result["table"],
+            [
+                "width",
+                "density",
+                "rescale",
+                "kernel_distance",
+                "rel_frobenius",
+                "rel_frobenius_scaled",
+                "scale",
+                "distance_to_limit",
+                "disconnected",
+            ],
+        )
+    )
     print(f"\nresults: {result['json']}\nplot: {result['plot']}\n({result['seconds']:.0f} s)")
     return 0

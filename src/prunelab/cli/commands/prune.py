@@ -5,8 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prunelab.cli.common import (EXIT_TRIALS_FAILED, add_executor_arguments, add_spec_arguments, floats_from,
-                                 format_table, print_json, run_study, seeds_from_args, spec_from_args)
+from prunelab.cli.common import (
+    EXIT_TRIALS_FAILED,
+    add_executor_arguments,
+    add_spec_arguments,
+    floats_from,
+    format_table,
+    print_json,
+    run_study,
+    seeds_from_args,
+    spec_from_args,
+)
 from prunelab.experiments.choices import PRUNE_EXPERIMENTS as EXPERIMENTS
 from prunelab.store import RunStore
 
@@ -43,9 +52,14 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     from prunelab.experiments.study import Study
     from prunelab.experiments.sweeps import prune_points
 
-    densities = densities_from(floats_from(args.density, "--density"), floats_from(args.sparsity, "--sparsity"),
-                               floats_from(args.compression, "--compression"))
-    names = list(PAI_STRATEGIES) if args.strategy == "all" else [s.strip() for s in args.strategy.split(",") if s.strip()]
+    densities = densities_from(
+        floats_from(args.density, "--density"),
+        floats_from(args.sparsity, "--sparsity"),
+        floats_from(args.compression, "--compression"),
+    )
+    names = (
+        list(PAI_STRATEGIES) if args.strategy == "all" else [s.strip() for s in args.strategy.split(",") if s.strip()]
+    )
     if args.iterations is not None:
         overrides = [*overrides, f"--prune.iterations={args.iterations}"]
     if args.scope:
@@ -53,21 +67,36 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     base = spec_from_args(args, overrides)
     store = RunStore(args.home)
     multishot = {"rounds": args.rounds, "round_steps": args.round_steps} if args.experiment == "multishot" else {}
-    points = prune_points(base, names, densities, seeds_from_args(args, base.seed), experiment=args.experiment,
-                          **multishot)
+    points = prune_points(
+        base, names, densities, seeds_from_args(args, base.seed), experiment=args.experiment, **multishot
+    )
     result = run_study(args, Study(points, store))
     summaries = result.summaries()
     if args.plot and summaries:
         runs = [store.run(s["run_id"]) for s in summaries]
         points = collect_points(runs)
         rows = aggregate(points)
-        plot_accuracy_vs_density(rows, Path(args.plot) / "accuracy_vs_density.png", f"{base.model.name} on {base.dataset.name}")
+        plot_accuracy_vs_density(
+            rows, Path(args.plot) / "accuracy_vs_density.png", f"{base.model.name} on {base.dataset.name}"
+        )
         plot_layer_densities(points, Path(args.plot) / "layer_densities.png")
     if args.json:
         print_json(summaries[0] if len(summaries) == 1 else summaries)
     else:
-        print(format_table(summaries, ["run_id", "strategy", "density", "test_accuracy", "layer_collapse",
-                                       "theoretical_speedup", "wall_seconds"]))
+        print(
+            format_table(
+                summaries,
+                [
+                    "run_id",
+                    "strategy",
+                    "density",
+                    "test_accuracy",
+                    "layer_collapse",
+                    "theoretical_speedup",
+                    "wall_seconds",
+                ],
+            )
+        )
         if args.plot and summaries:
             print(f"\nplots in {args.plot}/")
     return 0 if result.ok else EXIT_TRIALS_FAILED

@@ -31,8 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: all of its experiments); nothing: all finished runs",
     )
     p.add_argument("--kind", help="only runs of this kind (train, lottery, prune, branch, supermask)")
-    p.add_argument("--out", help="output directory (default: prunelab-report-<NAME> in the current directory, NAME "
-                   "from --title, else the experiment file, else --kind, else 'all' or the runs given)")
+    p.add_argument(
+        "--out",
+        help="output directory (default: prunelab-report-<NAME> in the current directory, NAME "
+        "from --title, else the experiment file, else --kind, else 'all' or the runs given)",
+    )
     p.add_argument("--title", default="", help="title of the figures and the page")
     p.add_argument(
         "--format",
@@ -111,8 +114,10 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
         print(report.table())
         for entry in legend:  # what each [config N] label stands for
             settings = ", ".join(f"{k}={'default' if v is None else v}" for k, v in entry["settings"].items())
-            print(f"{entry['method']}: {settings or 'see prunelab show'} ({len(entry['runs'])} run(s): "
-                  f"{', '.join(entry['runs'][:3])}{', ...' if len(entry['runs']) > 3 else ''})")
+            print(
+                f"{entry['method']}: {settings or 'see prunelab show'} ({len(entry['runs'])} run(s): "
+                f"{', '.join(entry['runs'][:3])}{', ...' if len(entry['runs']) > 3 else ''})"
+            )
         if report.files:
             print("\nwritten:\n" + "\n".join(f"  {path}" for path in report.files))
     return 0

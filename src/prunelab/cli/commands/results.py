@@ -22,8 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", nargs="?", help="experiment file (YAML)")
     p.add_argument("name", nargs="?", help="the experiment")
     p.add_argument("--kind", help="without FILE: only runs of this kind (train, lottery, prune, branch, supermask)")
-    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                   help="without FILE: only runs whose spec has this value, e.g. prune.strategy=snip (repeatable)")
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="without FILE: only runs whose spec has this value, e.g. prune.strategy=snip (repeatable)",
+    )
     p.add_argument("--home", help="run store root (default: $PRUNELAB_HOME or ~/.prunelab/runs)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(handler=handle, accepts_overrides=True)
@@ -55,14 +60,18 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
             raise UserError("--kind and --where filter the store's runs; with FILE NAME the experiment chooses them")
         points = ExperimentFile(args.file).points(args.name, parse_override_args(overrides), store=store)
         table = point_results(points, store)
-        nothing = (f"no stored results for experiment {args.name!r} of {args.file}: none of its {table.total} trials "
-                   f"has finished under {store.root}; run `prunelab run {args.file} {args.name}`")
+        nothing = (
+            f"no stored results for experiment {args.name!r} of {args.file}: none of its {table.total} trials "
+            f"has finished under {store.root}; run `prunelab run {args.file} {args.name}`"
+        )
     else:
         if overrides:
             raise UserError(f"unrecognised arguments: {' '.join(overrides)} (filters are --where KEY=VALUE)")
         where = _where(args.where)
         table = filtered_results(store, kind=args.kind, where=where)
-        asked = " ".join([*([f"--kind {args.kind}"] if args.kind else []), *(f"--where {k}={v}" for k, v in where.items())])
+        asked = " ".join(
+            [*([f"--kind {args.kind}"] if args.kind else []), *(f"--where {k}={v}" for k, v in where.items())]
+        )
         nothing = f"no finished runs match {asked or '(no filter)'} under {store.root} ({table.total} runs looked at)"
     if not table.rows:
         print(f"prunelab: {nothing}", file=sys.stderr)
@@ -70,9 +79,16 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.json:
         print_json({"keys": table.keys, "rows": table.rows, "found": table.found, "total": table.total})
         return 0
-    rows = [{**row, "test_accuracy": _cell(row["mean_accuracy"], row["std_accuracy"], row["seeds"])} for row in table.rows]
-    print(format_table(rows, [*table.keys, "kept_fraction", "test_accuracy", "seeds"],
-                       [*table.keys, "kept fraction", "test accuracy (mean ± std)", "seeds"]))
+    rows = [
+        {**row, "test_accuracy": _cell(row["mean_accuracy"], row["std_accuracy"], row["seeds"])} for row in table.rows
+    ]
+    print(
+        format_table(
+            rows,
+            [*table.keys, "kept_fraction", "test_accuracy", "seeds"],
+            [*table.keys, "kept fraction", "test accuracy (mean ± std)", "seeds"],
+        )
+    )
     if args.file is not None and table.found < table.total:
         print(f"\n{table.found} of {table.total} trials stored; `prunelab run {args.file} {args.name}` runs the rest")
     return 0

@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the command that created a run computes it again, bit for bit on a CPU. Nothing is removed while any "
         "of the runs is held by a live process.",
     )
-    p.add_argument("runs", nargs="+", help="run ids, unique prefixes, stage ids (lottery-<hash>/level_2) or directories")
+    p.add_argument(
+        "runs", nargs="+", help="run ids, unique prefixes, stage ids (lottery-<hash>/level_2) or directories"
+    )
     p.add_argument("--dry-run", action="store_true", help="only print what would be removed")
     p.add_argument("--home", help="run store root (default: $PRUNELAB_HOME or ~/.prunelab/runs)")
     p.set_defaults(handler=handle)

@@ -25,8 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", help="experiment file (YAML)")
     p.add_argument("name", nargs="?", help="the experiment to run (without it: list the file's experiments)")
-    p.add_argument("--dry-run", action="store_true", help="list the trials with their run ids and whether each is "
-                   "stored, partial (resumable) or missing; trains nothing and reads no data")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the trials with their run ids and whether each is "
+        "stored, partial (resumable) or missing; trains nothing and reads no data",
+    )
     p.add_argument("--home", help="run store root (default: $PRUNELAB_HOME or ~/.prunelab/runs)")
     p.add_argument("--no-progress", action="store_true", help="no live progress on stderr")
     p.add_argument("--json", action="store_true", help="print the plan or the outcomes as JSON")
@@ -35,8 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _listing(experiments: ExperimentFile, as_json: bool) -> int:
-    rows = [{"experiment": name, "kind": experiments.kind(name) or "-", "trials": experiments.grid_size(name),
-             "description": experiments.experiments[name].get("description", "")} for name in experiments.names]
+    rows = [
+        {
+            "experiment": name,
+            "kind": experiments.kind(name) or "-",
+            "trials": experiments.grid_size(name),
+            "description": experiments.experiments[name].get("description", ""),
+        }
+        for name in experiments.names
+    ]
     if as_json:
         print_json(rows)
     else:
@@ -63,17 +74,26 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
             return 0
         print(format_table(plan, ["run_id", "kind", "trial", "state"]))
         states = [row["state"] for row in plan]
-        print(f"\n{len(plan)} trials ({len(points)} requested, {len(plan) - len(points)} prerequisites): "
-              f"{states.count('stored')} stored, {states.count('partial')} partial, {states.count('missing')} missing; "
-              f"store {store.root}")
+        print(
+            f"\n{len(plan)} trials ({len(points)} requested, {len(plan) - len(points)} prerequisites): "
+            f"{states.count('stored')} stored, {states.count('partial')} partial, {states.count('missing')} missing; "
+            f"store {store.root}"
+        )
         return 0
     result = run_study(args, study, progress=not args.no_progress)
     if args.json:
-        print_json([{**row, "requested": outcome.requested, "values": outcome.values}
-                     for row, outcome in zip(result.rows(), result.outcomes)])
+        print_json(
+            [
+                {**row, "requested": outcome.requested, "values": outcome.values}
+                for row, outcome in zip(result.rows(), result.outcomes)
+            ]
+        )
     else:
-        print(format_table(result.rows(), ["run_id", "kind", "trial", "status", "test_accuracy", "density", "seconds",
-                                           "error"]))
+        print(
+            format_table(
+                result.rows(), ["run_id", "kind", "trial", "status", "test_accuracy", "density", "seconds", "error"]
+            )
+        )
         print(f"\n{result.totals()}")
         print(f"`prunelab results {args.file} {args.name}` averages the seeds of each grid point.", file=sys.stderr)
     return 0 if result.ok else EXIT_TRIALS_FAILED

@@ -27,12 +27,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def skip_damaged(run: Run, error: DamagedFile) -> None:
     """Name an unreadable run on stderr; the command goes on with the others."""
-    print(f"prunelab: warning: skipping run {run.run_id}: {error.path.name} is {error.problem} "
-          f"(`prunelab show {run.run_id}` says more; `prunelab verify` checks the whole store)", file=sys.stderr)
+    print(
+        f"prunelab: warning: skipping run {run.run_id}: {error.path.name} is {error.problem} "
+        f"(`prunelab show {run.run_id}` says more; `prunelab verify` checks the whole store)",
+        file=sys.stderr,
+    )
 
 
 def _row(run: Run) -> dict[str, Any]:
-    row: dict[str, Any] = {"run_id": run.run_id, "kind": run.kind, "status": "finished" if run.finished else "unfinished"}
+    row: dict[str, Any] = {
+        "run_id": run.run_id,
+        "kind": run.kind,
+        "status": "finished" if run.finished else "unfinished",
+    }
     summary = run.summary() if run.finished else {}
     row.update({k: summary.get(k) for k in ("test_accuracy", "density", "wall_seconds")})  # null while unfinished
     spec = run.spec_data()
@@ -81,8 +88,11 @@ def handle_show(args: argparse.Namespace, _: list[str]) -> int:
         summary = {"run_id": run.run_id}
     if args.json:
         if problems:
-            summary = {**summary, "status": "damaged",
-                       "problems": [{"path": str(p.path), "problem": p.problem, "recovery": p.advice} for p in problems]}
+            summary = {
+                **summary,
+                "status": "damaged",
+                "problems": [{"path": str(p.path), "problem": p.problem, "recovery": p.advice} for p in problems],
+            }
         print_json(summary)
         return 0
     print(f"run      {run.run_id}\npath     {run.path}\nstatus   {status}")

@@ -5,8 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prunelab.cli.common import (EXIT_TRIALS_FAILED, add_executor_arguments, add_spec_arguments, floats_from,
-                                 format_table, print_json, run_study, seeds_from_args, spec_from_args)
+from prunelab.cli.common import (
+    EXIT_TRIALS_FAILED,
+    add_executor_arguments,
+    add_spec_arguments,
+    floats_from,
+    format_table,
+    print_json,
+    run_study,
+    seeds_from_args,
+    spec_from_args,
+)
 from prunelab.specs.supermask import METHODS, RERAND_MODES, SCOPES
 from prunelab.store import RunStore
 
@@ -39,8 +48,13 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     from prunelab.experiments.study import Study
     from prunelab.experiments.sweeps import supermask_points
 
-    shortcuts = [("method", args.method), ("scope", args.scope), ("rerand_freq", args.rerand_freq),
-                 ("rerand_lambda", args.rerand_lambda), ("rerand_mode", args.rerand_mode)]
+    shortcuts = [
+        ("method", args.method),
+        ("scope", args.scope),
+        ("rerand_freq", args.rerand_freq),
+        ("rerand_lambda", args.rerand_lambda),
+        ("rerand_mode", args.rerand_mode),
+    ]
     overrides = [*overrides, *(f"--supermask.{key}={value}" for key, value in shortcuts if value is not None)]
     base = spec_from_args(args, overrides)
     densities = floats_from(args.density, "--density") or [base.supermask.density]
@@ -50,15 +64,19 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     summaries = result.summaries()
     if args.plot and summaries:
         rows = aggregate(collect_points(store.run(s["run_id"]) for s in summaries))
-        plot_accuracy_vs_density(rows, Path(args.plot) / "accuracy_vs_density.png",
-                                 f"supermasks: {base.model.name} on {base.dataset.name}")
+        plot_accuracy_vs_density(
+            rows, Path(args.plot) / "accuracy_vs_density.png", f"supermasks: {base.model.name} on {base.dataset.name}"
+        )
     if args.json:
         print_json(summaries[0] if len(summaries) == 1 else summaries)
     else:
         for summary in summaries:
             summary.setdefault("method", "train (weights)")
-        print(format_table(summaries, ["run_id", "method", "seed", "density", "test_accuracy", "best_accuracy",
-                                       "wall_seconds"]))
+        print(
+            format_table(
+                summaries, ["run_id", "method", "seed", "density", "test_accuracy", "best_accuracy", "wall_seconds"]
+            )
+        )
         if args.plot and summaries:
             print(f"\nplot in {args.plot}/")
     return 0 if result.ok else EXIT_TRIALS_FAILED

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from prunelab.cli.common import (EXIT_TRIALS_FAILED, add_executor_arguments, add_spec_arguments, format_table,
-                                 print_json, run_study, seeds_from_args, spec_from_args)
+from prunelab.cli.common import (
+    EXIT_TRIALS_FAILED,
+    add_executor_arguments,
+    add_spec_arguments,
+    format_table,
+    print_json,
+    run_study,
+    seeds_from_args,
+    spec_from_args,
+)
 from prunelab.store import RunStore
 
 
@@ -36,5 +44,7 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.json:
         print_json(summaries[0] if len(summaries) == 1 else summaries)
     else:
-        print(format_table(summaries, ["run_id", "test_accuracy", "test_loss", "density", "final_step", "wall_seconds"]))
+        print(
+            format_table(summaries, ["run_id", "test_accuracy", "test_loss", "density", "final_step", "wall_seconds"])
+        )
     return 0 if result.ok else EXIT_TRIALS_FAILED

@@ -42,12 +42,19 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
         runs = store.all_runs()
     report = verify_runs(runs, check_spec=_check_spec)
     if args.json:
-        print_json({
-            "runs": report.runs, "tensor_files": report.files, "bytes": report.bytes,
-            "seconds": round(report.seconds, 3), "unverified": [str(p) for p in report.unverified],
-            "problems": [{"run_id": p.run_id, "path": str(p.path), "problem": p.problem, "recovery": p.advice}
-                         for p in report.problems],
-        })
+        print_json(
+            {
+                "runs": report.runs,
+                "tensor_files": report.files,
+                "bytes": report.bytes,
+                "seconds": round(report.seconds, 3),
+                "unverified": [str(p) for p in report.unverified],
+                "problems": [
+                    {"run_id": p.run_id, "path": str(p.path), "problem": p.problem, "recovery": p.advice}
+                    for p in report.problems
+                ],
+            }
+        )
         return 1 if report.problems else 0
     for problem in report.problems:
         print(f"{problem.path}: {problem.problem}")
@@ -55,8 +62,10 @@ def handle(args: argparse.Namespace, _: list[str]) -> int:
         print(f"note: {path} has no checksum (written before prunelab recorded checksums); it was not verified")
     damaged = sorted({p.run_id for p in report.problems})
     megabytes = report.bytes / 1e6
-    print(f"checked {report.runs} run(s), {report.files} tensor file(s) ({megabytes:.1f} MB) in {report.seconds:.2f} s: "
-          + (f"{len(report.problems)} problem(s) in {len(damaged)} run(s)" if damaged else "no problems"))
+    print(
+        f"checked {report.runs} run(s), {report.files} tensor file(s) ({megabytes:.1f} MB) in {report.seconds:.2f} s: "
+        + (f"{len(report.problems)} problem(s) in {len(damaged)} run(s)" if damaged else "no problems")
+    )
     if damaged:
         print("\nto recover:")
         for advice in dict.fromkeys(p.advice for p in report.problems):

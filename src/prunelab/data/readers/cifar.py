@@ -74,10 +74,14 @@ def read_cifar_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[to
     except DataError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as error:
-        raise DataError(f"{path} is not a readable CIFAR batch ({type(error).__name__}: {error}); delete it and download it again") from error
+        raise DataError(
+            f"{path} is not a readable CIFAR batch ({type(error).__name__}: {error}); delete it and download it again"
+        ) from error
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         keys = list(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise DataError(f"{path} is not a CIFAR batch: expected a dict with keys b'data' and {label_key!r}, found {keys}")
+        raise DataError(
+            f"{path} is not a CIFAR batch: expected a dict with keys b'data' and {label_key!r}, found {keys}"
+        )
     data = batch[b"data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         found = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
@@ -86,21 +90,37 @@ def read_cifar_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[to
     if labels.shape != (len(data),):
         raise DataError(f"{path}: {len(data)} images but {label_key!r} has shape {tuple(labels.shape)}")
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise DataError(f"{path}: labels must lie in 0..{num_classes - 1}, found {int(labels.min())}..{int(labels.max())}")
+        raise DataError(
+            f"{path}: labels must lie in 0..{num_classes - 1}, found {int(labels.min())}..{int(labels.max())}"
+        )
     images = torch.from_numpy(np.require(data, requirements=["C", "W"])).view(len(data), 3, 32, 32)
     return images, labels
 
 
 def _load(
-    spec: DatasetSpec, root: Path, *, subdir: str, archive: str, train_files: list[str], test_file: str,
-    label_key: bytes, num_classes: int, mean: tuple[float, ...], std: tuple[float, ...],
+    spec: DatasetSpec,
+    root: Path,
+    *,
+    subdir: str,
+    archive: str,
+    train_files: list[str],
+    test_file: str,
+    label_key: bytes,
+    num_classes: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
 ) -> tuple[ImageDataset, ImageDataset]:
     directory = root / subdir
     ensure_archive_files(spec.name, root, directory, [*train_files, test_file], archive, download=spec.download)
     parts = [read_cifar_batch(directory / name, label_key, num_classes) for name in train_files]
     train = ImageDataset(
-        torch.cat([images for images, _ in parts]), torch.cat([labels for _, labels in parts]),
-        num_classes, mean, std, augmentation=AUGMENTATION, name=f"{spec.name}/train",
+        torch.cat([images for images, _ in parts]),
+        torch.cat([labels for _, labels in parts]),
+        num_classes,
+        mean,
+        std,
+        augmentation=AUGMENTATION,
+        name=f"{spec.name}/train",
     )
     test_images, test_labels = read_cifar_batch(directory / test_file, label_key, num_classes)
     test = ImageDataset(test_images, test_labels, num_classes, mean, std, augmentation=None, name=f"{spec.name}/test")
@@ -110,16 +130,30 @@ def _load(
 def load_cifar10(spec: DatasetSpec, root: Path) -> tuple[ImageDataset, ImageDataset]:
     """50,000 training and 10,000 test images from ``<root>/cifar-10-batches-py/``."""
     return _load(
-        spec, root, subdir="cifar-10-batches-py", archive="cifar-10-python.tar.gz",
-        train_files=[f"data_batch_{i}" for i in range(1, 6)], test_file="test_batch",
-        label_key=b"labels", num_classes=10, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+        spec,
+        root,
+        subdir="cifar-10-batches-py",
+        archive="cifar-10-python.tar.gz",
+        train_files=[f"data_batch_{i}" for i in range(1, 6)],
+        test_file="test_batch",
+        label_key=b"labels",
+        num_classes=10,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
     )
 
 
 def load_cifar100(spec: DatasetSpec, root: Path) -> tuple[ImageDataset, ImageDataset]:
     """50,000 training and 10,000 test images with the 100 fine labels from ``<root>/cifar-100-python/``."""
     return _load(
-        spec, root, subdir="cifar-100-python", archive="cifar-100-python.tar.gz",
-        train_files=["train"], test_file="test",
-        label_key=b"fine_labels", num_classes=100, mean=CIFAR100_MEAN, std=CIFAR100_STD,
+        spec,
+        root,
+        subdir="cifar-100-python",
+        archive="cifar-100-python.tar.gz",
+        train_files=["train"],
+        test_file="test",
+        label_key=b"fine_labels",
+        num_classes=100,
+        mean=CIFAR100_MEAN,
+        std=CIFAR100_STD,
     )

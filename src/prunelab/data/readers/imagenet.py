@@ -35,7 +35,10 @@ def _listing(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
     index = {wnid: i for i, wnid in enumerate(classes)}
     unknown = [name for name in _class_dirs(folder) if name not in index]
     if unknown:
-        raise DataError(f"{folder} has class folders {unknown[:5]} that {folder.parent / 'train'} lacks; both splits need the same classes")
+        raise DataError(
+            f"{folder} has class folders {unknown[:5]} that {folder.parent / 'train'} lacks; both splits need "
+            "the same classes"
+        )
     paths: list[Path] = []
     labels: list[int] = []
     for wnid in classes:
@@ -55,7 +58,8 @@ def load_imagenet(spec: DatasetSpec, root: Path) -> tuple[ImageDataset, ImageDat
     missing = [split for split in ("train", "val") if not (directory / split).is_dir()]
     if missing:
         raise DataError(
-            f"imagenet: {directory} lacks {' and '.join(f'{s}/' for s in missing)}. ImageNet has no public download: get the "
+            f"imagenet: {directory} lacks {' and '.join(f'{s}/' for s in missing)}. ImageNet has no public "
+            "download: get the "
             f"ILSVRC-2012 images from image-net.org and place them as {directory}/train/<wnid>/*.JPEG and "
             f"{directory}/val/<wnid>/*.JPEG, or point the data root at a directory holding imagenet/ "
             "with --data-root DIR (or PRUNELAB_DATA=DIR)."
@@ -68,10 +72,17 @@ def load_imagenet(spec: DatasetSpec, root: Path) -> tuple[ImageDataset, ImageDat
     for split in ("train", "val"):
         paths, labels = _listing(directory / split, classes)
         images = load_or_decode(paths, base=directory, split=split, size=size, num_workers=spec.num_workers)
-        splits.append(ImageDataset(
-            images, torch.tensor(labels, dtype=torch.int64), len(classes), IMAGENET_MEAN, IMAGENET_STD,
-            # Crop-with-padding + flip, the augmentation this loader can do on the device; the
-            # reference ImageNet pipelines use random-resized crops instead.
-            augmentation=Augmentation(pad=size // 8, flip=True) if split == "train" else None, name=f"imagenet/{split}",
-        ))
+        splits.append(
+            ImageDataset(
+                images,
+                torch.tensor(labels, dtype=torch.int64),
+                len(classes),
+                IMAGENET_MEAN,
+                IMAGENET_STD,
+                # Crop-with-padding + flip, the augmentation this loader can do on the device; the
+                # reference ImageNet pipelines use random-resized crops instead.
+                augmentation=Augmentation(pad=size // 8, flip=True) if split == "train" else None,
+                name=f"imagenet/{split}",
+            )
+        )
     return splits[0], splits[1]

@@ -103,5 +103,7 @@ def load_or_decode(paths: Sequence[Path], *, base: Path, split: str, size: int, 
     try:
         atomic_save_tensors(cache, {"images": images})
     except OSError as error:
-        warnings.warn(f"could not write the image cache {cache} ({error}); the next load will decode again", stacklevel=2)
+        warnings.warn(
+            f"could not write the image cache {cache} ({error}); the next load will decode again", stacklevel=2
+        )
     return images

@@ -65,7 +65,10 @@ def _read_idx(path: Path, magic: int, kind: str) -> tuple[list[int], bytearray]:
                 found = struct.unpack(">I", header[:4])[0]
                 raise DataError(f"{path} is not an IDX {kind} file: magic number {found}, expected {magic}")
             if len(header) < 4 + 4 * ndim:
-                raise DataError(f"{path} is truncated: {len(header)} bytes, shorter than an IDX {kind} header ({4 + 4 * ndim} bytes)")
+                raise DataError(
+                    f"{path} is truncated: {len(header)} bytes, shorter than an IDX {kind} header "
+                    f"({4 + 4 * ndim} bytes)"
+                )
             dims = list(struct.unpack(f">{ndim}I", header[4:]))
             expected = 1
             for dim in dims:
@@ -74,11 +77,14 @@ def _read_idx(path: Path, magic: int, kind: str) -> tuple[list[int], bytearray]:
             if len(payload) < expected:
                 shape = "×".join(map(str, dims))
                 raise DataError(
-                    f"{path} is truncated: its header promises {shape} values ({expected} bytes) but only {len(payload)} follow; "
+                    f"{path} is truncated: its header promises {shape} values ({expected} bytes) but only "
+                    f"{len(payload)} follow; "
                     "delete it and download it again"
                 )
             if handle.read(1):
-                raise DataError(f"{path} is corrupt: it has bytes beyond the {expected} that its header ({dims}) accounts for")
+                raise DataError(
+                    f"{path} is corrupt: it has bytes beyond the {expected} that its header ({dims}) accounts for"
+                )
     except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError; a cut-off gzip stream raises EOFError
         raise DataError(f"{path} could not be decompressed/read ({error}); delete it and download it again") from error
     return dims, payload
@@ -101,7 +107,9 @@ def read_idx_labels(path: Path, num_classes: int = NUM_CLASSES) -> torch.Tensor:
 
 def _locate(directory: Path, stems: list[str], spec: DatasetSpec) -> list[Path]:
     """Each stem's file (raw or ``.gz``), downloading the canonical ``.gz`` for missing ones."""
-    found = {stem: next((p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()), None) for stem in stems}
+    found = {
+        stem: next((p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()), None) for stem in stems
+    }
     missing = [stem for stem, path in found.items() if path is None]
     if missing:
         wanted = [f"{stem}(.gz)" for stem in missing]
@@ -115,7 +123,10 @@ def _locate(directory: Path, stems: list[str], spec: DatasetSpec) -> list[Path]:
 def _read_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = read_idx_images(images_path), read_idx_labels(labels_path)
     if len(images) != len(labels):
-        raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; one of them is damaged")
+        raise DataError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; one of "
+            "them is damaged"
+        )
     return images, labels
 
 
@@ -127,7 +138,11 @@ def _dataset(images: torch.Tensor, labels: torch.Tensor, name: str) -> ImageData
 def load_mnist(spec: DatasetSpec, root: Path) -> tuple[ImageDataset, ImageDataset]:
     """60,000 training and 10,000 test digits from ``<root>/mnist/``."""
     directory = root / "mnist"
-    paths = _locate(directory, ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"], spec)
+    paths = _locate(
+        directory,
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
+        spec,
+    )
     train = _dataset(*_read_pair(paths[0], paths[1]), name="mnist/train")
     test = _dataset(*_read_pair(paths[2], paths[3]), name="mnist/test")
     return train, test

@@ -46,6 +46,8 @@ def load_synthetic(spec: DatasetSpec, root: Path) -> tuple[ImageDataset, ImageDa
     mean, std = channel_stats(train_images)
 
     def part(images: torch.Tensor, labels: torch.Tensor, split: str) -> ImageDataset:
-        return ImageDataset(images, labels, spec.synthetic_classes, mean, std, augmentation=None, name=f"synthetic/{split}")
+        return ImageDataset(
+            images, labels, spec.synthetic_classes, mean, std, augmentation=None, name=f"synthetic/{split}"
+        )
 
     return part(train_images, train_labels, "train"), part(test_images, test_labels, "test")

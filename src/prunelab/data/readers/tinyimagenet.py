@@ -43,7 +43,9 @@ def _train_listing(directory: Path, wnids: list[str]) -> tuple[list[Path], list[
     for label, wnid in enumerate(wnids):
         folder = directory / "train" / wnid / "images"
         if not folder.is_dir():
-            raise DataError(f"{folder} is missing: {directory / 'wnids.txt'} lists class {wnid}, whose training images belong there")
+            raise DataError(
+                f"{folder} is missing: {directory / 'wnids.txt'} lists class {wnid}, whose training images belong there"
+            )
         files = image_files(folder)
         paths += files
         labels += [label] * len(files)
@@ -60,7 +62,10 @@ def _val_listing(directory: Path, wnids: list[str]) -> tuple[list[Path], list[in
             continue
         fields = line.split("\t")
         if len(fields) < 2 or fields[1] not in index:
-            raise DataError(f"{annotations}, line {number}: expected '<file>\\t<wnid>\\t...' with a wnid from wnids.txt, got {line!r}")
+            raise DataError(
+                f"{annotations}, line {number}: expected '<file>\\t<wnid>\\t...' with a wnid from wnids.txt, "
+                f"got {line!r}"
+            )
         path = directory / "val" / "images" / fields[0]
         if not path.is_file():
             raise DataError(f"{annotations}, line {number} names {fields[0]}, but {path} does not exist")
@@ -78,12 +83,22 @@ def load_tinyimagenet(spec: DatasetSpec, root: Path) -> tuple[ImageDataset, Imag
     wnids = _read_wnids(directory / "wnids.txt")
     augmentation = Augmentation(pad=size // 8, flip=True)
     splits = []
-    for split, (paths, labels) in (("train", _train_listing(directory, wnids)), ("val", _val_listing(directory, wnids))):
+    for split, (paths, labels) in (
+        ("train", _train_listing(directory, wnids)),
+        ("val", _val_listing(directory, wnids)),
+    ):
         if not paths:
             raise DataError(f"{directory / split} holds no images (.JPEG/.jpg/.png)")
         images = load_or_decode(paths, base=directory, split=split, size=size, num_workers=spec.num_workers)
-        splits.append(ImageDataset(
-            images, torch.tensor(labels, dtype=torch.int64), len(wnids), IMAGENET_MEAN, IMAGENET_STD,
-            augmentation=augmentation if split == "train" else None, name=f"tinyimagenet/{split}",
-        ))
+        splits.append(
+            ImageDataset(
+                images,
+                torch.tensor(labels, dtype=torch.int64),
+                len(wnids),
+                IMAGENET_MEAN,
+                IMAGENET_STD,
+                augmentation=augmentation if split == "train" else None,
+                name=f"tinyimagenet/{split}",
+            )
+        )
     return splits[0], splits[1]

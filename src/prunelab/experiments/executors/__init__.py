@@ -13,14 +13,31 @@ from prunelab.experiments.executors.worker import execute_unit, one_line
 from prunelab.specs import SpecError
 from prunelab.specs.base import check_choice
 
-__all__ = ["EXECUTORS", "Executor", "InProcessExecutor", "LocalExecutor", "available_cores", "default_workers",
-           "execute_unit", "make_executor", "one_line", "visible_gpus"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "InProcessExecutor",
+    "LocalExecutor",
+    "available_cores",
+    "default_workers",
+    "execute_unit",
+    "make_executor",
+    "one_line",
+    "visible_gpus",
+]
 
 
-
-def make_executor(name: str = "local", *, workers: int | None = None, parallel: int | None = None,
-                  address: str | None = None, ray_num_cpus: float = 1.0, ray_num_gpus: float = 0.0,
-                  slurm_folder: str | None = None, **slurm: Any) -> Executor:
+def make_executor(
+    name: str = "local",
+    *,
+    workers: int | None = None,
+    parallel: int | None = None,
+    address: str | None = None,
+    ray_num_cpus: float = 1.0,
+    ray_num_gpus: float = 0.0,
+    slurm_folder: str | None = None,
+    **slurm: Any,
+) -> Executor:
     """The executor ``name`` with its options. ``local``: ``workers`` processes (default: one per GPU, else
     per core, but no more than ``parallel``, the trials that can run at once; one worker runs in this
     process). ``ray``: ``address``, per-trial
@@ -28,8 +45,10 @@ def make_executor(name: str = "local", *, workers: int | None = None, parallel: 
     options (``partition``, ``time``, ``gpus_per_trial``, ``cpus_per_trial``, ``mem_gb``, ``cluster``)."""
     check_choice(name, EXECUTORS, "executor")
     if name != "local" and workers is not None:
-        raise SpecError(f"--workers sets the local executor's processes; with --executor {name} "
-                         + ("use --ray-num-cpus per trial" if name == "ray" else "Slurm runs one job per trial"))
+        raise SpecError(
+            f"--workers sets the local executor's processes; with --executor {name} "
+            + ("use --ray-num-cpus per trial" if name == "ray" else "Slurm runs one job per trial")
+        )
     if name != "ray" and (address is not None or ray_num_cpus != 1.0 or ray_num_gpus != 0.0):
         raise SpecError("--address, --ray-num-cpus and --ray-num-gpus apply to --executor ray")
     given = {key: value for key, value in slurm.items() if value is not None}

@@ -35,7 +35,7 @@ class Executor:
     def describe(self) -> str:
         return self.name
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, kind: object, error: object, tb: object) -> None:

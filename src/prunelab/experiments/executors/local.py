@@ -88,8 +88,12 @@ class LocalExecutor(Executor):
             devices = context.Queue()
             for i in range(self.workers):
                 devices.put(self.gpus[i % len(self.gpus)])
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_init_worker,
-                                   initargs=(os.getpid(), self.threads, devices))
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(os.getpid(), self.threads, devices),
+        )
 
     def submit(self, unit: dict[str, Any]) -> Future:
         if self._pool is None:

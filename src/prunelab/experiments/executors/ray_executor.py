@@ -31,8 +31,14 @@ def _import_ray() -> Any:
 class RayExecutor(Executor):
     name = "ray"
 
-    def __init__(self, address: str | None = None, *, num_cpus: float = 1.0, num_gpus: float = 0.0,
-                 init: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        num_cpus: float = 1.0,
+        num_gpus: float = 0.0,
+        init: dict[str, Any] | None = None,
+    ) -> None:
         if num_cpus <= 0 or num_gpus < 0:
             raise SpecError(f"--ray-num-cpus must be > 0 and --ray-num-gpus >= 0, got {num_cpus} and {num_gpus}")
         self._ray = ray = _import_ray()
@@ -49,13 +55,18 @@ class RayExecutor(Executor):
         if self.num_gpus:
             slots.append(resources.get("GPU", 0) / self.num_gpus)
         if min(slots) < 1:
-            raise SpecError(f"the Ray cluster has {resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} "
-                            f"GPUs: no room for one trial of {self.num_cpus:g} CPUs and {self.num_gpus:g} GPUs")
+            raise SpecError(
+                f"the Ray cluster has {resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} "
+                f"GPUs: no room for one trial of {self.num_cpus:g} CPUs and {self.num_gpus:g} GPUs"
+            )
         self.capacity = int(min(slots))
 
     def describe(self) -> str:
-        return (f"ray: {self.capacity} trial(s) at once, {self.num_cpus:g} CPU(s)"
-                + (f" and {self.num_gpus:g} GPU(s)" if self.num_gpus else "") + " each")
+        return (
+            f"ray: {self.capacity} trial(s) at once, {self.num_cpus:g} CPU(s)"
+            + (f" and {self.num_gpus:g} GPU(s)" if self.num_gpus else "")
+            + " each"
+        )
 
     def submit(self, unit: dict[str, Any]) -> Future:
         return self._task.remote(unit).future()

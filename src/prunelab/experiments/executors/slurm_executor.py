@@ -61,9 +61,18 @@ class SlurmExecutor(Executor):
     name = "slurm"
     capacity = None  # Slurm's queue decides what runs when
 
-    def __init__(self, folder: str | Path, *, partition: str | None = None, time: str = "60",
-                 gpus_per_trial: int = 0, cpus_per_trial: int = 1, mem_gb: float | None = None,
-                 cluster: str | None = None, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        partition: str | None = None,
+        time: str = "60",
+        gpus_per_trial: int = 0,
+        cpus_per_trial: int = 1,
+        mem_gb: float | None = None,
+        cluster: str | None = None,
+        poll_seconds: float = 1.0,
+    ) -> None:
         if cluster not in (None, "slurm", "local", "debug"):
             raise SpecError(f"--slurm-cluster {cluster!r}: use slurm, local or debug")
         if cluster in ("local", "debug") and partition:
@@ -73,9 +82,14 @@ class SlurmExecutor(Executor):
         self.folder = Path(folder).expanduser().resolve()
         self.timeout_min = parse_slurm_time(time)
         self._executor = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=cluster)
-        parameters: dict[str, Any] = {"timeout_min": self.timeout_min, "cpus_per_task": cpus_per_trial,
-                                      "gpus_per_node": gpus_per_trial, "tasks_per_node": 1, "nodes": 1,
-                                      "name": "prunelab"}
+        parameters: dict[str, Any] = {
+            "timeout_min": self.timeout_min,
+            "cpus_per_task": cpus_per_trial,
+            "gpus_per_node": gpus_per_trial,
+            "tasks_per_node": 1,
+            "nodes": 1,
+            "name": "prunelab",
+        }
         if mem_gb is not None:
             parameters["mem_gb"] = mem_gb
         if partition:
@@ -93,8 +107,11 @@ class SlurmExecutor(Executor):
 
     def describe(self) -> str:
         where = f"partition {self.partition}" if self.partition else f"cluster {self.cluster}"
-        return (f"slurm ({where}): one job per trial, {self.timeout_min} min, {self.threads} CPU(s)"
-                + (f", {self.gpus_per_trial} GPU(s)" if self.gpus_per_trial else "") + f"; logs in {self.folder}")
+        return (
+            f"slurm ({where}): one job per trial, {self.timeout_min} min, {self.threads} CPU(s)"
+            + (f", {self.gpus_per_trial} GPU(s)" if self.gpus_per_trial else "")
+            + f"; logs in {self.folder}"
+        )
 
     def submit(self, unit: dict[str, Any]) -> Future:
         job = self._executor.submit(_UnitJob(), unit)

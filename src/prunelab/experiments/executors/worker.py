@@ -2,8 +2,10 @@
 
 A *unit* is plain data: the trials (as :meth:`Trial.to_data`), the run store's root, the CPU threads the
 worker may use, how many of its trials may train together (``pack``), whether trials show their own
-progress bars, and a folder for each trial's log (what it would print on stderr: evaluations, warnings), which keeps the study's own progress readable. With
-``raise`` (one trial run in the driver's own process) a trial's error is raised as it is. Each trial's outcome comes back as
+progress bars, and a folder for each trial's log (what it would print on stderr: evaluations, warnings), which
+keeps the study's own progress readable. With
+``raise`` (one trial run in the driver's own process) a trial's error is raised as it is. Each trial's outcome
+comes back as
 data too, its error (if any) as one line, so one failing trial never stops the others and no exception
 object has to travel back to the driver.
 """
@@ -67,12 +69,20 @@ def execute_unit(unit: dict[str, Any]) -> list[dict[str, Any]]:
         except Exception as error:  # reported by the study; the unit's other trials still run
             if unit.get("raise"):  # a single command in this process: its error is the command's
                 raise
-            outcomes.append({"run_id": trial.run_id, "ok": False, "error": one_line(error),
-                             "user_error": is_user_error(error), "message": describe_error(error),
-                             "seconds": time.perf_counter() - started})
+            outcomes.append(
+                {
+                    "run_id": trial.run_id,
+                    "ok": False,
+                    "error": one_line(error),
+                    "user_error": is_user_error(error),
+                    "message": describe_error(error),
+                    "seconds": time.perf_counter() - started,
+                }
+            )
         else:
-            outcomes.append({"run_id": trial.run_id, "ok": True, "summary": summary,
-                             "seconds": time.perf_counter() - started})
+            outcomes.append(
+                {"run_id": trial.run_id, "ok": True, "summary": summary, "seconds": time.perf_counter() - started}
+            )
     return outcomes
 
 
