@@ -136,11 +136,12 @@ def kill_and_complete(tmp_path: Path, argv: list[str], kills: int, seed: int) ->
     rng = random.Random(seed)
     delays: list[float] = []
     finished = False
-    for number in range(3 * kills):
+    for number in range(6 * kills):
         if len(delays) == kills:
             break
         if finished:  # the remaining kills fall while a re-run reads and checks the finished stages
-            delay = rng.uniform(0.0, reuse)
+            # (in its first half: a re-run of finished stages can be quicker than the timed one)
+            delay = rng.uniform(0.0, 0.5 * reuse)
         else:  # past the start-up, a random share of the lottery: 0.6 of it over all kills on average
             delay = reuse + rng.uniform(0.0, 1.2 * total / kills)
         killed, _ = attempt(argv, victim, logs / f"attempt-{number}.log", delay)
