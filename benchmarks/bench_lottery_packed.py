@@ -15,45 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from paired_commands import pair_summary, summary_line, timed_command
 
 
 def run_lottery(pack: str, steps: str, workers: int, levels: int) -> float:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    env.setdefault("PRUNELAB_DATA", str(ROOT.parent / "shared" / "data"))
-    command = [
-        sys.executable,
-        "-m",
-        "prunelab",
-        "lottery",
-        "--preset",
-        "mnist10k_lenet_300_100",
-        "--levels",
-        str(levels),
-        "--controls",
-        "reinit",
-        "--seeds",
-        "1,2,3",
-        f"--train.steps={steps}",
-        "--pack",
-        pack,
-        "--workers",
-        str(workers),
-        "--no-progress",
-        "--json",
-    ]
-    with tempfile.TemporaryDirectory() as home:
-        started = time.perf_counter()
-        subprocess.run([*command, "--home", home], env=env, check=True, stdout=subprocess.DEVNULL)
-        return time.perf_counter() - started
+    args = ["lottery", "--preset", "mnist10k_lenet_300_100", "--levels", str(levels), "--controls", "reinit"]
+    args += ["--seeds", "1,2,3", f"--train.steps={steps}", "--pack", pack, "--workers", str(workers)]
+    return timed_command([*args, "--no-progress", "--json"], show_stderr=True)
 
 
 def main() -> None:
@@ -71,28 +40,13 @@ def main() -> None:
         pairs.append((packed, unpacked))
         if not args.json:
             print(f"packed {packed:7.1f} s   unpacked {unpacked:7.1f} s   ratio {packed / unpacked:.3f}", flush=True)
-    ratios = [p / u for p, u in pairs]
     result = {
         "levels": args.levels,
         "steps": args.steps,
         "workers": args.workers,
-        "pairs": pairs,
-        "median_packed_s": statistics.median(p for p, _ in pairs),
-        "median_unpacked_s": statistics.median(u for _, u in pairs),
-        "median_ratio": statistics.median(ratios),
-        "min_ratio": min(ratios),
-        "max_ratio": max(ratios),
-        "cores": os.cpu_count(),
-        "load_average": os.getloadavg(),
+        **pair_summary(pairs, "packed", "unpacked"),
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(
-            f"median ratio {result['median_ratio']:.3f} (min {result['min_ratio']:.3f}, max "
-            f"{result['max_ratio']:.3f}); "
-            f"load average {' '.join(f'{x:.2f}' for x in result['load_average'])} on {result['cores']} cores"
-        )
+    print(json.dumps(result, indent=2) if args.json else summary_line(result))
 
 
 if __name__ == "__main__":

@@ -14,48 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from paired_commands import ROOT, pair_summary, summary_line, timed_command
+
 CONFIG = ROOT / "configs" / "mnist10k_study.yaml"
 
 
 def run_study(workers: int, experiment: str, steps: str | None) -> float:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    env.setdefault("PRUNELAB_DATA", str(ROOT.parent / "shared" / "data"))
-    with tempfile.TemporaryDirectory() as home:
-        started = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "prunelab",
-                "run",
-                str(CONFIG),
-                experiment,
-                "--workers",
-                str(workers),
-                "--home",
-                home,
-                "--no-progress",
-                "--json",
-                # packing off on both sides: the figure is the executor's parallelism alone
-                "--pack",
-                "1",
-                *([f"--train.steps={steps}"] if steps else []),
-            ],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        return time.perf_counter() - started
+    # packing off on both sides: the figure is the executor's parallelism alone
+    args = ["run", str(CONFIG), experiment, "--workers", str(workers), "--no-progress", "--json", "--pack", "1"]
+    return timed_command([*args, *([f"--train.steps={steps}"] if steps else [])])
 
 
 def main() -> None:
@@ -76,28 +44,13 @@ def main() -> None:
                 f"{args.workers} workers {parallel:7.1f} s   1 worker {serial:7.1f} s   ratio {parallel / serial:.3f}",
                 flush=True,
             )
-    ratios = [p / s for p, s in pairs]
     result = {
         "experiment": args.experiment,
         "workers": args.workers,
         "steps": args.steps,
-        "pairs": pairs,
-        "median_parallel_s": statistics.median(p for p, _ in pairs),
-        "median_serial_s": statistics.median(s for _, s in pairs),
-        "median_ratio": statistics.median(ratios),
-        "min_ratio": min(ratios),
-        "max_ratio": max(ratios),
-        "cores": os.cpu_count(),
-        "load_average": os.getloadavg(),
+        **pair_summary(pairs, "parallel", "serial"),
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(
-            f"median ratio {result['median_ratio']:.3f} (min {result['min_ratio']:.3f}, max "
-            f"{result['max_ratio']:.3f}); "
-            f"load average {' '.join(f'{x:.2f}' for x in result['load_average'])} on {result['cores']} cores"
-        )
+    print(json.dumps(result, indent=2) if args.json else summary_line(result))
 
 
 if __name__ == "__main__":
