@@ -28,7 +28,7 @@ from prunelab.models import prunable_parameters
 from prunelab.models.init import BATCH_NORMS
 from prunelab.supermask.errors import SupermaskError, check_density, check_option
 from prunelab.supermask.init import SCORE_INITS, WeightLaw, child_generators
-from prunelab.supermask.layers import SUPERMASK_OF, SupermaskLayer
+from prunelab.supermask.layers import SUPERMASK_OF, SupermaskLayer, meta_conv_options
 from prunelab.supermask.scope import GlobalScope
 from prunelab.supermask.subnet import RANKINGS, draw_tie_break
 
@@ -254,19 +254,7 @@ def _plain_layer(layer: SupermaskLayer, mask: torch.Tensor) -> nn.Module:
             layer.in_features, layer.out_features, layer.bias is not None, device="meta", dtype=layer.weight.dtype
         )
     else:
-        plain = base(
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel_size,
-            stride=layer.stride,
-            padding=layer.padding,
-            dilation=layer.dilation,
-            groups=layer.groups,
-            bias=layer.bias is not None,
-            padding_mode=layer.padding_mode,
-            device="meta",
-            dtype=layer.weight.dtype,
-        )
+        plain = base(layer.in_channels, layer.out_channels, layer.kernel_size, **meta_conv_options(layer))
     plain.to_empty(device=layer.weight.device)
     plain.weight.copy_(layer.weight * mask.to(device=layer.weight.device, dtype=layer.weight.dtype))
     if layer.bias is not None:

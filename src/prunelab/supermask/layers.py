@@ -189,6 +189,21 @@ class SupermaskLinear(SupermaskLayer, nn.Linear):
         return f"{nn.Linear.extra_repr(self)}, {self._supermask_repr()}"
 
 
+def meta_conv_options(layer: nn.modules.conv._ConvNd) -> dict[str, Any]:
+    """The keyword arguments that rebuild a convolution of ``layer``'s shape on the meta device (after its
+    channels and kernel size)."""
+    return {
+        "stride": layer.stride,
+        "padding": layer.padding,
+        "dilation": layer.dilation,
+        "groups": layer.groups,
+        "bias": layer.bias is not None,
+        "padding_mode": layer.padding_mode,
+        "device": "meta",
+        "dtype": layer.weight.dtype,
+    }
+
+
 class _SupermaskConv(SupermaskLayer):
     """Shared by the 1-, 2- and 3-d convolutions; ``_base`` is the ordinary class."""
 
@@ -242,20 +257,7 @@ class _SupermaskConv(SupermaskLayer):
     @classmethod
     def _meta_like(cls, layer: nn.modules.conv._ConvNd) -> _SupermaskConv:
         new = cls.__new__(cls)
-        cls._base.__init__(
-            new,
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel_size,
-            stride=layer.stride,
-            padding=layer.padding,
-            dilation=layer.dilation,
-            groups=layer.groups,
-            bias=layer.bias is not None,
-            padding_mode=layer.padding_mode,
-            device="meta",
-            dtype=layer.weight.dtype,
-        )
+        cls._base.__init__(new, layer.in_channels, layer.out_channels, layer.kernel_size, **meta_conv_options(layer))
         return new
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
