@@ -36,6 +36,7 @@ from prunelab.pruning.selection import (
     LayerCollapseWarning,
     MaskSelectionError,
     Rates,
+    _as_patterns,
     _check_density,
     _check_scope,
     match_patterns,
@@ -128,7 +129,7 @@ class _Workspace:
         self._device = device
         self._names = {n: qualified[id(p)] for n, p in params.items()}
         self.model: nn.Module | None = None
-        self.params: dict[str, nn.Parameter] = {}
+        self.params: dict[str, torch.Tensor] = {}
         self._copy_model = copy_model
         self._weights = dict(params)
 
@@ -136,7 +137,7 @@ class _Workspace:
         work = copy.deepcopy(self._source).to(self._device)
         self.model = work
         self.params = {n: work.get_parameter(q) for n, q in self._names.items()}
-        source = dict(self._source.named_parameters(remove_duplicate=False))
+        source: dict[str, torch.Tensor] = dict(self._source.named_parameters(remove_duplicate=False))
         source.update(self._source.named_buffers(remove_duplicate=False))
         named = itertools.chain(work.named_parameters(), work.named_buffers())
         self._pairs = [(t, source[n]) for n, t in named]
@@ -183,8 +184,8 @@ class _Workspace:
                 p.requires_grad_(flag)
                 p.grad = None
         with torch.no_grad():
-            for n, p in self.params.items():
-                p.mul_(mask[n].to(p.device))
+            for n, weight in self.params.items():
+                weight.mul_(mask[n].to(weight.device))
         assert self.model is not None
         return self.model, self.params
 
@@ -320,6 +321,7 @@ def prune(
         raise MaskSelectionError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
     density = _check_density(density)
     params, device, start_mask, out_device = _resolve(model, params, mask, device)
+    ignore = _as_patterns(ignore)  # read once per iteration: a one-shot iterable would be empty after the first
     ignored = match_patterns(ignore, start_mask, what="ignore") if ignore else set()
     considered = [n for n in start_mask if n not in ignored]
     alive = {n: int(m.count_nonzero()) for n, m in start_mask.items()}
@@ -371,15 +373,28 @@ def prune_level(
     current = current if isinstance(current, Mask) else Mask(current)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     _check_scope(scope)
-    common = dict(scope=scope, rates=rates, ignore=ignore, generator=generator, count_rule=count_rule)
+    ignore = _as_patterns(ignore)  # read twice by random_layerwise
+
+    def level(scores: Mapping[str, torch.Tensor]) -> Mask:
+        return prune_fraction(
+            scores,
+            current,
+            fraction,
+            scope=scope,
+            rates=rates,
+            ignore=ignore,
+            generator=generator,
+            count_rule=count_rule,
+        )
+
     if strategy == "magnitude":
-        result = prune_fraction(magnitude_at(weights), current, fraction, **common)
+        result = level(magnitude_at(weights))
     elif strategy in ("random", "random_global"):
         if strategy == "random_global" and scope != "global":
             raise MaskSelectionError(f"strategy 'random_global' is defined with scope='global', got scope={scope!r}")
-        result = prune_fraction(random_scores_like(current, generator), current, fraction, **common)
+        result = level(random_scores_like(current, generator))
     elif strategy == "random_layerwise":
-        reference = prune_fraction(magnitude_at(weights), current, fraction, **common)
+        reference = level(magnitude_at(weights))
         ignored = match_patterns(ignore, current, what="ignore") if ignore else set()
         counts = {n: int(m.sum()) for n, m in reference.items() if n not in ignored}
         result = select_counts(random_scores_like(current, generator), current, counts, generator=generator)

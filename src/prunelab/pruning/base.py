@@ -30,7 +30,9 @@ class ScoreContext:
 
     ``model``'s prunable weights are already multiplied by ``mask`` when the function is called.
     A strategy registered with ``uses_model=False`` (magnitude, random) gets ``model=None`` and, in
-    ``params``, the masked weights as plain tensors: the API then makes no copy of the model.
+    ``params``, the masked weights as plain tensors: the API then makes no copy of the model. A score
+    function that reads the model gets it from :meth:`require_model`, which says what is wrong when
+    there is none.
     ``batches()`` returns a fresh iterator over pruning batches ``(x, y)`` on ``device`` (normalised,
     not augmented), or raises if the caller gave no data. ``generator`` is the only source of
     randomness a score function may use, so results are seeded.
@@ -53,6 +55,15 @@ class ScoreContext:
     iteration: int = 0
     iterations: int = 1
     scratch: dict[str, Any] = field(default_factory=dict)
+
+    def require_model(self) -> nn.Module:
+        """``model``, or a ``ValueError`` if this context has none (a ``uses_model=False`` strategy's)."""
+        if self.model is None:
+            raise ValueError(
+                "this score function reads ctx.model but the context has none: register the strategy with "
+                "uses_model=True (the default) or build the ScoreContext with model="
+            )
+        return self.model
 
     def batches(self) -> Iterator[Batch]:
         if self.data is None:

@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from fractions import Fraction
+from typing import SupportsFloat, SupportsIndex
 
 import numpy as np
 import torch
@@ -117,8 +118,11 @@ def _check_density(density: float) -> float:
     return d
 
 
-def _check_fraction(fraction: float, what: str = "fraction") -> float:
+def _check_fraction(fraction: object, what: str = "fraction") -> float:
+    """``fraction`` as a float in [0, 1); it may be anything a caller passed (a rate read from a spec)."""
     try:
+        if not isinstance(fraction, (SupportsFloat, SupportsIndex, str, bytes)):
+            raise TypeError  # what float() would raise
         f = float(fraction)
     except (TypeError, ValueError):
         raise MaskSelectionError(f"{what} must be a number in [0, 1), got {fraction!r}") from None

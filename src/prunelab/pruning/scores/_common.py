@@ -64,7 +64,7 @@ def seeded_global_rng(generator: torch.Generator, device: torch.device) -> Itera
 
 @contextmanager
 def preserved_state(
-    model: nn.Module, params: Sequence[nn.Parameter], *, generator: torch.Generator, device: torch.device
+    model: nn.Module, params: Sequence[torch.Tensor], *, generator: torch.Generator, device: torch.device
 ) -> Iterator[None]:
     """Let a block switch modes, update buffers (BN running statistics and counters) and enable
     gradients on ``params``; restore all of it on exit, even after an exception. The global RNG is
@@ -95,13 +95,13 @@ def mask_scores(scores: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Ten
     return out
 
 
-def prunable_list(ctx: ScoreContext) -> tuple[list[str], list[nn.Parameter]]:
+def prunable_list(ctx: ScoreContext) -> tuple[list[str], list[torch.Tensor]]:
     """The prunable names (in ``ctx.params`` order) and their parameters."""
     names = list(ctx.params)
     return names, [ctx.params[n] for n in names]
 
 
-def model_names(model: nn.Module, params: Mapping[str, nn.Parameter]) -> dict[str, str]:
+def model_names(model: nn.Module, params: Mapping[str, torch.Tensor]) -> dict[str, str]:
     """Map each prunable key to the parameter's name in ``model.named_parameters()``, matched by
     identity, so the same parameter can be found again in a deep copy of the model."""
     by_id = {id(p): n for n, p in model.named_parameters()}

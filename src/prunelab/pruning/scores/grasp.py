@@ -54,18 +54,19 @@ def hessian_gradient_product(
     train_mode = bool(ctx.option("train_mode", True))
     aggregate = aggregate_option(ctx, strategy)
     batches = list(ctx.batches())
-    with preserved_state(ctx.model, params, generator=ctx.generator, device=ctx.device):
-        ctx.model.train(train_mode)
+    model = ctx.require_model()
+    with preserved_state(model, params, generator=ctx.generator, device=ctx.device):
+        model.train(train_mode)
         for p in params:
             p.requires_grad_(True)
         if aggregate == "per_batch":
-            return names, [p.detach() for p in params], _per_batch_hg(ctx, names, params, batches, temperature)
+            return names, [p.detach() for p in params], _per_batch_hg(ctx, model, names, params, batches, temperature)
         # The seeded global RNG is re-seeded for the second pass so train-mode dropout draws the
         # same masks in both passes (g and ∇L_b must be gradients of the same function).
         cuda = ctx.device.type == "cuda"
         state = torch.random.get_rng_state()
         cuda_state = torch.cuda.get_rng_state(ctx.device) if cuda else None
-        g = summed_loss_gradients(ctx.model, params, batches, temperature=temperature)
+        g = summed_loss_gradients(model, params, batches, temperature=temperature)
         # Only alive weights are parameters of the pruned network: its gradient is m ⊙ ∇L, so
         # Hg = H (m ⊙ g). (With a partial mask the raw gradient is non-zero at pruned positions.)
         g = [gi * ctx.mask[n].to(device=gi.device, dtype=gi.dtype) for n, gi in zip(names, g)]
@@ -74,7 +75,7 @@ def hessian_gradient_product(
             torch.cuda.set_rng_state(cuda_state, ctx.device)
         hg = [torch.zeros_like(p) for p in params]
         for x, y in batches:
-            loss = loss_on_batch(ctx.model, x, y, temperature)
+            loss = loss_on_batch(model, x, y, temperature)
             grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
             z = sum((gi.detach() * gr).sum() for gi, gr in zip(g, grads) if gr is not None)
             if not isinstance(z, torch.Tensor) or not z.requires_grad:
@@ -86,22 +87,28 @@ def hessian_gradient_product(
 
 
 def _per_batch_hg(
-    ctx: ScoreContext, names: list[str], params: list[torch.nn.Parameter], batches, temperature: float
+    ctx: ScoreContext,
+    model: torch.nn.Module,
+    names: list[str],
+    params: list[torch.Tensor],
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    temperature: float,
 ) -> list[torch.Tensor]:
     """``Σ_b (B_b / N) H_b (m ⊙ g_b)``: one forward pass per batch gives both ``g_b`` and the graph
     it is differentiated through, so dropout draws agree within a batch."""
     hg = [torch.zeros_like(p) for p in params]
     examples = 0
     for x, y in batches:
-        loss = loss_on_batch(ctx.model, x, y, temperature)
+        loss = loss_on_batch(model, x, y, temperature)
         grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
-        z = 0
+        z: torch.Tensor | None = None  # g_b · (m ⊙ g_b), None while no prunable weight has a gradient
         for n, gr in zip(names, grads):
             if gr is not None:
                 alive = ctx.mask[n].to(device=gr.device, dtype=gr.dtype)
-                z = z + ((gr.detach() * alive) * gr).sum()
+                term = ((gr.detach() * alive) * gr).sum()
+                z = term if z is None else z + term
         examples += len(y)
-        if not isinstance(z, torch.Tensor) or not z.requires_grad:
+        if z is None or not z.requires_grad:
             continue  # linear in every prunable weight on this batch: H_b g_b = 0
         for acc, h in zip(hg, torch.autograd.grad(z, params, allow_unused=True)):
             if h is not None:

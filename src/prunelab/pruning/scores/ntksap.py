@@ -209,10 +209,11 @@ def ntksap(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     if rounds < 1:
         raise ValueError(f"ntksap rounds must be >= 1, got {rounds}")
     shapes = _noise_batch_shapes(ctx)
-    names = model_names(ctx.model, ctx.params)
-    net = ctx.scratch.get("ntksap")
+    model = ctx.require_model()
+    names = model_names(model, ctx.params)
+    net: nn.Module | None = ctx.scratch.get("ntksap")
     if net is None:  # one copy per call: every round re-draws what the proxy reads and resets the statistics
-        net = ctx.scratch["ntksap"] = copy.deepcopy(ctx.model)
+        net = ctx.scratch["ntksap"] = copy.deepcopy(model)
         for p in net.parameters():
             p.requires_grad_(False)
     own = dict(net.named_parameters())

@@ -30,7 +30,7 @@ __all__ = ["snip", "summed_loss_gradients", "connection_sensitivity"]
 
 
 def summed_loss_gradients(
-    model: torch.nn.Module, params: list[torch.nn.Parameter], batches, *, temperature: float = 1.0
+    model: torch.nn.Module, params: list[torch.Tensor], batches, *, temperature: float = 1.0
 ) -> list[torch.Tensor]:
     """``Σ_batches ∇_θ mean-CE(model(x) / temperature, y)`` for ``params`` (no graph kept).
 
@@ -57,20 +57,21 @@ def connection_sensitivity(ctx: ScoreContext, strategy: str = "snip") -> dict[st
     names, params = prunable_list(ctx)
     train_mode = bool(ctx.option("train_mode", True))
     aggregate = aggregate_option(ctx, strategy)
-    with preserved_state(ctx.model, params, generator=ctx.generator, device=ctx.device):
-        ctx.model.train(train_mode)
+    model = ctx.require_model()
+    with preserved_state(model, params, generator=ctx.generator, device=ctx.device):
+        model.train(train_mode)
         for p in params:
             p.requires_grad_(True)
         if aggregate == "total":
-            grads = summed_loss_gradients(ctx.model, params, ctx.batches())
+            grads = summed_loss_gradients(model, params, ctx.batches())
             scores = {n: (g * p.detach()).abs() for n, g, p in zip(names, grads, params)}
         else:
-            scores = _per_batch_sensitivity(ctx.model, names, params, ctx.batches())
+            scores = _per_batch_sensitivity(model, names, params, ctx.batches())
     return mask_scores(scores, ctx.mask)
 
 
 def _per_batch_sensitivity(
-    model: torch.nn.Module, names: list[str], params: list[torch.nn.Parameter], batches
+    model: torch.nn.Module, names: list[str], params: list[torch.Tensor], batches
 ) -> dict[str, torch.Tensor]:
     """``Σ_b (B_b / N) |w ⊙ g_b|``."""
     total = [torch.zeros_like(p) for p in params]

@@ -80,8 +80,8 @@ class _Flow:
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"synflow needs a model that returns a tensor, got {type(out).__name__}")
         r = out.sum()
-        grads = torch.autograd.grad(r, self.targets, allow_unused=True)
-        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(self.targets, grads)]
+        unused_as_none = torch.autograd.grad(r, self.targets, allow_unused=True)
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(self.targets, unused_as_none)]
         return r.detach(), grads, [(g * t.detach()).abs() for t, g in zip(self.targets, grads)]
 
 
@@ -117,7 +117,7 @@ def _flow(ctx: ScoreContext, names: dict[str, str], dtype: torch.dtype, abs_buff
     flows = ctx.scratch.setdefault("synflow", {})
     key = (dtype, abs_buffers)
     if key not in flows:  # the first iteration in this dtype: ctx.model already holds θ ⊙ m
-        flows[key] = _Flow(ctx.model, names, dtype, abs_buffers)
+        flows[key] = _Flow(ctx.require_model(), names, dtype, abs_buffers)
     else:
         flows[key].load(list(ctx.params.values()))
     return flows[key]
@@ -147,7 +147,7 @@ def synflow(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     precision = ctx.option("precision", "auto")
     if precision not in PRECISIONS:
         raise ValueError(f"synflow precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
-    names = model_names(ctx.model, ctx.params)
+    names = model_names(ctx.require_model(), ctx.params)
     if not names:
         return {}
     weights = [p.detach() for p in ctx.params.values()]
