@@ -182,6 +182,15 @@ def test_starting_mask_ignore_and_nesting(net):
     assert int(mask["conv.weight"].sum() + mask["hidden.weight"].sum()) == target_count(0.2, considered)
 
 
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_ignore_may_be_a_one_shot_iterable(net, iterations):
+    # prune() reads ignore in its own check and again in every selection: a generator used to be empty
+    # by the time selection saw it, which then pruned the layer the caller had excluded
+    listed = prune(net, "magnitude", 0.2, iterations=iterations, ignore=["fc.*"])
+    once = prune(net, "magnitude", 0.2, iterations=iterations, ignore=(p for p in ["fc.*"]))
+    assert bool(once["fc.weight"].all()) and once == listed
+
+
 def test_layer_collapse_warns(net):
     with pytest.warns(LayerCollapseWarning, match="conv.weight"):
         mask = prune(net, "magnitude", 0.001, scope="layerwise")
@@ -365,3 +374,10 @@ def test_strategies_that_only_read_weights_get_no_model_copy(net, monkeypatch):
     assert seen == [None] and copies[0] == 0
     assert light == prune(net, "magnitude", 0.2, mask=start)  # masked weights, as with a copy
     assert light == prune(net, Strategy("copied", reader), 0.2, mask=start) and copies[0] == 1
+
+
+def test_a_model_reading_strategy_registered_without_the_model_says_so(net):
+    snip_without_model = Strategy("snip_light", get_strategy("snip").score, needs_data=True, uses_model=False)
+    data = (torch.randn(4, 1, 6, 6), torch.tensor([0, 1, 2, 0]))
+    with pytest.raises(ValueError, match="reads ctx.model but the context has none.*uses_model=True"):
+        prune(net, snip_without_model, 0.5, data=data)

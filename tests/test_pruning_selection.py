@@ -6,6 +6,7 @@ import math
 import warnings
 from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 
@@ -228,6 +229,18 @@ def test_bad_fraction_scope_names_and_shapes():
     with pytest.raises(MaskSelectionError, match="not in the mask"):
         select_by_density({"a": torch.ones(2, 2), "z": torch.ones(1)}, current, 0.5)
     assert issubclass(MaskSelectionError, ValueError)
+
+
+@pytest.mark.parametrize("rate", [None, [0.5], "half", object()])
+def test_a_rate_that_is_no_number_is_named(rate):
+    with pytest.raises(MaskSelectionError, match="rate for 'a' must be a number"):
+        prune_fraction({"a": torch.ones(2, 2)}, dense({"a": (2, 2)}), 0.2, rates={"a": rate})
+
+
+@pytest.mark.parametrize("rate", ["0.5", np.float32(0.5), torch.tensor(0.5), Fraction(1, 2)])
+def test_a_rate_may_be_anything_float_reads(rate):
+    kept = prune_fraction({"a": torch.arange(4.0).reshape(2, 2)}, dense({"a": (2, 2)}), 0.2, rates=[("a", rate)])
+    assert kept["a"].tolist() == [[False, False], [True, True]]
 
 
 # prune_fraction (lottery level step) -----------------------------------------------------------
