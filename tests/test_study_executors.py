@@ -135,8 +135,10 @@ def _children(pid: int) -> list[int]:
 
 
 def test_a_killed_study_finishes_only_the_missing_trials_bit_identically(tmp_path, capsys):
+    # unpacked: two packed units of four finish together, leaving no moment with one trial finished and
+    # another begun (packed runs resume bit for bit too: tests/test_packed.py)
     path = study_file(tmp_path, "48it")
-    expected, ids = reference(path, tmp_path / "reference")
+    expected, ids = reference(path, tmp_path / "reference", pack=1)
     home = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     driver = subprocess.Popen(
@@ -149,6 +151,8 @@ def test_a_killed_study_finishes_only_the_missing_trials_bit_identically(tmp_pat
             "grid",
             "--workers",
             "2",
+            "--pack",
+            "1",
             "--home",
             str(home),
             "--no-progress",
@@ -187,7 +191,12 @@ def test_a_killed_study_finishes_only_the_missing_trials_bit_identically(tmp_pat
             pass
         driver.wait()
     stored_before = {rid for rid in ids if store.run(rid).finished}
-    assert main(["run", str(path), "grid", "--workers", "2", "--home", str(home), "--json", "--no-progress"]) == 0
+    assert (
+        main(
+            ["run", str(path), "grid", "--workers", "2", "--pack", "1", "--home", str(home), "--json", "--no-progress"]
+        )
+        == 0
+    )
     rows = {row["run_id"]: row["status"] for row in json.loads(capsys.readouterr().out)}
     assert {rid for rid, status in rows.items() if status == "stored"} == stored_before
     assert {rid for rid, status in rows.items() if status == "done"} == set(ids) - stored_before
