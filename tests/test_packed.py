@@ -23,6 +23,7 @@ from prunelab.masks import Mask
 from prunelab.specs import SpecError, load_spec
 from prunelab.store import RunStore
 from prunelab.training import TrainingDiverged, train
+from prunelab.training.masked_step import MaskedStep
 from prunelab.training.packed import Lane, train_packed
 from prunelab.training.packed_step import PackedStep
 
@@ -147,6 +148,12 @@ def test_equal_learning_rates_take_torch_optims_own_update():
     lanes, references = lanes_and_references(spec, [4, 5])
     for lane, _result, (alone, _) in zip(lanes, train_packed(lanes), references):
         assert_close(lane.model, alone)
+
+
+def test_a_packed_step_of_unbound_masked_steps_says_to_bind_them():
+    models = [torch.nn.Linear(4, 2) for _ in range(2)]
+    with pytest.raises(ValueError, match="bind each to its model"):
+        PackedStep(models, [MaskedStep(), MaskedStep()], base_spec().train, torch.device("cpu"))
 
 
 def test_large_models_pack_in_smaller_groups(monkeypatch):

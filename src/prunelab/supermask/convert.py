@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -150,17 +150,21 @@ def to_supermask(
     return converted
 
 
-def _layers_to_convert(model: nn.Module, prunable: str, ignore: str | Iterable[str]) -> dict[str, nn.Module]:
+#: What a supermask layer replaces: the plain classes of :data:`SUPERMASK_OF` are these (not subclasses of them).
+_Convertible = nn.Linear | nn.modules.conv._ConvNd
+
+
+def _layers_to_convert(model: nn.Module, prunable: str, ignore: str | Iterable[str]) -> dict[str, _Convertible]:
     """Module path → layer for every prunable weight, in ``named_parameters()`` order."""
     weights = prunable_parameters(model, prunable, ignore)
     if not weights:
         raise SupermaskError(f"{type(model).__name__} has no prunable {prunable} layer to convert")
     owners: Counter[int] = Counter(id(p) for m in model.modules() for p in m._parameters.values() if p is not None)
-    layers: dict[str, nn.Module] = {}
+    layers: dict[str, _Convertible] = {}
     for name in weights:
         path = name.rpartition(".")[0]
         layer = model.get_submodule(path)
-        if type(layer) not in SUPERMASK_OF:
+        if type(layer) not in SUPERMASK_OF or not isinstance(layer, _Convertible):
             raise SupermaskError(
                 f"cannot convert {path or 'the model'} ({type(layer).__name__}): only plain "
                 f"{', '.join(t.__name__ for t in SUPERMASK_OF)} layers are converted (a subclass may not call its own "
@@ -175,7 +179,7 @@ def _layers_to_convert(model: nn.Module, prunable: str, ignore: str | Iterable[s
     return layers
 
 
-def _replace_modules(model: nn.Module, replaced: dict[int, nn.Module]) -> nn.Module:
+def _replace_modules(model: nn.Module, replaced: Mapping[int, nn.Module]) -> nn.Module:
     if id(model) in replaced:
         return replaced[id(model)]
     for parent in model.modules():
@@ -235,11 +239,11 @@ def to_dense(model: nn.Module) -> nn.Module:
         dense = copy.deepcopy(model, memo={id(layer): plain[id(layer)] for layer in layers.values()})
     GlobalScope.detach_from(dense)
     for module in dense.modules():
-        if getattr(module, _AFFINE_REMOVED, False):
-            ref = module.running_var if module.running_var is not None else None
-            kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
-            module.weight = nn.Parameter(torch.ones(module.num_features, **kwargs))
-            module.bias = nn.Parameter(torch.zeros(module.num_features, **kwargs))
+        if isinstance(module, BATCH_NORMS) and getattr(module, _AFFINE_REMOVED, False):
+            ref = module.running_var
+            device, dtype = (ref.device, ref.dtype) if ref is not None else (None, None)
+            module.weight = nn.Parameter(torch.ones(module.num_features, device=device, dtype=dtype))
+            module.bias = nn.Parameter(torch.zeros(module.num_features, device=device, dtype=dtype))
             module.affine = True
             delattr(module, _AFFINE_REMOVED)
     for param in dense.parameters():
@@ -249,16 +253,18 @@ def to_dense(model: nn.Module) -> nn.Module:
 
 def _plain_layer(layer: SupermaskLayer, mask: torch.Tensor) -> nn.Module:
     base = next(t for t, cls in SUPERMASK_OF.items() if isinstance(layer, cls))
-    if base is nn.Linear:
+    plain: nn.Module
+    if isinstance(layer, nn.Linear):
         plain = nn.Linear(
             layer.in_features, layer.out_features, layer.bias is not None, device="meta", dtype=layer.weight.dtype
         )
     else:
+        assert isinstance(layer, nn.modules.conv._ConvNd), "a supermask layer is a linear layer or a convolution"
         plain = base(layer.in_channels, layer.out_channels, layer.kernel_size, **meta_conv_options(layer))
     plain.to_empty(device=layer.weight.device)
-    plain.weight.copy_(layer.weight * mask.to(device=layer.weight.device, dtype=layer.weight.dtype))
+    plain.get_parameter("weight").copy_(layer.weight * mask.to(device=layer.weight.device, dtype=layer.weight.dtype))
     if layer.bias is not None:
-        plain.bias.copy_(layer.bias)
+        plain.get_parameter("bias").copy_(layer.bias)
     plain.train(layer.training)
     return plain
 

@@ -28,7 +28,7 @@ optimiser never sees).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,9 @@ from prunelab.pruning.selection import target_count
 from prunelab.supermask.errors import SupermaskError, check_density, check_option
 from prunelab.supermask.init import SCORE_INITS, WeightLaw, child_generators, draw_scores
 from prunelab.supermask.subnet import RANKINGS, draw_tie_break, mask_keeping
+
+if TYPE_CHECKING:
+    from prunelab.supermask.scope import GlobalScope
 
 __all__ = ["SupermaskLayer", "SupermaskLinear", "SupermaskConv1d", "SupermaskConv2d", "SupermaskConv3d"]
 
@@ -65,6 +68,9 @@ class SupermaskLayer(nn.Module):
     weight_law: WeightLaw
     score_init: str
     learns_bias: bool
+    _density: float
+    _kept: int
+    _scope: GlobalScope | None
 
     # construction ------------------------------------------------------------------------------
     def _setup(
@@ -102,6 +108,11 @@ class SupermaskLayer(nn.Module):
         # a copy: a slice of the network-wide permutation would share its storage (safetensors refuses that)
         ties = tie_break.reshape(self.weight.shape).to(self.weight.device, copy=True)
         self.register_buffer("tie_break", ties, persistent=True)
+
+    @classmethod
+    def _meta_like(cls, layer: nn.Module) -> Self:
+        """A layer of ``layer``'s shape and dtype on the meta device, for :meth:`_setup` to draw its values."""
+        raise NotImplementedError(f"{cls.__name__} does not convert existing layers")
 
     def _setup_from(self, generator: torch.Generator, **options: Any) -> None:
         weights, scores, ties = child_generators(generator, 3)
@@ -145,7 +156,8 @@ class SupermaskLayer(nn.Module):
         )
 
 
-class SupermaskLinear(SupermaskLayer, nn.Linear):
+# torch types nn.Linear.bias as a Parameter, but nn.Linear(bias=False) registers None (as SupermaskLayer declares)
+class SupermaskLinear(SupermaskLayer, nn.Linear):  # type: ignore[misc]
     """``nn.Linear`` with frozen weights and a learned subnet (see the module docstring)."""
 
     def __init__(
@@ -175,7 +187,8 @@ class SupermaskLinear(SupermaskLayer, nn.Linear):
         )
 
     @classmethod
-    def _meta_like(cls, layer: nn.Linear) -> SupermaskLinear:
+    def _meta_like(cls, layer: nn.Module) -> Self:
+        assert isinstance(layer, nn.Linear), f"a SupermaskLinear replaces an nn.Linear, not {type(layer).__name__}"
         new = cls.__new__(cls)
         nn.Linear.__init__(
             new, layer.in_features, layer.out_features, layer.bias is not None, device="meta", dtype=layer.weight.dtype
@@ -204,8 +217,9 @@ def meta_conv_options(layer: nn.modules.conv._ConvNd) -> dict[str, Any]:
     }
 
 
-class _SupermaskConv(SupermaskLayer):
-    """Shared by the 1-, 2- and 3-d convolutions; ``_base`` is the ordinary class."""
+class _SupermaskConv(SupermaskLayer, nn.modules.conv._ConvNd):
+    """Shared by the 1-, 2- and 3-d convolutions; ``_base`` is the ordinary class (which comes before
+    ``_ConvNd`` in each subclass's method order, so ``_ConvNd`` adds nothing but its attributes' types)."""
 
     _base: type[nn.Module]
 
@@ -255,7 +269,10 @@ class _SupermaskConv(SupermaskLayer):
         )
 
     @classmethod
-    def _meta_like(cls, layer: nn.modules.conv._ConvNd) -> _SupermaskConv:
+    def _meta_like(cls, layer: nn.Module) -> Self:
+        assert isinstance(layer, nn.modules.conv._ConvNd) and isinstance(layer, cls._base), (
+            f"a {cls.__name__} replaces an {cls._base.__name__}, not {type(layer).__name__}"
+        )
         new = cls.__new__(cls)
         cls._base.__init__(new, layer.in_channels, layer.out_channels, layer.kernel_size, **meta_conv_options(layer))
         return new

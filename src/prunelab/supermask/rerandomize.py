@@ -142,5 +142,6 @@ def rerandomize_(
                 coin = torch.rand(weight.shape, generator=generator, device=generator.device) < lam
                 weight.copy_(torch.where(chosen & coin.to(weight.device), fresh, weight))
             else:
+                assert mu is not None, "manual mode was checked to have mu above"
                 weight.copy_(torch.where(chosen, lam * weight + mu * fresh, weight))
     return model

@@ -98,6 +98,7 @@ class SupermaskStep(UpdateStep):
         self._loss = context.loss
 
     def set_lr(self, lr: float) -> None:
+        assert self.optimizer is not None, "bind() the step before setting its learning rate"
         for group in self.optimizer.param_groups:  # not cached: load_state_dict replaces the groups
             group["lr"] = lr
 

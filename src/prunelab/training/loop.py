@@ -111,11 +111,12 @@ def _compile_failure(error: BaseException) -> BaseException | None:
         if kind is not None
     )
     seen: set[int] = set()
-    while error is not None and id(error) not in seen and failures:
-        seen.add(id(error))
-        if isinstance(error, failures):
-            return getattr(error, "inner_exception", None) or error
-        error = error.__cause__ or error.__context__
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen and failures:
+        seen.add(id(cause))
+        if isinstance(cause, failures):
+            return getattr(cause, "inner_exception", None) or cause
+        cause = cause.__cause__ or cause.__context__
     return None
 
 
@@ -261,7 +262,8 @@ class TrainingLoop:
             parallel = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        self.forward: nn.Module = torch.compile(parallel) if spec.compile else parallel
+        # torch.compile of a module returns an OptimizedModule (an nn.Module); its stubs say a plain callable
+        self.forward: nn.Module = torch.compile(parallel) if spec.compile else parallel  # type: ignore[assignment]
         self.evaluated: nn.Module = model if self.data_parallel else self.forward
         self.update = update
         loss = classification_loss(spec, self.device, data_parallel=self.data_parallel)

@@ -71,6 +71,7 @@ class MaskedStep(UpdateStep):
         self._loss = context.loss
 
     def set_lr(self, lr: float) -> None:
+        assert self.optimizer is not None, "bind() the step before setting its learning rate"
         # not cached: load_state_dict replaces the optimiser's param_groups with new dicts
         for group in self.optimizer.param_groups:
             group["lr"] = lr

@@ -26,7 +26,7 @@ def build_optimizer(
     would otherwise pick the per-tensor loop. The learning rate is later set per step by the trainer
     from :func:`~prunelab.training.schedule.lr_at_step`.
     """
-    params = list(params)
+    params = list[Any](params)  # tensors or group dicts, as given (a bare list() of the union types as list[object])
     if not params:
         raise ValueError("the model has no parameters to optimise")
     name = spec.optimizer

@@ -214,6 +214,12 @@ def _run_packed(loops: list[TrainingLoop]) -> list[TrainResult | Exception]:
     return [outcomes[i] for i in range(len(loops))]
 
 
+def _masked_update(loop: TrainingLoop) -> MaskedStep:
+    """The masked step of a loop that :func:`_packable` admitted."""
+    assert isinstance(loop.update, MaskedStep), "only loops with a MaskedStep are packed"
+    return loop.update
+
+
 def _engine(loops: list[TrainingLoop], active: list[int]) -> tuple[PackedStep, PackedLoader]:
     """The packed step and loader of the active lanes; a lane alone is packed with a copy of itself
     (one packed model's results do not depend on the others, but may on there being others). Lanes
@@ -221,7 +227,9 @@ def _engine(loops: list[TrainingLoop], active: list[int]) -> tuple[PackedStep, P
     members = [loops[i] for i in active]
     if len(members) == 1:
         members = members * 2
-    step = PackedStep([m.model for m in members], [m.update for m in members], members[0].spec, members[0].device)
+    step = PackedStep(
+        [m.model for m in members], [_masked_update(m) for m in members], members[0].spec, members[0].device
+    )
     tests = [m.test_loader for m in members]
     shared = all(
         type(t) is BatchLoader
@@ -331,8 +339,9 @@ def _check(
         loop = loops[index]
         if loop.next_event == step:
             packed.export(position)
+        column = columns[position]
         try:
-            loop.check(step, list(columns[position].unbind()) if columns[position] is not None else [])
+            loop.check(step, list(column.unbind()) if column is not None else [])
         except Exception as error:  # noqa: BLE001 - this lane stops; the others go on
             outcomes[index] = error
             failed.add(index)

@@ -38,6 +38,24 @@ from prunelab.training.masked_step import MaskedStep
 
 __all__ = ["PackedStep"]
 
+#: what torch's ``_foreach`` ops take and return (a list in, a tuple out)
+_Tensors = list[torch.Tensor] | tuple[torch.Tensor, ...]
+
+
+def _optimizer(step: MaskedStep) -> torch.optim.Optimizer:
+    """``step``'s optimiser, which :meth:`MaskedStep.bind` built."""
+    if step.optimizer is None:
+        raise ValueError("a packed step needs bound masked steps (bind each to its model first)")
+    return step.optimizer
+
+
+def _gradients(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The gradients backward gave ``params``: every trainable parameter is in every model's loss."""
+    grads = [p.grad for p in params]
+    if any(g is None for g in grads):
+        raise ValueError("a packed step needs every trainable parameter to take part in the loss (one had no gradient)")
+    return [g for g in grads if g is not None]
+
 
 class PackedStep:
     """K bound masked steps (``steps[k]`` bound to ``models[k]``) as one stacked update; see the module
@@ -101,15 +119,16 @@ class PackedStep:
     def _groups(self) -> list[dict]:
         groups = []
         for step in self.steps:
-            if len(step.optimizer.param_groups) != 1:
+            param_groups = _optimizer(step).param_groups
+            if len(param_groups) != 1:
                 raise ValueError("a packed step needs optimisers with one parameter group")
-            groups.append(step.optimizer.param_groups[0])
+            groups.append(param_groups[0])
         return groups
 
     def _optimizer_state(self) -> None:
         """Stack the optimisers' state (empty before the first update: ``torch.optim``'s lazy init)."""
         group = self._groups()[0]
-        self.kind = type(self.steps[0].optimizer).__name__
+        self.kind = type(_optimizer(self.steps[0])).__name__
         if self.kind not in ("SGD", "Adam", "AdamW"):
             raise ValueError(f"a packed step supports SGD, Adam and AdamW, not {self.kind}")
         for flag in ("maximize", "amsgrad", "capturable", "differentiable", "fused"):
@@ -117,17 +136,16 @@ class PackedStep:
                 raise ValueError(f"a packed step does not support {self.kind}({flag}=True)")
         self.hyper = {k: v for k, v in group.items() if k not in ("params", "lr", "initial_lr")}
         for step, other in zip(self.steps[1:], self._groups()[1:]):
-            same = type(step.optimizer) is type(self.steps[0].optimizer)
+            same = type(_optimizer(step)) is type(_optimizer(self.steps[0]))
             if not same or {k: v for k, v in other.items() if k in self.hyper} != self.hyper:
                 raise ValueError("packed models must share the optimiser and its settings (all but the learning rate)")
         names = [self._optimizer_names(step) for step in self.steps]
-        per_lane = [
-            [step.optimizer.state.get(p, {}) for p in step.optimizer.param_groups[0]["params"]] for step in self.steps
-        ]
+        optimizers = [_optimizer(step) for step in self.steps]
+        per_lane = [[opt.state.get(p, {}) for p in opt.param_groups[0]["params"]] for opt in optimizers]
         keys = {tuple(sorted(state)) for lane in per_lane for state in lane}
         if len(keys) > 1:
             raise ValueError("packed models must be at the same point of training (their optimiser states differ)")
-        self.state: dict[str, dict[str, torch.Tensor]] = {}
+        lanes: dict[str, dict[str, list[torch.Tensor]]] = {}  # parameter → state key → each lane's tensor
         self.adam_step = 0.0
         for lane_names, lane in zip(names, per_lane):
             for name, state in zip(lane_names, lane):
@@ -135,13 +153,15 @@ class PackedStep:
                     if key == "step":
                         self.adam_step = float(value)
                     elif value is not None:
-                        self.state.setdefault(name, {}).setdefault(key, []).append(value)
-        self.state = {n: {k: torch.stack(v) for k, v in s.items()} for n, s in self.state.items()}
+                        lanes.setdefault(name, {}).setdefault(key, []).append(value)
+        self.state: dict[str, dict[str, torch.Tensor]] = {
+            n: {k: torch.stack(v) for k, v in s.items()} for n, s in lanes.items()
+        }
 
     def _optimizer_names(self, step: MaskedStep) -> list[str]:
         model = self.models[self.steps.index(step)]
         names = {id(p): n for n, p in model.named_parameters()}
-        ordered = [names[id(p)] for p in step.optimizer.param_groups[0]["params"]]
+        ordered = [names[id(p)] for p in _optimizer(step).param_groups[0]["params"]]
         if sorted(ordered) != sorted(self.trainable):
             raise ValueError("a packed step needs optimisers over every trainable parameter")
         return ordered
@@ -168,10 +188,10 @@ class PackedStep:
             .mean(1)
         )
         losses.sum().backward()
-        grads = [p.grad for p in params]
+        grads = _gradients(params)
         with torch.no_grad():
             if self.masks:
-                torch._foreach_mul_([self.params[n].grad for n in self.masked_names], self.masks)
+                torch._foreach_mul_(_gradients(self._masked_params), self.masks)
             if self.kind == "SGD":
                 self._sgd(params, grads)
             else:
@@ -180,14 +200,14 @@ class PackedStep:
                 torch._foreach_mul_(self._masked_params, self.masks)
         return losses.detach()
 
-    def _apply_lr(self, params: list[torch.Tensor], updates: list[torch.Tensor]) -> None:
+    def _apply_lr(self, params: list[torch.Tensor], updates: _Tensors) -> None:
         """``params -= lr · updates``, per model."""
         if self._same_lr is not None:
             torch._foreach_add_(params, updates, alpha=-self._same_lr)
         else:
             torch._foreach_sub_(params, torch._foreach_mul(updates, self._lr_views))
 
-    def _sgd(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+    def _sgd(self, params: list[torch.Tensor], grads: _Tensors) -> None:
         h = self.hyper
         momentum, dampening, decay = h["momentum"], h["dampening"], h["weight_decay"]
         if decay != 0:
@@ -208,7 +228,7 @@ class PackedStep:
                 grads = bufs
         self._apply_lr(params, grads)
 
-    def _adam(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+    def _adam(self, params: list[torch.Tensor], grads: _Tensors) -> None:
         h = self.hyper
         beta1, beta2 = h["betas"]
         decay, eps = h["weight_decay"], h["eps"]
@@ -286,7 +306,7 @@ class PackedStep:
             buffers = dict(model.named_buffers())
             for n in self.buffer_names:
                 buffers[n].copy_(self.buffers[n][lane])
-        optimizer = step.optimizer
+        optimizer = _optimizer(step)
         names = {id(p): n for n, p in own.items()}
         for param in optimizer.param_groups[0]["params"]:
             stacked = self.state.get(names[id(param)], {})
