@@ -23,6 +23,8 @@ import yaml
 from prunelab.errors import UserError
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
     import pydantic
 
 __all__ = [
@@ -38,7 +40,7 @@ __all__ = [
     "check_choice",
 ]
 
-S = TypeVar("S")
+S = TypeVar("S", bound="DataclassInstance")
 
 
 class SpecError(UserError, ValueError):
@@ -260,7 +262,7 @@ def semantic_dict(spec: Any) -> dict[str, Any]:
             continue
         if f.default is not dataclasses.MISSING and value == f.default:
             continue
-        if f.default_factory is not dataclasses.MISSING and value == f.default_factory():  # type: ignore[misc]
+        if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
             continue
         out[f.name] = _plain(value)
     return out

@@ -51,8 +51,8 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp_path)`` then move ``tmp_path`` onto ``path`` atomically.
+def atomic_write(path: str | os.PathLike, writer: Callable[[Path], object]) -> Path:
+    """Call ``writer(tmp_path)`` (its return value is ignored) then move ``tmp_path`` onto ``path`` atomically.
 
     Under ``torchrun`` only rank 0 writes (:mod:`prunelab.distributed`): on the other ranks this
     returns ``path`` without touching the file system."""
@@ -95,7 +95,8 @@ def save_file(tensors: Mapping[str, torch.Tensor], filename: str, metadata: Mapp
     """``safetensors.torch.save_file``, imported on first use (it imports torch)."""
     from safetensors.torch import save_file as save
 
-    save(tensors, filename, metadata=metadata)
+    # safetensors annotates plain dicts though it only reads them; shallow copies satisfy it
+    save(dict(tensors), filename, metadata=None if metadata is None else dict(metadata))
 
 
 def atomic_save_tensors(

@@ -34,26 +34,26 @@ def _schema() -> type[BaseModel]:
     class _Level(BaseModel):
         model_config = ConfigDict(strict=True, extra="allow")
 
-        level: step  # type: ignore[valid-type]
-        density: fraction  # type: ignore[valid-type]
-        test_accuracy: fraction | None  # type: ignore[valid-type]
+        level: step
+        density: fraction
+        test_accuracy: fraction | None
 
     class _Summary(BaseModel):
         model_config = ConfigDict(strict=True, extra="allow")
 
         run_id: Annotated[str, Field(min_length=1)]
         kind: Annotated[str, Field(min_length=1)]
-        test_accuracy: fraction | None  # type: ignore[valid-type]
+        test_accuracy: fraction | None
         test_loss: float | None
-        density: fraction  # type: ignore[valid-type]
+        density: fraction
         wall_seconds: Annotated[float, Field(ge=0.0)]
         # shared by several kinds; typed when present
-        final_step: step | None = None  # type: ignore[valid-type]
-        saved_steps: list[step] | None = None  # type: ignore[valid-type]
-        best_accuracy: fraction | None = None  # type: ignore[valid-type]
-        best_step: step | None = None  # type: ignore[valid-type]
-        resumed_from: step | None = None  # type: ignore[valid-type]
-        layer_densities: dict[str, fraction] | None = None  # type: ignore[valid-type]
+        final_step: step | None = None
+        saved_steps: list[step] | None = None
+        best_accuracy: fraction | None = None
+        best_step: step | None = None
+        resumed_from: step | None = None
+        layer_densities: dict[str, fraction] | None = None
         seed: int | None = None
         levels: list[_Level] | None = None
 

@@ -39,11 +39,11 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError  # here: only image-folder data sets need Pillow
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as opened:
             # For JPEGs, let the decoder downscale by a power of two while staying >= size on both
             # sides: much faster than decoding at full resolution and resizing.
-            image.draft("RGB", (size, size))
-            image = image.convert("RGB")
+            opened.draft("RGB", (size, size))
+            image = opened.convert("RGB")
             width, height = image.size
             if (width, height) != (size, size):
                 scale = size / min(width, height)

@@ -14,7 +14,6 @@ import gzip
 import io
 import struct
 from pathlib import Path
-from typing import BinaryIO
 
 import torch
 
@@ -34,7 +33,7 @@ LABELS_MAGIC = 2049
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _open(path: Path) -> BinaryIO:
+def _open(path: Path) -> io.BufferedIOBase:
     """Open raw or gzip-compressed files alike (told apart by the gzip magic bytes, not the name).
     A compressed file is decompressed in one call (MNIST's largest is 47 MB): streaming it through
     ``gzip.open`` costs about twice as long in Python-level reads."""
@@ -43,7 +42,7 @@ def _open(path: Path) -> BinaryIO:
     return io.BytesIO(gzip.decompress(path.read_bytes())) if compressed else open(path, "rb")
 
 
-def _read_exact(handle: BinaryIO, count: int) -> bytearray:
+def _read_exact(handle: io.BufferedIOBase, count: int) -> bytearray:
     buffer = bytearray(count)
     view = memoryview(buffer)
     got = 0
