@@ -107,9 +107,9 @@ class Trial:
                 "a lottery trial is either a whole lottery (levels, controls) or one stage of it (level, "
                 "and control for one control of that level); give levels or level"
             )
-        if whole and self.levels < 0:
+        if self.levels is not None and self.levels < 0:
             raise SpecError(f"levels must be >= 0, got {self.levels}")
-        if not whole:
+        if self.level is not None:
             if self.controls:
                 raise SpecError("controls belong to a whole lottery; a stage trial takes one control=")
             if self.level < 0:
@@ -138,6 +138,9 @@ class Trial:
         """``(rounds, round_steps)`` as they name the run: multishot's defaults filled in."""
         if self.experiment != "multishot":
             return self.rounds, self.round_steps
+        return self._rounds_or_defaults()
+
+    def _rounds_or_defaults(self) -> tuple[int, str]:
         return (
             _MULTISHOT_ROUNDS if self.rounds is None else self.rounds,
             _MULTISHOT_ROUND_STEPS if self.round_steps is None else self.round_steps,
@@ -150,10 +153,11 @@ class Trial:
                 " multishot" if self.experiment == "multishot" else ""
             )
         if self.kind == "lottery":
-            if self.level is None:
+            if self.levels is not None:
                 return f"lottery of {self.levels} levels" + (f" + {', '.join(self.controls)}" if self.controls else "")
             return f"level {self.level}" + (f" {self.control}" if self.control else "")
         if self.kind == "branch":
+            assert self.branch is not None  # _check_branch
             return f"branch {self.branch.strategy} f={self.branch.prune_fraction:g}"
         if self.kind == "supermask":
             return f"{self.spec.supermask.method} d={self.spec.supermask.density:g}"
@@ -164,7 +168,7 @@ class Trial:
         """The trials that must be stored before this one runs (their own needs not included)."""
         if self.kind == "lottery":
             spec = self.spec
-            if self.level is None:
+            if self.levels is not None:  # the whole lottery
                 levels = [Trial("lottery", spec, level=level) for level in range(self.levels + 1)]
                 controls = [
                     Trial("lottery", spec, level=level, control=name)
@@ -172,6 +176,7 @@ class Trial:
                     for name in self.controls
                 ]
                 return levels + controls
+            assert self.level is not None  # _check_lottery: levels or level
             if self.control is not None:
                 return [Trial("lottery", spec, level=self.level)]
             return [Trial("lottery", spec, level=self.level - 1)] if self.level > 0 else []
@@ -184,7 +189,7 @@ class Trial:
         run = store.run(self.run_id)
         if not run.finished:
             return False
-        if self.kind == "lottery" and self.level is None:
+        if self.kind == "lottery" and self.levels is not None:  # the whole lottery
             rows = {row["level"]: row for row in run.summary().get("levels", [])}
             return all(
                 level in rows and (level == 0 or all(c in rows[level] for c in self.controls))
@@ -255,20 +260,21 @@ class Trial:
         if self.kind == "prune":
             from prunelab.experiments.prune_init import run_prune
 
-            rounds = {
-                key: value
-                for key, value in (("rounds", self.rounds), ("round_steps", self.round_steps))
-                if value is not None
-            }
-            return run_prune(spec, self.density, experiment=self.experiment, store=store, **rounds)
+            assert self.density is not None  # _check_prune
+            rounds, round_steps = self._rounds_or_defaults()  # a singleshot run ignores them
+            return run_prune(
+                spec, self.density, experiment=self.experiment, rounds=rounds, round_steps=round_steps, store=store
+            )
         if self.kind == "lottery":
             from prunelab.experiments.lottery import run_lottery, run_lottery_stage
 
-            if self.level is None:
+            if self.levels is not None:
                 return run_lottery(spec, self.levels, controls=self.controls, store=store)
+            assert self.level is not None  # _check_lottery: levels or level
             return run_lottery_stage(spec, self.level, self.control, store=store)
         from prunelab.experiments.branch import run_oneshot_branch
 
+        assert self.branch is not None  # _check_branch
         if self.parent is None:  # the parent is this spec's train run: train it first (at once if stored)
             run_train(spec, store=store)
         return run_oneshot_branch(self.parent_id, self.branch, store=store)
@@ -303,7 +309,9 @@ class Trial:
 def _default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
-    return f.default_factory()  # type: ignore[misc]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"field {f.name} has no default")
 
 
 def trial_run_id(trial: Trial) -> str:
