@@ -106,9 +106,10 @@ def limit_ntk(x: torch.Tensor, depth: int) -> torch.Tensor:
 
 def _network(study: WidthStudy, width: int, generator: torch.Generator) -> WidthMLP:
     model = WidthMLP(study.input_dim, width, study.depth, study.parameterization)
-    return initialize(
+    initialize(
         model, "standard_normal" if study.parameterization == "ntk" else "kaiming_normal", "ones", generator=generator
-    )
+    )  # in place
+    return model
 
 
 def _pruned_names(model: WidthMLP, study: WidthStudy) -> list[str]:

@@ -190,5 +190,5 @@ def _stderr_to(paths: Sequence[Path]) -> Iterator[None]:
         for path in paths:
             path.parent.mkdir(parents=True, exist_ok=True)
             streams.append(stack.enter_context(path.open("a", encoding="utf-8")))
-        with contextlib.redirect_stderr(_Tee(streams)):  # type: ignore[type-var]
+        with contextlib.redirect_stderr(_Tee(streams)):
             yield

@@ -50,6 +50,9 @@ class Bench(Protocol):
 
     def to_iterations(self, step: str | int) -> int: ...
 
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+
     def train(
         self,
         model: nn.Module,

@@ -17,11 +17,14 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prunelab.experiments.executors.base import Executor
 from prunelab.experiments.executors.worker import execute_unit
 from prunelab.specs import SpecError
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
 
 __all__ = ["LocalExecutor", "available_cores", "visible_gpus", "default_workers"]
 
@@ -56,7 +59,7 @@ def _die_with_parent(driver: int) -> None:
         os._exit(1)
 
 
-def _init_worker(driver: int, threads: int, devices: Any) -> None:
+def _init_worker(driver: int, threads: int, devices: Queue[int] | None) -> None:
     _die_with_parent(driver)
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())
@@ -67,6 +70,7 @@ def _init_worker(driver: int, threads: int, devices: Any) -> None:
 
 class LocalExecutor(Executor):
     name = "local"
+    threads: int  # always set: each worker's share of the cores
 
     def __init__(self, workers: int | None = None, *, gpus: Sequence[int] | None = None) -> None:
         self.gpus = list(visible_gpus() if gpus is None else gpus)
@@ -83,7 +87,7 @@ class LocalExecutor(Executor):
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
-        devices = None
+        devices: Queue[int] | None = None
         if self.gpus:
             devices = context.Queue()
             for i in range(self.workers):
