@@ -49,10 +49,10 @@ if TYPE_CHECKING:
         TrainingLoop,
         TrainResult,
         UpdateStep,
-        evaluate,
         train,
         train_packed,
     )
+    from prunelab.training.evaluate import evaluate  # by its module: mypy takes the package's name for the submodule
 
 __version__ = "0.1.0"
 

@@ -23,9 +23,8 @@ import yaml
 from prunelab.errors import UserError
 
 if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
     import pydantic
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "SpecError",

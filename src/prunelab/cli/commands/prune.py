@@ -74,12 +74,12 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     summaries = result.summaries()
     if args.plot and summaries:
         runs = [store.run(s["run_id"]) for s in summaries]
-        points = collect_points(runs)
-        rows = aggregate(points)
+        network_points = collect_points(runs)  # one per trained network; the study's points were its trials
+        rows = aggregate(network_points)
         plot_accuracy_vs_density(
             rows, Path(args.plot) / "accuracy_vs_density.png", f"{base.model.name} on {base.dataset.name}"
         )
-        plot_layer_densities(points, Path(args.plot) / "layer_densities.png")
+        plot_layer_densities(network_points, Path(args.plot) / "layer_densities.png")
     if args.json:
         print_json(summaries[0] if len(summaries) == 1 else summaries)
     else:
