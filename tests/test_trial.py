@@ -106,3 +106,21 @@ def test_data_free_checks_catch_a_misspelt_strategy():
     trial = Trial("prune", digits(**{"prune.strategy": "snp"}), density=0.1)
     with pytest.raises(SpecError, match="Did you mean 'snip'"):
         trial.check()
+
+
+def test_describe_names_what_sets_a_trial_apart():
+    spec = digits()
+    assert Trial("lottery", spec, levels=0).describe() == "lottery of 0 levels"
+    assert Trial("lottery", spec, levels=2, controls=("reinit",)).describe() == "lottery of 2 levels + reinit"
+    assert Trial("lottery", spec, level=0).describe() == "level 0"
+    assert Trial("lottery", spec, level=1, control="reinit").describe() == "level 1 reinit"
+    branch = OneShotBranch(strategy="synflow", prune_fraction=0.9)
+    assert Trial("branch", spec, branch=branch).describe() == "branch synflow f=0.9"
+    assert Trial("prune", snip(spec), density=0.1, experiment="multishot").describe() == "snip d=0.1 multishot"
+    assert Trial("train", spec).describe() == "train"
+
+
+@pytest.mark.parametrize("kwargs", [{"levels": -1}, {"level": -1}])
+def test_a_negative_lottery_level_is_refused(kwargs):
+    with pytest.raises(SpecError, match="must be >= 0"):
+        Trial("lottery", digits(), **kwargs)
