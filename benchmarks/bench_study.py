@@ -7,7 +7,10 @@ every store write are counted. Runs alternate (2 workers, 1 worker, ...) so the 
 the figure is the median of the per-pair ratios ``wall(2 workers) / wall(1 worker)`` (below 1: faster).
 ``PRUNELAB_DATA`` must hold ``mnist-10k`` (default: ../shared/data beside the repository).
 
-    python benchmarks/bench_study.py [--repeats 3] [--workers 2] [--experiment pai] [--json]
+    python benchmarks/bench_study.py [--repeats 3] [--steps 10ep] [--workers 2] [--experiment pai] [--json]
+
+The recorded figure (benchmarks/README.md) uses ``--steps 10ep``: with the config's 2-epoch trials the
+workers' start-up outweighs the second core.
 """
 
 from __future__ import annotations
