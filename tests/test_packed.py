@@ -13,7 +13,9 @@ from safetensors.torch import load_file
 
 from prunelab.cli.main import main
 from prunelab.data import BatchLoader, PackedLoader
+from prunelab.experiments import packing
 from prunelab.experiments.executors import InProcessExecutor
+from prunelab.experiments.packing import AUTO_PACK_CPU
 from prunelab.experiments.study import Study, pack, resolve_pack
 from prunelab.experiments.sweeps import lottery_points, train_points
 from prunelab.experiments.train import run_train
@@ -359,6 +361,17 @@ def test_pack_groups_trials_that_share_data_architecture_and_length():
     assert resolve_pack("auto", seeds) >= 2
     with pytest.raises(SpecError, match="--pack"):
         resolve_pack("0", seeds)
+
+
+def test_auto_packs_on_a_cpu_only_small_fully_connected_models(monkeypatch):
+    small = [Trial("train", base_spec(device="cpu").with_seed(s)) for s in range(3)]  # 50,200 weights
+    assert resolve_pack("auto", small) == AUTO_PACK_CPU
+    conv = base_spec("conv2", device="cpu")
+    assert resolve_pack("auto", [Trial("train", conv.with_seed(s)) for s in range(3)]) == 1
+    assert resolve_pack("auto", [*small, Trial("train", conv)]) == 1  # one limit for the study: the smallest
+    assert resolve_pack("4", [Trial("train", conv)]) == 4  # a number is the user's choice
+    monkeypatch.setattr(packing, "AUTO_PACK_CPU_MAX_WEIGHTS", 50_199)  # LeNet-300-100 on digits is now too big
+    assert resolve_pack("auto", small) == 1
 
 
 def test_each_packed_trial_is_its_own_run_which_an_unpacked_command_reuses(home, tmp_path):

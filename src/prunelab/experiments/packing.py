@@ -18,12 +18,14 @@ command later reuses.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from prunelab.specs import ExperimentSpec
 from prunelab.store import RunStore
 from prunelab.training import TrainResult
 from prunelab.training.packed import Lane, packing_spec, train_packed
@@ -41,16 +43,31 @@ PACK_KINDS = ("train", "prune", "branch", "lottery")
 AUTO_PACK_CPU = 8
 #: ``--pack auto`` on a GPU
 AUTO_PACK_CUDA = 32
+#: On a CPU, ``--pack auto`` packs only fully connected models of at most this many prunable weights:
+#: larger ones are compute-bound on one thread and run slower packed (benchmarks/README.md, "Packed
+#: training", quiet machine: LeNet-300-100 on 8x8 digits, 50,200 weights, 1.20x at K = 8; on 28x28
+#: MNIST, 266,200 weights, 0.85x; Conv-6 at most 1.0x).
+AUTO_PACK_CPU_MAX_WEIGHTS = 100_000
 
 _local = threading.local()
 
 
-def auto_pack(device: str = "auto") -> int:
-    """How many trials ``--pack auto`` trains together on ``device`` (``auto``: CUDA if available)."""
+def auto_pack(device: str = "auto", spec: ExperimentSpec | None = None) -> int:
+    """How many trials ``--pack auto`` trains together on ``device`` (``auto``: CUDA if available). On a
+    CPU, trials of ``spec``'s model train alone unless it is a small fully connected network
+    (:data:`AUTO_PACK_CPU_MAX_WEIGHTS`)."""
     import torch
 
-    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    return AUTO_PACK_CUDA if cuda else AUTO_PACK_CPU
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return AUTO_PACK_CUDA
+    if spec is not None:
+        from prunelab.experiments.validation import prunable_shapes
+
+        shapes = prunable_shapes(spec).values()
+        weights = sum(math.prod(shape) for shape in shapes)
+        if weights > AUTO_PACK_CPU_MAX_WEIGHTS or any(len(shape) > 2 for shape in shapes):
+            return 1
+    return AUTO_PACK_CPU
 
 
 def pack_key(trial: Trial) -> Any:

@@ -181,10 +181,11 @@ def _is_auto(pack: int | str) -> bool:
 
 
 def resolve_pack(pack: int | str, trials: Sequence[Trial]) -> int:
-    """``--pack``: a number of trials trained together at most, or ``auto`` (sized to the trials' device)."""
+    """``--pack``: a number of trials trained together at most, or ``auto`` (sized to the trials' device
+    and model: :func:`~prunelab.experiments.packing.auto_pack`)."""
     if isinstance(pack, str) and pack.strip().lower() == "auto":
-        devices = {trial.spec.train.device for trial in trials} or {"auto"}
-        return min(auto_pack(device) for device in devices)
+        kinds = {pack_key(trial): trial.spec for trial in trials if pack_key(trial) is not None}
+        return min((auto_pack(spec.train.device, spec) for spec in kinds.values()), default=auto_pack())
     try:
         value = int(pack)
     except (TypeError, ValueError):
