@@ -115,7 +115,7 @@ class LotteryResult:
         }
 
     def table(self) -> str:
-        from prunelab.cli.common import format_table
+        from prunelab.analysis.tables import format_table
 
         controls = [c for c in CONTROLS if any(c in row for row in self.levels)]
         columns = ["level", "density", "test_accuracy", "best_accuracy", "best_step", *controls]
