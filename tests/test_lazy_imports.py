@@ -99,7 +99,7 @@ def test_help_still_lists_the_choices(capsys):
 
     for argv, names in (
         (["lottery", "--help"], ("reinit", "shuffle_global")),
-        (["prune", "--help"], ("singleshot", "multishot", "synflow")),
+        (["prune", "--help"], ("singleshot", "multishot", "'all'")),
         (["train", "--help"], ("local", "ray", "slurm")),
         (["ntk", "--help"], ("64,128,256", "per_layer")),
     ):

@@ -69,6 +69,16 @@ def test_baselines_registered():
     assert "random_layerwise" not in strategy_names()
 
 
+def test_prune_all_runs_every_registered_strategy_but_the_scope_variants(monkeypatch):
+    from prunelab.pruning import base
+    from prunelab.pruning.api import at_init_strategies
+
+    published = {"random", "magnitude", "snip", "grasp", "grasp_abs", "synflow", "iterative_snip", "ntksap"}
+    assert set(at_init_strategies()) == published  # random_global is random at global scope
+    monkeypatch.setitem(base.STRATEGIES, "mine", base.Strategy("mine", lambda ctx: {}))
+    assert at_init_strategies()[-1] == "mine"  # a registered custom strategy joins 'all'
+
+
 def test_magnitude_prune_matches_abs_weights(net):
     mask = prune(net, "magnitude", 0.2)
     assert mask.num_kept == target_count(0.2, TOTAL)

@@ -54,6 +54,13 @@ LEVEL_STRATEGIES = ("magnitude", "random", "random_global", "random_layerwise")
 _REQUIRED_SCOPE = {"random_global": "global"}
 
 
+def at_init_strategies() -> list[str]:
+    """Every registered strategy (custom ones too), in registry order, except the variants whose
+    definition only fixes another's scope (``random_global`` is ``random`` at global scope): what
+    ``prunelab prune --strategy all`` runs."""
+    return [name for name in STRATEGIES if name not in _REQUIRED_SCOPE]
+
+
 def required_scope(strategy: Strategy) -> str | None:
     """The scope a registered strategy's definition fixes (``random_global``: global), else ``None``."""
     required = _REQUIRED_SCOPE.get(strategy.name)

@@ -19,8 +19,6 @@ from prunelab.cli.common import (
 from prunelab.experiments.choices import PRUNE_EXPERIMENTS as EXPERIMENTS
 from prunelab.store import RunStore
 
-PAI_STRATEGIES = ("random", "magnitude", "snip", "grasp", "grasp_abs", "synflow", "iterative_snip", "ntksap")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -30,7 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "weights, train. Lists of strategies and densities run every combination.",
     )
     add_spec_arguments(p)
-    p.add_argument("--strategy", required=True, help=f"strategy, comma list, or 'all' ({', '.join(PAI_STRATEGIES)})")
+    p.add_argument(
+        "--strategy",
+        required=True,
+        help="strategy (an unknown name lists the registered ones), comma list, or 'all': every registered "
+        "strategy but random_global, which is random at global scope",
+    )
     p.add_argument("--density", help="target densities, e.g. 0.1,0.03,0.01")
     p.add_argument("--sparsity", help="target sparsities (1 - density)")
     p.add_argument("--compression", help="NTK-SAP compressions c (density 0.8^c)")
@@ -57,8 +60,10 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
         floats_from(args.sparsity, "--sparsity"),
         floats_from(args.compression, "--compression"),
     )
+    from prunelab.pruning.api import at_init_strategies
+
     names = (
-        list(PAI_STRATEGIES) if args.strategy == "all" else [s.strip() for s in args.strategy.split(",") if s.strip()]
+        at_init_strategies() if args.strategy == "all" else [s.strip() for s in args.strategy.split(",") if s.strip()]
     )
     if args.iterations is not None:
         overrides = [*overrides, f"--prune.iterations={args.iterations}"]
