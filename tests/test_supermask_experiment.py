@@ -105,11 +105,15 @@ def test_the_command_sweeps_densities_with_the_weight_trained_baseline(home, cap
             "0.3,0.5",
             "--baseline",
             "--json",
+            "--plot",
+            str(home / "plots"),
         ]
     )
     assert code == 0
     summaries = json.loads(capsys.readouterr().out)
     assert [s["kind"] for s in summaries] == ["supermask", "supermask", "train"]
+    assert (home / "plots" / "accuracy_vs_density.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (home / "plots" / "layer_densities.png").exists()  # supermask sweeps plot accuracy only
     assert [round(s["density"], 4) for s in summaries] == [0.3, 0.5, 1.0]
     assert main(["report", "--home", str(home), "--out", str(home / "report"), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]

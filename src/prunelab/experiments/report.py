@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prunelab.analysis.report import aggregate, collect_points, report_table, standard_figures
+from prunelab.analysis.report import (
+    aggregate,
+    collect_points,
+    plot_accuracy_vs_density,
+    plot_layer_densities,
+    report_table,
+    standard_figures,
+)
 from prunelab.analysis.report_export import require_parquet, write_csv, write_parquet
 from prunelab.analysis.report_html import render_report_html
 from prunelab.errors import UserError
@@ -30,6 +37,18 @@ log = logging.getLogger("prunelab")
 FORMATS = REPORT_FORMATS
 DEFAULT_FORMATS = DEFAULT_REPORT_FORMATS
 HTML_NAME, CSV_NAME, PARQUET_NAME = "report.html", "metrics.csv", "metrics.parquet"
+
+
+def plot_density_study(
+    store: RunStore, run_ids: Sequence[str], directory: str | Path, title: str, *, layer_densities: bool = True
+) -> list[Path]:
+    """The plots of ``--plot DIR`` for a sweep over densities: accuracy against density (mean and spread
+    over seeds, one line per strategy) and, with ``layer_densities``, each layer's kept fraction (when
+    the runs have layer statistics). Returns the files written."""
+    points = collect_points([store.run(run_id) for run_id in run_ids])  # one per trained network
+    written = [plot_accuracy_vs_density(aggregate(points), Path(directory) / "accuracy_vs_density.png", title)]
+    layers = plot_layer_densities(points, Path(directory) / "layer_densities.png") if layer_densities else None
+    return written if layers is None else [*written, layers]
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from prunelab.cli.common import (
     EXIT_TRIALS_FAILED,
@@ -50,18 +49,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, overrides: list[str]) -> int:
-    from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density, plot_layer_densities
     from prunelab.experiments.prune_init import densities_from
+    from prunelab.experiments.report import plot_density_study
     from prunelab.experiments.study import Study
     from prunelab.experiments.sweeps import prune_points
+    from prunelab.pruning.api import at_init_strategies
 
     densities = densities_from(
         floats_from(args.density, "--density"),
         floats_from(args.sparsity, "--sparsity"),
         floats_from(args.compression, "--compression"),
     )
-    from prunelab.pruning.api import at_init_strategies
-
     names = (
         at_init_strategies() if args.strategy == "all" else [s.strip() for s in args.strategy.split(",") if s.strip()]
     )
@@ -78,13 +76,8 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     result = run_study(args, Study(points, store))
     summaries = result.summaries()
     if args.plot and summaries:
-        runs = [store.run(s["run_id"]) for s in summaries]
-        network_points = collect_points(runs)  # one per trained network; the study's points were its trials
-        rows = aggregate(network_points)
-        plot_accuracy_vs_density(
-            rows, Path(args.plot) / "accuracy_vs_density.png", f"{base.model.name} on {base.dataset.name}"
-        )
-        plot_layer_densities(network_points, Path(args.plot) / "layer_densities.png")
+        title = f"{base.model.name} on {base.dataset.name}"
+        plot_density_study(store, [s["run_id"] for s in summaries], args.plot, title)
     if args.json:
         print_json(summaries[0] if len(summaries) == 1 else summaries)
     else:

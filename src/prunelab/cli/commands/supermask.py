@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from prunelab.cli.common import (
     EXIT_TRIALS_FAILED,
@@ -44,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, overrides: list[str]) -> int:
-    from prunelab.analysis.report import aggregate, collect_points, plot_accuracy_vs_density
+    from prunelab.experiments.report import plot_density_study
     from prunelab.experiments.study import Study
     from prunelab.experiments.sweeps import supermask_points
 
@@ -63,10 +62,8 @@ def handle(args: argparse.Namespace, overrides: list[str]) -> int:
     result = run_study(args, Study(points, store))
     summaries = result.summaries()
     if args.plot and summaries:
-        rows = aggregate(collect_points(store.run(s["run_id"]) for s in summaries))
-        plot_accuracy_vs_density(
-            rows, Path(args.plot) / "accuracy_vs_density.png", f"supermasks: {base.model.name} on {base.dataset.name}"
-        )
+        title = f"supermasks: {base.model.name} on {base.dataset.name}"
+        plot_density_study(store, [s["run_id"] for s in summaries], args.plot, title, layer_densities=False)
     if args.json:
         print_json(summaries[0] if len(summaries) == 1 else summaries)
     else:
