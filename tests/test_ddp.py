@@ -18,10 +18,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import checkpoint_step, subprocess_environment
 from prunelab.data import Augmentation, BatchLoader, load_dataset
 from prunelab.specs import DatasetSpec
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 TRAIN = [
     "train",
     "--preset",
@@ -33,12 +33,6 @@ TRAIN = [
     "--json",
 ]
 FINAL = 40 * 23  # digits: 1,438 training images at batch 64
-
-
-def _environment(home: Path) -> dict[str, str]:
-    env = {**os.environ, "PRUNELAB_HOME": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 def _free_port() -> int:
@@ -67,7 +61,11 @@ def _torchrun(args: list[str], home: Path, port: int | None = None) -> list[str]
 
 def _single(args: list[str], home: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "prunelab", *args], env=_environment(home), capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "prunelab", *args],
+        env=subprocess_environment(home),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -101,15 +99,6 @@ def _kill_job(pid: int) -> None:
             pass
 
 
-def _checkpoint_step(home: Path) -> int:
-    for path in home.glob("*/checkpoints/latest.json"):
-        try:
-            return int(json.loads(path.read_text())["step"])
-        except (ValueError, KeyError, OSError):
-            return 0
-    return 0
-
-
 def test_shards_of_a_batch_are_the_batch_with_its_augmentation():
     splits = load_dataset(DatasetSpec(name="synthetic", synthetic_shape=(3, 8, 8), synthetic_train_size=37))
     train = dataclasses.replace(splits.train, augmentation=Augmentation(pad=2, flip=True))
@@ -128,20 +117,24 @@ def test_two_processes_train_the_single_process_weights_and_resume_exactly(tmp_p
     # side by side: one process, an uninterrupted two-process run, and one killed (a lost node) after a checkpoint
     reference = subprocess.Popen(
         [sys.executable, "-m", "prunelab", *TRAIN],
-        env=_environment(single),
+        env=subprocess_environment(single),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     ddp = subprocess.Popen(
-        _torchrun(TRAIN, whole), env=_environment(whole), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        _torchrun(TRAIN, whole),
+        env=subprocess_environment(whole),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     victim = subprocess.Popen(
-        _torchrun(TRAIN, killed), env=_environment(killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        _torchrun(TRAIN, killed), env=subprocess_environment(killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 240
     try:
-        while _checkpoint_step(killed) < 23:
+        while (checkpoint_step(killed) or 0) < 23:
             assert victim.poll() is None, victim.stderr.read().decode()[-3000:]
             assert time.monotonic() < deadline, "no checkpoint in time"
             time.sleep(0.02)
@@ -165,10 +158,10 @@ def test_two_processes_train_the_single_process_weights_and_resume_exactly(tmp_p
         for key in theirs:
             torch.testing.assert_close(ours[key], theirs[key], rtol=tolerance, atol=tolerance)
     # resuming the killed job gives the uninterrupted two-process run bit for bit
-    killed_at = _checkpoint_step(killed)
+    killed_at = checkpoint_step(killed) or 0
     assert 23 <= killed_at < FINAL, "the job finished before it could be killed"
     resumed = subprocess.run(
-        _torchrun(TRAIN, killed), env=_environment(killed), capture_output=True, text=True, timeout=300
+        _torchrun(TRAIN, killed), env=subprocess_environment(killed), capture_output=True, text=True, timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout)["resumed_from"] == killed_at
@@ -199,7 +192,7 @@ def test_a_mask_is_computed_once_and_every_rank_trains_it(tmp_path):
     assert reference.returncode == 0, reference.stderr
     ddp = subprocess.run(
         _torchrun(args, tmp_path / "ddp"),
-        env=_environment(tmp_path / "ddp"),
+        env=subprocess_environment(tmp_path / "ddp"),
         capture_output=True,
         text=True,
         timeout=300,

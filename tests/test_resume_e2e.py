@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from conftest import checkpoint_step, subprocess_environment
+
 COMMAND = [
     sys.executable,
     "-m",
@@ -29,22 +31,6 @@ COMMAND = [
 ]
 ITERATIONS_PER_EPOCH = 23  # 1,438 digits training images at batch 64
 FINAL = 20 * ITERATIONS_PER_EPOCH
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def environment(home: Path) -> dict[str, str]:
-    env = {**os.environ, "PRUNELAB_HOME": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def checkpoint_step(home: Path) -> int | None:
-    for path in home.glob("train-*/checkpoints/latest.json"):
-        try:
-            return int(json.loads(path.read_text())["step"])
-        except (ValueError, KeyError, OSError):  # being replaced right now
-            return None
-    return None
 
 
 def metrics(run_dir: Path) -> list[dict]:
@@ -59,16 +45,16 @@ def test_killed_training_resumes_to_bit_identical_weights(tmp_path):
     logs.mkdir()
     # the uninterrupted reference trains alongside (each process uses one thread)
     with open(logs / "clean.out", "w") as clean_out, open(logs / "clean.err", "w") as clean_err:
-        clean = subprocess.Popen(COMMAND, env=environment(clean_home), stdout=clean_out, stderr=clean_err)
+        clean = subprocess.Popen(COMMAND, env=subprocess_environment(clean_home), stdout=clean_out, stderr=clean_err)
         try:
             with open(logs / "killed.err", "w") as killed_err:
                 victim = subprocess.Popen(
-                    COMMAND, env=environment(killed_home), stdout=subprocess.DEVNULL, stderr=killed_err
+                    COMMAND, env=subprocess_environment(killed_home), stdout=subprocess.DEVNULL, stderr=killed_err
                 )
                 deadline = time.monotonic() + 90
                 try:
                     while True:
-                        step = checkpoint_step(killed_home)
+                        step = checkpoint_step(killed_home, "train-*")
                         if step is not None and step >= 2 * ITERATIONS_PER_EPOCH:
                             break
                         assert victim.poll() is None, f"training exited early: {(logs / 'killed.err').read_text()}"
@@ -82,10 +68,12 @@ def test_killed_training_resumes_to_bit_identical_weights(tmp_path):
             assert victim.returncode == -signal.SIGKILL
             [run_dir] = list(killed_home.glob("train-*"))
             assert not (run_dir / "summary.json").exists(), "the run finished before it could be killed"
-            killed_at = checkpoint_step(killed_home)
+            killed_at = checkpoint_step(killed_home, "train-*")
             assert killed_at is not None and 2 * ITERATIONS_PER_EPOCH <= killed_at < FINAL
 
-            resumed = subprocess.run(COMMAND, env=environment(killed_home), capture_output=True, text=True, timeout=120)
+            resumed = subprocess.run(
+                COMMAND, env=subprocess_environment(killed_home), capture_output=True, text=True, timeout=120
+            )
             assert resumed.returncode == 0, resumed.stderr
             assert clean.wait(timeout=120) == 0, (logs / "clean.err").read_text()
         finally:

@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import checkpoint_step, subprocess_environment
 from prunelab.cli.main import main
 from prunelab.experiments.supermask import run_supermask, supermask_network, supermask_run_id
 from prunelab.experiments.sweeps import supermask_sweep
@@ -24,7 +24,6 @@ from prunelab.specs import SpecError, load_spec
 from prunelab.store import RunStore
 from prunelab.supermask import supermask_masks
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 QUICK = {"train.steps": "2ep", "train.progress": "false", "train.device": "cpu"}
 
 
@@ -142,31 +141,18 @@ COMMAND = [
 ITERATIONS_PER_EPOCH = 23
 
 
-def _environment(home: Path) -> dict[str, str]:
-    env = {**os.environ, "PRUNELAB_HOME": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def _checkpoint_step(home: Path) -> int | None:
-    for path in home.glob("supermask-*/checkpoints/latest.json"):
-        try:
-            return int(json.loads(path.read_text())["step"])
-        except (ValueError, KeyError, OSError):
-            return None
-    return None
-
-
 def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_iterand_run(tmp_path):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     # the uninterrupted reference runs alongside the victim
     reference = subprocess.Popen(
-        COMMAND, env=_environment(clean), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        COMMAND, env=subprocess_environment(clean), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    victim = subprocess.Popen(COMMAND, env=_environment(killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    victim = subprocess.Popen(
+        COMMAND, env=subprocess_environment(killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 240
     try:
-        while (_checkpoint_step(killed) or 0) < 2 * ITERATIONS_PER_EPOCH:
+        while (checkpoint_step(killed, "supermask-*") or 0) < 2 * ITERATIONS_PER_EPOCH:
             assert victim.poll() is None, victim.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "no checkpoint in time"
             time.sleep(0.02)
@@ -175,9 +161,9 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_iterand_run(tmp_path)
         if victim.poll() is None:
             victim.kill()
         victim.wait(timeout=30)
-    killed_at = _checkpoint_step(killed)
+    killed_at = checkpoint_step(killed, "supermask-*")
     assert killed_at is not None and killed_at < 6 * ITERATIONS_PER_EPOCH, "finished before it could be killed"
-    resumed = subprocess.run(COMMAND, env=_environment(killed), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(COMMAND, env=subprocess_environment(killed), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     out, err = reference.communicate(timeout=300)
     assert reference.returncode == 0, err
