@@ -128,7 +128,7 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K|auto",
         help="train up to K trials that share a data set, an architecture and a training length together, "
         "in lock-step (each still its own run; results equal within float tolerance); auto (default): "
-        "sized to the device; 1: each trial alone",
+        "sized to the device and model (on a CPU only small fully connected models gain); 1: each trial alone",
     )
     g.add_argument(
         "--address", help="ray: the cluster to join, auto or HOST:PORT (default: start a local Ray instance)"
