@@ -193,17 +193,30 @@ def test_packed_loader_stacks_the_lanes_batches_exactly():
             assert torch.equal(x[k], xk) and torch.equal(y[k], yk)
 
 
-def test_a_packed_run_resumes_bit_for_bit(tmp_path, monkeypatch):
-    spec = base_spec(momentum=0.9, steps="15it", eval_every="4it", checkpoint_every="5it", schedule="cosine")
-    reference, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "a")
-    train_packed(reference)
-    lanes, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "b")
+def train_alone(lane: Lane, **options):
+    """Train a lane's model by the ordinary trainer, as an unpacked command would."""
+    return train(
+        lane.model,
+        lane.train_loader,
+        lane.test_loader,
+        lane.spec,
+        out_dir=lane.out_dir,
+        mask=lane.mask,
+        prunable=lane.prunable,
+        seed=lane.seed,
+        log=quiet,
+        **options,
+    )
+
+
+def interrupt_packed(lanes, monkeypatch, at_step: int) -> None:
+    """Train the lanes packed and interrupt them (Ctrl-C) at their ``at_step``-th packed step."""
     calls = {"n": 0}
     step = PackedStep.step
 
     def dying(self, x, y):
         calls["n"] += 1
-        if calls["n"] == 13:  # after the checkpoint of step 10
+        if calls["n"] == at_step:
             raise KeyboardInterrupt
         return step(self, x, y)
 
@@ -211,6 +224,14 @@ def test_a_packed_run_resumes_bit_for_bit(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_packed(lanes)
     monkeypatch.setattr(PackedStep, "step", step)
+
+
+def test_a_packed_run_resumes_bit_for_bit(tmp_path, monkeypatch):
+    spec = base_spec(momentum=0.9, steps="15it", eval_every="4it", checkpoint_every="5it", schedule="cosine")
+    reference, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "a")
+    train_packed(reference)
+    lanes, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "b")
+    interrupt_packed(lanes, monkeypatch, at_step=13)  # after the checkpoint of step 10
     resumed, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "b")
     results = train_packed(resumed)
     for k, (lane, result, ref) in enumerate(zip(resumed, results, reference)):
@@ -231,33 +252,11 @@ def test_a_packed_run_resumed_alone_keeps_its_arithmetic(tmp_path, monkeypatch):
     reference, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "a")
     train_packed(reference)
     lanes, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "b")
-    calls = {"n": 0}
-    step = PackedStep.step
-
-    def dying(self, x, y):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt
-        return step(self, x, y)
-
-    monkeypatch.setattr(PackedStep, "step", dying)
-    with pytest.raises(KeyboardInterrupt):
-        train_packed(lanes)
-    monkeypatch.setattr(PackedStep, "step", step)
+    interrupt_packed(lanes, monkeypatch, at_step=7)
     resumed, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "b")
     first = train_packed(resumed[:1])[0]  # alone in a pack
     lane = resumed[1]  # by the ordinary trainer, as an unpacked command would
-    second = train(
-        lane.model,
-        lane.train_loader,
-        lane.test_loader,
-        lane.spec,
-        out_dir=lane.out_dir,
-        mask=lane.mask,
-        prunable=lane.prunable,
-        seed=lane.seed,
-        log=quiet,
-    )
+    second = train_alone(lane)
     for result, lane, ref in zip((first, second), resumed, reference):
         assert result.resumed_from == 4
         for key, value in lane.model.state_dict().items():
@@ -270,29 +269,11 @@ def test_a_packed_run_killed_before_its_first_checkpoint_restarts_packed(tmp_pat
     train_packed(reference)
     assert not any((tmp_path / "a" / f"lane{k}" / "checkpoints" / "packed").exists() for k in (0, 1))
     lanes, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "b")
-    step = PackedStep.step
-
-    def dying(self, x, y):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(PackedStep, "step", dying)
-    with pytest.raises(KeyboardInterrupt):
-        train_packed(lanes)
-    monkeypatch.setattr(PackedStep, "step", step)
+    interrupt_packed(lanes, monkeypatch, at_step=1)
     assert (tmp_path / "b" / "lane1" / "checkpoints" / "packed").exists()
     again, _ = lanes_and_references(spec, [1, 2], out=tmp_path / "b")
     lane = again[1]  # restarted alone by the ordinary trainer
-    train(
-        lane.model,
-        lane.train_loader,
-        lane.test_loader,
-        lane.spec,
-        out_dir=lane.out_dir,
-        mask=lane.mask,
-        prunable=lane.prunable,
-        seed=lane.seed,
-        log=quiet,
-    )
+    train_alone(lane)
     for key, value in lane.model.state_dict().items():
         assert torch.equal(value, reference[1].model.state_dict()[key]), key
     assert not (tmp_path / "b" / "lane1" / "checkpoints" / "packed").exists()
@@ -302,31 +283,10 @@ def test_a_run_begun_alone_is_finished_alone(tmp_path):
     spec = base_spec("conv2", momentum=0.9, steps="8it", eval_every="4it", checkpoint_every="4it")
     lanes, _ = lanes_and_references(spec, [1, 2], out=tmp_path)
     lane = lanes[0]
-    train(
-        lane.model,
-        lane.train_loader,
-        lane.test_loader,
-        lane.spec,
-        out_dir=lane.out_dir,
-        mask=lane.mask,
-        prunable=lane.prunable,
-        seed=lane.seed,
-        log=quiet,
-        stop_step=4,
-    )  # an unpacked run, stopped at 4
+    train_alone(lane, stop_step=4)  # an unpacked run, stopped at 4
     reference, _ = lanes_and_references(spec, [1], out=tmp_path / "alone")
     ref = reference[0]
-    train(
-        ref.model,
-        ref.train_loader,
-        ref.test_loader,
-        ref.spec,
-        out_dir=ref.out_dir,
-        mask=ref.mask,
-        prunable=ref.prunable,
-        seed=ref.seed,
-        log=quiet,
-    )
+    train_alone(ref)
     again, _ = lanes_and_references(spec, [1, 2], out=tmp_path)
     train_packed(again)  # lane 0 resumes from its unpacked checkpoint: it goes on unpacked
     for key, value in again[0].model.state_dict().items():
