@@ -184,7 +184,8 @@ def resolve_pack(pack: int | str, trials: Sequence[Trial]) -> int:
     """``--pack``: a number of trials trained together at most, or ``auto`` (sized to the trials' device
     and model: :func:`~prunelab.experiments.packing.auto_pack`)."""
     if isinstance(pack, str) and pack.strip().lower() == "auto":
-        kinds = {pack_key(trial): trial.spec for trial in trials if pack_key(trial) is not None}
+        keyed = ((pack_key(trial), trial.spec) for trial in trials)
+        kinds = {key: spec for key, spec in keyed if key is not None}  # one spec per packable kind
         return min((auto_pack(spec.train.device, spec) for spec in kinds.values()), default=auto_pack())
     try:
         value = int(pack)
