@@ -19,7 +19,7 @@ import torch
 from prunelab import distributed
 from prunelab.analysis.flops import efficiency_metrics
 from prunelab.experiments.branch import complement
-from prunelab.experiments.choices import PRUNE_EXPERIMENTS
+from prunelab.experiments.choices import MULTISHOT_ROUND_STEPS, MULTISHOT_ROUNDS, PRUNE_EXPERIMENTS
 from prunelab.experiments.lottery import derived_seed
 from prunelab.experiments.scoring import prune_to_density
 from prunelab.experiments.stage import run_stage
@@ -68,8 +68,8 @@ def run_prune(
     density: float,
     *,
     experiment: str = "singleshot",
-    rounds: int = 3,
-    round_steps: str = "1ep",
+    rounds: int = MULTISHOT_ROUNDS,
+    round_steps: str = MULTISHOT_ROUND_STEPS,
     store: RunStore | None = None,
 ) -> dict[str, Any]:
     if experiment not in EXPERIMENTS:

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prunelab.experiments.choices import PRUNE_EXPERIMENTS
+from prunelab.experiments.choices import MULTISHOT_ROUND_STEPS, MULTISHOT_ROUNDS, PRUNE_EXPERIMENTS
 from prunelab.experiments.train import missing_steps, run_train, train_run_id
 from prunelab.specs import ExperimentSpec, SpecError, from_dict, to_dict
 from prunelab.specs.base import check_choice
@@ -39,9 +39,6 @@ KIND_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "branch": ("parent", "branch"),
     "supermask": (),
 }
-
-#: ``run_prune``'s multishot defaults, which name a multishot run when ``rounds``/``round_steps`` are unset
-_MULTISHOT_ROUNDS, _MULTISHOT_ROUND_STEPS = 3, "1ep"
 
 
 @dataclass(frozen=True)
@@ -142,8 +139,8 @@ class Trial:
 
     def _rounds_or_defaults(self) -> tuple[int, str]:
         return (
-            _MULTISHOT_ROUNDS if self.rounds is None else self.rounds,
-            _MULTISHOT_ROUND_STEPS if self.round_steps is None else self.round_steps,
+            MULTISHOT_ROUNDS if self.rounds is None else self.rounds,
+            MULTISHOT_ROUND_STEPS if self.round_steps is None else self.round_steps,
         )
 
     def describe(self) -> str:

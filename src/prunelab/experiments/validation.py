@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from prunelab.errors import UserError
+from prunelab.experiments.choices import MULTISHOT_ROUND_STEPS
 from prunelab.experiments.scoring import split_strategy_name
 from prunelab.experiments.workbench import Workbench
 from prunelab.masks import Mask
@@ -175,7 +176,7 @@ def _check_prune(
     plan = check_training(spec)
     _check_selection(spec.prune.strategy, spec.prune.scope, spec.prune.ignore, dict(spec.prune.options), spec)
     if experiment == "multishot":
-        _step_within(round_steps or "1ep", "--round-steps", plan, spec)
+        _step_within(round_steps or MULTISHOT_ROUND_STEPS, "--round-steps", plan, spec)
 
 
 def check_branch(spec: ExperimentSpec, branch: Any, parent: str | None, store: RunStore) -> None:

@@ -15,6 +15,7 @@ from prunelab.cli.common import (
     seeds_from_args,
     spec_from_args,
 )
+from prunelab.experiments.choices import MULTISHOT_ROUND_STEPS, MULTISHOT_ROUNDS
 from prunelab.experiments.choices import PRUNE_EXPERIMENTS as EXPERIMENTS
 from prunelab.store import RunStore
 
@@ -37,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sparsity", help="target sparsities (1 - density)")
     p.add_argument("--compression", help="NTK-SAP compressions c (density 0.8^c)")
     p.add_argument("--experiment", choices=EXPERIMENTS, default="singleshot")
-    p.add_argument("--rounds", type=int, default=3, help="multishot: prune-rewind-retrain rounds")
-    p.add_argument("--round-steps", default="1ep", help="multishot: training length of each round")
+    p.add_argument("--rounds", type=int, default=MULTISHOT_ROUNDS, help="multishot: prune-rewind-retrain rounds")
+    p.add_argument("--round-steps", default=MULTISHOT_ROUND_STEPS, help="multishot: training length of each round")
     p.add_argument("--iterations", type=int, help="score-prune iterations (default: the strategy's own)")
     p.add_argument("--scope", choices=("global", "layerwise"), help="selection scope (default global)")
     p.add_argument("--seeds", help="replicate seeds, e.g. 1,2,3")
