@@ -115,6 +115,7 @@ class PackedStep:
             torch.stack([m[n] if n in m else torch.ones_like(self.params[n][0]) for m in per_lane]) for n in masked
         ]
         self._masked_params = [self.params[n] for n in masked]
+        self._masked_positions = [self.trainable.index(n) for n in masked]  # in the trainable parameters' order
 
     def _groups(self) -> list[dict]:
         groups = []
@@ -191,7 +192,7 @@ class PackedStep:
         grads = _gradients(params)
         with torch.no_grad():
             if self.masks:
-                torch._foreach_mul_(_gradients(self._masked_params), self.masks)
+                torch._foreach_mul_([grads[i] for i in self._masked_positions], self.masks)
             if self.kind == "SGD":
                 self._sgd(params, grads)
             else:
