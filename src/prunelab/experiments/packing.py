@@ -61,7 +61,7 @@ def auto_pack(device: str = "auto", spec: ExperimentSpec | None = None) -> int:
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         return AUTO_PACK_CUDA
     if spec is not None:
-        from prunelab.experiments.validation import prunable_shapes
+        from prunelab.experiments.validation import prunable_shapes  # here: it imports workbench, which imports us
 
         shapes = prunable_shapes(spec).values()
         weights = sum(math.prod(shape) for shape in shapes)
